@@ -1,0 +1,228 @@
+/* cnn.h — public API of libcnn: define, train, evaluate and run convolutional neural networks in C.
+ *
+ * Conventions
+ *   - Every fallible call returns a cnn_status. On failure the message is kept in the context
+ *     (cnn_ctx_last_error) and out-parameters are set to NULL/0; no half-built objects come back.
+ *   - Destructors (_free) accept NULL.
+ *   - Tensors are float32, NCHW, batch-major and contiguous. A per-sample shape is (c, h, w); dense outputs
+ *     are (features, 1, 1).
+ *   - A context and the objects made from it are used by one thread at a time; separate contexts are
+ *     independent.
+ *   - The library never prints and never exits.
+ */
+#ifndef CNN_H
+#define CNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CNN_VERSION_MAJOR 0
+#define CNN_VERSION_MINOR 1
+#define CNN_VERSION_PATCH 0
+
+/* ---- status codes (append-only; the list lives in src/core/status.inc) ---- */
+typedef enum cnn_status {
+#define CNN_STATUS(sym, val, text) sym = val,
+#include "cnn_status.inc"
+#undef CNN_STATUS
+    CNN_STATUS_COUNT_
+} cnn_status;
+
+const char *cnn_status_string(cnn_status s);
+const char *cnn_version_string(void);
+
+/* ---- context ---- */
+typedef struct cnn_ctx cnn_ctx;
+
+typedef struct cnn_allocator {
+    void *(*alloc)(void *user, size_t size, size_t alignment); /* returns NULL on failure */
+    void (*free)(void *user, void *ptr);
+    void *user;
+} cnn_allocator;
+
+typedef struct cnn_ctx_options {
+    size_t threads;               /* 0: number of online CPUs */
+    const cnn_allocator *allocator; /* NULL: aligned malloc */
+} cnn_ctx_options;
+
+cnn_ctx_options cnn_ctx_options_default(void);
+cnn_status cnn_ctx_create(cnn_ctx **out, const cnn_ctx_options *opt /* NULL: defaults */);
+void cnn_ctx_free(cnn_ctx *ctx);
+/* The message of the last failure in this context ("" when none). Valid until the next call. */
+const char *cnn_ctx_last_error(const cnn_ctx *ctx);
+size_t cnn_ctx_threads(const cnn_ctx *ctx);
+cnn_status cnn_ctx_set_threads(cnn_ctx *ctx, size_t threads);
+/* Name of the instruction set the kernels run on ("scalar", "avx2", ...). CNN_ISA in the environment
+ * (scalar|avx2|avx512) restricts it when the context is created. */
+const char *cnn_ctx_isa(const cnn_ctx *ctx);
+/* Memory from the context's allocator (64-byte aligned); for buffers the library hands out. */
+void *cnn_alloc(cnn_ctx *ctx, size_t size);
+void cnn_free(cnn_ctx *ctx, void *ptr);
+
+/* ---- shapes ---- */
+typedef struct cnn_shape {
+    size_t c, h, w;
+} cnn_shape;
+
+/* ---- networks ---- */
+typedef struct cnn_net cnn_net;
+
+/* Parse model text (see docs/formats.md). `origin` names the text in messages ("model.cnn"). */
+cnn_status cnn_net_parse(cnn_ctx *ctx, const char *text, size_t len, const char *origin, cnn_net **out);
+cnn_status cnn_net_load(cnn_ctx *ctx, const char *path, cnn_net **out);
+void cnn_net_free(cnn_net *net);
+/* Model text equivalent in meaning to what was parsed; *out is from cnn_alloc (free with cnn_free). */
+cnn_status cnn_net_to_text(const cnn_net *net, char **out);
+
+size_t cnn_net_num_layers(const cnn_net *net);
+cnn_shape cnn_net_input_shape(const cnn_net *net);
+cnn_shape cnn_net_output_shape(const cnn_net *net);
+/* Whether the last layer is a loss (softmax_ce, mse). */
+int cnn_net_has_loss(const cnn_net *net);
+
+typedef struct cnn_layer_info {
+    const char *name;       /* unique layer name */
+    const char *type;       /* keyword in model text */
+    cnn_shape out;          /* per-sample output shape */
+    size_t n_inputs;
+    const char *inputs[8];  /* names of input layers */
+    size_t params;          /* trainable parameters */
+    uint64_t flops;         /* forward FLOPs per sample (multiply-add = 2) */
+    const char *algorithm;  /* convolution algorithm, or "" */
+} cnn_layer_info;
+cnn_status cnn_net_layer_info(const cnn_net *net, size_t i, cnn_layer_info *info);
+
+enum {
+    CNN_COMPILE_TRAIN = 1u << 0,      /* keep activations, allocate gradients */
+    CNN_COMPILE_INPUT_GRAD = 1u << 1  /* also compute the gradient w.r.t. the network input */
+};
+/* Plan memory and choose kernels for batches up to max_batch. Parameters are allocated and initialised
+ * (seed 0) on the first compile; a later compile keeps their values. */
+cnn_status cnn_net_compile(cnn_net *net, size_t max_batch, unsigned flags);
+/* Activation memory in bytes that a compile with these arguments plans (without compiling). */
+cnn_status cnn_net_activation_bytes(const cnn_net *net, size_t batch, unsigned flags, size_t *bytes);
+
+typedef enum cnn_init {
+    CNN_INIT_DEFAULT = 0,   /* each layer's own choice (init= key), PyTorch's default otherwise */
+    CNN_INIT_PYTORCH,       /* kaiming_uniform(a=sqrt(5)) weights, U(+-1/sqrt(fan_in)) bias */
+    CNN_INIT_KAIMING_UNIFORM,
+    CNN_INIT_KAIMING_NORMAL,
+    CNN_INIT_XAVIER_UNIFORM,
+    CNN_INIT_XAVIER_NORMAL
+} cnn_init;
+/* (Re)initialise all parameters and buffers from a seed. Requires a compiled net. */
+cnn_status cnn_net_init_params(cnn_net *net, uint64_t seed, cnn_init method);
+
+/* Forward pass over n <= max_batch samples (x: n*c*h*w floats). training != 0: batch statistics,
+ * dropout active, activations kept for backward (needs CNN_COMPILE_TRAIN). */
+cnn_status cnn_net_forward(cnn_net *net, const float *x, size_t n, int training);
+/* Output of the last forward: n * out.c*out.h*out.w floats (probabilities for softmax_ce). */
+const float *cnn_net_output(const cnn_net *net, size_t *n);
+
+typedef struct cnn_loss_stats {
+    double loss;    /* mean over the batch */
+    size_t correct; /* argmax == label (classification losses) */
+    size_t n;
+} cnn_loss_stats;
+/* Loss of the last forward. labels: n class indices (softmax_ce); targets: n*outputs floats (mse).
+ * Also prepares the gradient for cnn_net_backward(net, NULL). */
+cnn_status cnn_net_loss(cnn_net *net, const int32_t *labels, const float *targets, cnn_loss_stats *out);
+/* Backward pass of the last training forward. dy: gradient w.r.t. the network output (n * outputs), or
+ * NULL to start from the loss computed by cnn_net_loss. Parameter gradients are overwritten. */
+cnn_status cnn_net_backward(cnn_net *net, const float *dy);
+/* Gradient w.r.t. the input of the last backward (needs CNN_COMPILE_INPUT_GRAD), else NULL. */
+const float *cnn_net_input_grad(const cnn_net *net);
+/* Deterministic seed for dropout and other stochastic layers; advanced by every training forward. */
+void cnn_net_set_seed(cnn_net *net, uint64_t seed);
+
+/* ---- parameters (PyTorch names and layouts: conv OIHW, dense [out, in]) ---- */
+typedef struct cnn_param {
+    const char *name;   /* "<layer>.weight", "<layer>.bias", "<layer>.running_mean", ... */
+    float *data;
+    float *grad;        /* NULL for buffers (running statistics) */
+    size_t ndim;
+    size_t dims[4];
+    size_t count;
+    int trainable;
+} cnn_param;
+size_t cnn_net_num_params(const cnn_net *net);     /* tensors (trainable and buffers) */
+size_t cnn_net_param_count(const cnn_net *net);    /* trainable scalars */
+cnn_status cnn_net_param_at(const cnn_net *net, size_t i, cnn_param *out);
+cnn_status cnn_net_param_find(const cnn_net *net, const char *name, cnn_param *out);
+
+/* ---- weights files (safetensors) ---- */
+cnn_status cnn_net_save_weights(cnn_net *net, const char *path);
+cnn_status cnn_net_load_weights(cnn_net *net, const char *path);
+
+/* ---- optimizers and schedules ---- */
+typedef enum cnn_optimizer_kind { CNN_OPT_SGD = 0, CNN_OPT_ADAM, CNN_OPT_ADAMW } cnn_optimizer_kind;
+typedef struct cnn_optimizer_options {
+    cnn_optimizer_kind kind;
+    float lr;
+    float momentum;      /* SGD */
+    int nesterov;        /* SGD */
+    float weight_decay;  /* SGD, Adam: L2 added to the gradient; AdamW: decoupled */
+    float beta1, beta2, eps; /* Adam, AdamW */
+} cnn_optimizer_options;
+cnn_optimizer_options cnn_optimizer_options_default(cnn_optimizer_kind kind);
+
+typedef struct cnn_optimizer cnn_optimizer;
+cnn_status cnn_optimizer_create(cnn_net *net, const cnn_optimizer_options *opt, cnn_optimizer **out);
+void cnn_optimizer_free(cnn_optimizer *opt);
+/* One update of all trainable parameters from their gradients, at learning rate lr. */
+cnn_status cnn_optimizer_step(cnn_optimizer *opt, float lr);
+uint64_t cnn_optimizer_steps(const cnn_optimizer *opt);
+
+typedef enum cnn_schedule_kind { CNN_SCHED_CONSTANT = 0, CNN_SCHED_STEP, CNN_SCHED_COSINE } cnn_schedule_kind;
+typedef struct cnn_schedule {
+    cnn_schedule_kind kind;
+    float base_lr;
+    double warmup_steps;  /* linear warmup from 0 over this many steps */
+    double total_steps;   /* cosine: decays to min_lr at total_steps */
+    double step_size;     /* step: multiply by gamma every step_size steps */
+    float gamma;
+    float min_lr;
+} cnn_schedule;
+/* Learning rate for optimizer step `step` (0-based). */
+float cnn_schedule_lr(const cnn_schedule *s, double step);
+
+/* ---- datasets ---- */
+typedef struct cnn_dataset cnn_dataset;
+/* IDX image and label files (MNIST style), raw or gzip. */
+cnn_status cnn_dataset_load_idx(cnn_ctx *ctx, const char *images_path, const char *labels_path,
+                                cnn_dataset **out);
+/* A folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]; split is "train" or "test". */
+cnn_status cnn_dataset_load_dir(cnn_ctx *ctx, const char *dir, const char *split, cnn_dataset **out);
+/* A dataset from memory: n samples of shape, pixels already scaled; copied. */
+cnn_status cnn_dataset_from_memory(cnn_ctx *ctx, const float *x, const int32_t *labels, size_t n,
+                                   cnn_shape shape, size_t classes, cnn_dataset **out);
+void cnn_dataset_free(cnn_dataset *ds);
+size_t cnn_dataset_size(const cnn_dataset *ds);
+cnn_shape cnn_dataset_shape(const cnn_dataset *ds);
+size_t cnn_dataset_classes(const cnn_dataset *ds);
+/* Per-channel normalisation x' = (x - mean) / std applied when batches are made. */
+cnn_status cnn_dataset_set_normalization(cnn_dataset *ds, const float *mean, const float *std, size_t channels);
+/* Copy samples idx[0..n) into x (n*c*h*w floats, [0,1] scaled, normalised) and labels. */
+cnn_status cnn_dataset_gather(const cnn_dataset *ds, const size_t *idx, size_t n, float *x, int32_t *labels);
+/* Fisher-Yates permutation of 0..n-1 from a seed (the order of one epoch). */
+void cnn_shuffle_indices(size_t *idx, size_t n, uint64_t seed);
+
+/* ---- convenience: evaluation ---- */
+typedef struct cnn_eval_result {
+    double loss;
+    double accuracy;
+    size_t n;
+    size_t classes;
+    size_t *confusion; /* classes*classes, row = true label, column = predicted; from cnn_alloc */
+} cnn_eval_result;
+/* Evaluate on a whole dataset in batches (compiled net with a loss layer). */
+cnn_status cnn_net_evaluate(cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CNN_H */

@@ -1,0 +1,60 @@
+/* net_internal.h — the network object, shared by net.c, model_text.c and the IO code. */
+#ifndef CNN_NET_INTERNAL_H
+#define CNN_NET_INTERNAL_H
+
+#include "../layers/layer.h"
+
+typedef struct net_tensor {
+    char name[2 * CNN_NAME_MAX];
+    size_t layer;
+    cnn_tensor_desc d;
+    size_t count;
+    size_t offset; /* floats into params (trainable) or buffers (not trainable) */
+} net_tensor;
+
+typedef struct net_layer_rt {
+    size_t w_off, w_count;     /* trainable floats of this layer in net->params */
+    size_t buf_off, buf_count; /* buffer floats in net->buffers */
+    size_t consumers;          /* layers reading this layer's output */
+    size_t last_use;           /* index of the last consumer (inference liveness) */
+    float *y;                  /* output activations (max_batch samples) */
+    float *dy;                 /* gradient w.r.t. y (training) */
+    void *saved;               /* forward -> backward state (training) */
+    int dy_written;            /* during backward: dy holds a gradient */
+} net_layer_rt;
+
+struct cnn_net {
+    cnn_ctx *ctx;
+    char origin[256];
+    size_t n_layers;
+    cnn_layer *layers;
+    net_layer_rt *rt;
+    size_t n_tensors;
+    net_tensor *tensors;
+    size_t n_params, n_buffers; /* floats in the arenas (with alignment padding) */
+    size_t trainable_scalars;
+    float *params, *buffers, *grads;
+    /* compile state */
+    int compiled;
+    unsigned flags;
+    size_t max_batch;
+    size_t compiled_threads;
+    void *act_arena;  /* activations, gradients, saved state */
+    float *ws;
+    size_t ws_stride;
+    /* pass state */
+    size_t last_n;
+    int last_training;
+    int loss_ready;   /* cnn_net_loss prepared the gradient for backward */
+    int have_backward; /* a backward ran since the last forward */
+    uint64_t seed, step;
+    const float *input_ptr;
+};
+
+/* Build a net from layers whose ops, names, inputs, params, init, origin, line are set (model_text.c).
+ * Takes ownership of `layers` (and their params) in every case. Infers shapes, registers parameters,
+ * allocates and initialises them (seed 0). */
+cnn_status cnn_net_build(cnn_ctx *ctx, cnn_layer *layers, size_t n, const char *origin, cnn_net **out);
+const char *cnn_init_name(cnn_init m);
+
+#endif

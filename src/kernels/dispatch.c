@@ -1,0 +1,42 @@
+/* dispatch.c — read the CPU's features once and fill the kernel table, widest ISA first; scalar always. */
+#include "kernels.h"
+
+#include <cpuid.h>
+#include <stdint.h>
+
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+cnn_isa cnn_cpu_isa(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return CNN_ISA_SCALAR;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1;
+    if (!osxsave || !avx) return CNN_ISA_SCALAR;
+    uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) return CNN_ISA_SCALAR; /* XMM and YMM state */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return CNN_ISA_SCALAR;
+    int avx2 = (b >> 5) & 1;
+    int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+    cnn_isa isa = CNN_ISA_SCALAR;
+    if (avx2 && fma) isa = CNN_ISA_AVX2;
+    if (isa == CNN_ISA_AVX2 && f && dq && bw && vl && (xcr0 & 0xe0) == 0xe0) isa = CNN_ISA_AVX512;
+    return isa;
+}
+
+void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
+    cnn_isa isa = cnn_cpu_isa();
+    if (isa > limit) isa = limit;
+    /* No AVX-512 kernels yet: AVX-512 machines run the AVX2 ones. */
+    if (isa >= CNN_ISA_AVX2) {
+        k->isa = CNN_ISA_AVX2;
+        k->isa_name = "avx2";
+        k->sgemm = cnn_f32_gemm_blocked_avx2;
+    } else {
+        k->isa = CNN_ISA_SCALAR;
+        k->isa_name = "scalar";
+        k->sgemm = cnn_f32_gemm_blocked_scalar;
+    }
+}

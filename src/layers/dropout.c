@@ -1,0 +1,137 @@
+/* dropout.c — inverted dropout (PyTorch nn.Dropout).
+ *
+ * Math      training: keep_e = [u_e >= p] with u_e uniform in [0, 1); y_e = x_e * keep_e / (1 - p)
+ *                     dx_e = dy_e * keep_e / (1 - p)
+ *           eval:     y = x, dx = dy.
+ *           The product is always formed as x * s with s in {0, 1/(1-p)}, so a NaN input stays NaN even
+ *           where it is dropped (as in PyTorch, which multiplies by the mask).
+ * Random    u_e = (cnn_hash64(r->seed, e) >> 11) * 2^-53 where e is the element's index in the whole batch
+ *           (sample * count + offset): the mask depends only on the step seed and the element, never on
+ *           the thread count or the partition.
+ * Layouts   any (c,h,w), NCHW; saved_per_sample: the keep mask, one byte per element (training).
+ * FLOPs     1 per element.
+ * Algorithm elementwise, the batch's elements split into contiguous ranges, one per thread.
+ * References Srivastava et al., "Dropout" (JMLR 2014); PyTorch torch.nn.Dropout.
+ */
+#include "layer.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct dropout_params {
+    double p;
+} dropout_params;
+
+#define DROPOUT_P_DEFAULT 0.5
+
+static cnn_status dropout_parse(struct cnn_kv *kv, void *params) {
+    dropout_params *d = params;
+    d->p = DROPOUT_P_DEFAULT;
+    cnn_status st = cnn_kv_float(kv, "p", 0.0, 1.0, &d->p, NULL);
+    if (st != CNN_OK) return st;
+    if (!(d->p < 1.0)) return cnn_kv_error(kv, "p", "p must be in [0, 1)");
+    return CNN_OK;
+}
+
+static void dropout_print(const void *params, cnn_strbuf *out) {
+    const dropout_params *d = params;
+    char buf[40];
+    cnn_format_float(buf, sizeof buf, d->p);
+    cnn_strbuf_printf(out, " p=%s", buf);
+}
+
+static cnn_status dropout_shape(cnn_layer *L) {
+    cnn_shape s = L->in[0];
+    size_t count;
+    if (!cnn_shape_count(s, &count))
+        return cnn_layer_error(L, CNN_ERR_SHAPE, "input (%zu,%zu,%zu) has too many elements", s.c, s.h, s.w);
+    L->out = s;
+    return CNN_OK;
+}
+
+static void dropout_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
+    size_t count = L->in[0].c * L->in[0].h * L->in[0].w;
+    memset(s, 0, sizeof *s);
+    s->saved_per_sample = count; /* one byte per element */
+    s->flops = count;
+}
+
+typedef struct dropout_job {
+    const cnn_layer_run *r;
+    size_t total, parts;
+    uint64_t threshold; /* keep when (hash >> 11) >= threshold, i.e. u >= p */
+    float scale;        /* 1 / (1 - p) */
+} dropout_job;
+
+static size_t dropout_count(const cnn_layer_run *r) { return r->L->in[0].c * r->L->in[0].h * r->L->in[0].w; }
+
+static void forward_task(void *arg, size_t task, size_t thread) {
+    (void)thread;
+    const dropout_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    size_t b, e;
+    cnn_split_range(j->total, j->parts, task, &b, &e);
+    const float *x = r->x[0];
+    float *y = r->y;
+    unsigned char *mask = r->saved;
+    for (size_t i = b; i < e; i++) {
+        unsigned char keep = (cnn_hash64(r->seed, (uint64_t)i) >> 11) >= j->threshold;
+        mask[i] = keep;
+        y[i] = x[i] * (keep ? j->scale : 0.0f);
+    }
+}
+
+static void dropout_forward(const cnn_layer_run *r) {
+    const dropout_params *d = r->L->params;
+    size_t total = r->n * dropout_count(r);
+    if (!r->training) {
+        if (r->y != r->x[0]) memcpy(r->y, r->x[0], total * sizeof(float));
+        return;
+    }
+    dropout_job j = {.r = r,
+                     .total = total,
+                     .parts = r->ctx->threads ? r->ctx->threads : 1,
+                     .threshold = (uint64_t)ceil(d->p * 0x1.0p53),
+                     .scale = (float)(1.0 / (1.0 - d->p))};
+    cnn_pool_for(r->ctx, j.parts, forward_task, &j);
+}
+
+static void backward_task(void *arg, size_t task, size_t thread) {
+    (void)thread;
+    const dropout_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    size_t b, e;
+    cnn_split_range(j->total, j->parts, task, &b, &e);
+    const float *dy = r->dy;
+    float *dx = r->dx[0];
+    const unsigned char *mask = r->saved;
+    int acc = r->dx_accumulate[0];
+    for (size_t i = b; i < e; i++) {
+        float s = !r->training ? 1.0f : mask[i] ? j->scale : 0.0f;
+        float v = dy[i] * s;
+        dx[i] = acc ? dx[i] + v : v;
+    }
+}
+
+static void dropout_backward_data(const cnn_layer_run *r) {
+    const dropout_params *d = r->L->params;
+    if (!r->dx[0]) return;
+    dropout_job j = {.r = r,
+                     .total = r->n * dropout_count(r),
+                     .parts = r->ctx->threads ? r->ctx->threads : 1,
+                     .scale = (float)(1.0 / (1.0 - d->p))};
+    cnn_pool_for(r->ctx, j.parts, backward_task, &j);
+}
+
+const struct cnn_layer_ops cnn_layer_dropout = {
+    .name = "dropout",
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .params_size = sizeof(dropout_params),
+    .parse = dropout_parse,
+    .print = dropout_print,
+    .shape = dropout_shape,
+    .sizes = dropout_sizes,
+    .forward = dropout_forward,
+    .backward_data = dropout_backward_data,
+};
