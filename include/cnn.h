@@ -20,6 +20,10 @@
 extern "C" {
 #endif
 
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define CNN_VERSION_MAJOR 0
 #define CNN_VERSION_MINOR 1
 #define CNN_VERSION_PATCH 0
@@ -221,6 +225,10 @@ typedef struct cnn_eval_result {
 } cnn_eval_result;
 /* Evaluate on a whole dataset in batches (compiled net with a loss layer). */
 cnn_status cnn_net_evaluate(cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *out);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

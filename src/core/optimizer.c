@@ -104,12 +104,17 @@ static cnn_status get_arenas(cnn_net *net, cnn_ctx *ctx, float **p, float **g, s
     *p = *g = NULL;
     *count = 0;
     cnn_status st = cnn_net_arenas(net, p, g, count);
-    if (st != CNN_OK || (*count && (!*p || !*g))) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", st != CNN_OK ? cnn_ctx_last_error(ctx) : "no gradients");
-        return cnn_error(ctx, CNN_ERR_MISUSE,
-                         "optimizer: the net must be compiled for training (CNN_COMPILE_TRAIN)%s%s",
-                         why[0] ? ": " : "", why);
+    if (st == CNN_OK && *count && (!*p || !*g)) {
+        *p = *g = NULL;
+        *count = 0;
+        return cnn_error(ctx, CNN_ERR_MISUSE, "optimizer: the network has no gradients (compile with CNN_COMPILE_TRAIN)");
+    }
+    if (st != CNN_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", cnn_ctx_last_error(ctx));
+        *p = *g = NULL;
+        *count = 0;
+        return cnn_error(ctx, st, "optimizer: %s", why);
     }
     return CNN_OK;
 }

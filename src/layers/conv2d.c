@@ -1,0 +1,464 @@
+/* conv2d.c — 2-D convolution (PyTorch nn.Conv2d: cross-correlation, groups, dilation, zero padding).
+ *
+ * Math      per sample, group g (G groups, Cg = C/G input and Kg = K/G output channels per group):
+ *             y[o][oy][ox] = b[o] + sum_{c<Cg, i<kh, j<kw} W[o][c][i][j] *
+ *                            x[g*Cg + c][oy*sh + i*dh - pt][ox*sw + j*dw - pl]      (o in group g)
+ *           with x = 0 outside the image (padding). Output size
+ *             OH = floor((H + pt + pb - dh*(kh-1) - 1) / sh) + 1     (OW likewise)
+ *           pad=same: OH = ceil(H / sh), total padding max((OH-1)*sh + dh*(kh-1) + 1 - H, 0) split
+ *           top = total/2, bottom = the rest (the extra row at the bottom/right, as TF and PyTorch).
+ *           In GEMM form with col = im2col(x_g) ([Cg*kh*kw, OH*OW]) and W_g viewed as [Kg, Cg*kh*kw]:
+ *             forward         Y_g  = W_g * col + b
+ *             backward_data   dx_g = col2im(W_g^T * dY_g)
+ *             backward_wts    dW_g = sum_n dY_g * col^T,   db[o] = sum_{n,oy,ox} dy[o][oy][ox]
+ * Layouts   x [n, C, H, W], y [n, K, OH, OW] (NCHW); weight [K, C/G, kh, kw] (OIHW, PyTorch), bias [K].
+ *           Parameter names <layer>.weight, <layer>.bias.
+ * FLOPs     2 * K * OH * OW * (C/G) * kh * kw per sample (forward; the bias add is not counted).
+ * Algorithm "im2col+gemm" in general; "gemm-1x1" for kh = kw = 1, stride 1, no padding, where x_g itself
+ *           is the column matrix and im2col is skipped. The SGEMM is ctx->kernels.sgemm (row-major).
+ *           forward        tasks = (sample, group) pairs over the threads; im2col into the thread's
+ *                          workspace, Y_g = W_g * col (beta 0), then + bias.
+ *           backward_data  tasks = (sample, group): dcol = W_g^T * dY_g (sgemm trans_a) into the workspace,
+ *                          dx_g zeroed unless accumulating, dx_g += col2im(dcol). gemm-1x1 writes
+ *                          dx_g (+)= W_g^T * dY_g directly.
+ *           backward_wts   every dW element is produced by exactly one task, so no cross-thread reduction
+ *                          is needed and the result does not depend on the thread count: the G*Cg*kh*kw
+ *                          columns of dW (rows of the column matrices, over all groups) are split into
+ *                          one contiguous range per thread (aligned to 16). A task loops over the samples
+ *                          in order, builds only its rows of col (im2col of a row range) and accumulates
+ *                          dW_g[:, its rows] += dY_g * col_rows^T (beta 0 for the first sample, then 1).
+ *                          The SGEMM sums each element in an order independent of the block it is in, so
+ *                          any split gives bit-identical results. db is split over output channels and
+ *                          summed in double in sample, then pixel order.
+ *           Workspace per thread: one column matrix, Cg*kh*kw*OH*OW floats (none for gemm-1x1).
+ *           Nothing is saved from forward to backward (x is kept by the network).
+ * References PyTorch torch.nn.Conv2d; Chellapilla, Puri, Simard, "High Performance Convolutional Neural
+ *           Networks for Document Processing" (2006) for im2col; Dumoulin & Visin, "A guide to convolution
+ *           arithmetic for deep learning", arXiv:1603.07285, for the output-size formulas.
+ */
+#include "layer.h"
+
+#include "../kernels/f32_im2col/im2col.h"
+
+#include <string.h>
+
+#define MAX_CHANNELS ((size_t)1 << 24)
+#define MAX_KERNEL ((size_t)1 << 16)
+
+typedef struct conv_params {
+    size_t k;                 /* output channels */
+    size_t kh, kw;
+    size_t stride_h, stride_w;
+    size_t dil_h, dil_w;
+    size_t pad_top, pad_bottom, pad_left, pad_right; /* explicit padding (ignored with same) */
+    size_t groups;
+    int same;                 /* pad=same: padding computed from the input in shape */
+    int bias;
+} conv_params;
+
+/* Everything a pass needs, derived from the params and the input shape. */
+typedef struct conv_dims {
+    size_t C, H, W, K, G, Cg, Kg;
+    size_t OH, OW;
+    size_t rows;   /* Cg*kh*kw: rows of a column matrix, columns of W_g */
+    size_t hw, ohw;
+    int gemm_1x1;  /* kh = kw = 1, stride 1, no padding: x_g is the column matrix */
+    cnn_conv_geom geom; /* one group of one sample */
+} conv_dims;
+
+/* ---- parse / print ---- */
+
+static cnn_status conflict(struct cnn_kv *kv, const char *key, int given, const char *other, int other_given) {
+    if (given && other_given)
+        return cnn_kv_error(kv, key, "%s= and %s= both given; use one of them", other, key);
+    return CNN_OK;
+}
+
+static cnn_status conv_parse(struct cnn_kv *kv, void *params) {
+    conv_params *p = params;
+    cnn_status st = CNN_OK;
+    memset(p, 0, sizeof *p);
+    p->stride_h = p->stride_w = 1;
+    p->dil_h = p->dil_w = 1;
+    p->groups = 1;
+    p->bias = 1;
+
+    int has_k = 0, has_size = 0, has_kh = 0, has_kw = 0;
+    CNN_TRY(cnn_kv_size(kv, "k", 1, MAX_CHANNELS, &p->k, &has_k));
+    if (!has_k) return cnn_kv_error(kv, NULL, "conv2d needs k=<output channels>");
+
+    size_t size = 0;
+    CNN_TRY(cnn_kv_size(kv, "size", 1, MAX_KERNEL, &size, &has_size));
+    CNN_TRY(cnn_kv_size(kv, "kh", 1, MAX_KERNEL, &p->kh, &has_kh));
+    CNN_TRY(cnn_kv_size(kv, "kw", 1, MAX_KERNEL, &p->kw, &has_kw));
+    CNN_TRY(conflict(kv, "kh", has_kh, "size", has_size));
+    CNN_TRY(conflict(kv, "kw", has_kw, "size", has_size));
+    if (has_size) {
+        p->kh = p->kw = size;
+    } else if (!has_kh && !has_kw) {
+        return cnn_kv_error(kv, NULL, "conv2d needs a kernel size: size=<n> or kh=<n> kw=<n>");
+    } else if (!has_kh || !has_kw) {
+        return cnn_kv_error(kv, has_kh ? "kh" : "kw", "%s= given without %s=", has_kh ? "kh" : "kw",
+                            has_kh ? "kw" : "kh");
+    }
+
+    int has_s = 0, has_sh = 0, has_sw = 0;
+    size_t s = 1;
+    CNN_TRY(cnn_kv_size(kv, "stride", 1, MAX_KERNEL, &s, &has_s));
+    CNN_TRY(cnn_kv_size(kv, "stride_h", 1, MAX_KERNEL, &p->stride_h, &has_sh));
+    CNN_TRY(cnn_kv_size(kv, "stride_w", 1, MAX_KERNEL, &p->stride_w, &has_sw));
+    CNN_TRY(conflict(kv, "stride_h", has_sh, "stride", has_s));
+    CNN_TRY(conflict(kv, "stride_w", has_sw, "stride", has_s));
+    if (has_s) p->stride_h = p->stride_w = s;
+
+    int has_d = 0, has_dh = 0, has_dw = 0;
+    size_t d = 1;
+    CNN_TRY(cnn_kv_size(kv, "dilation", 1, MAX_KERNEL, &d, &has_d));
+    CNN_TRY(cnn_kv_size(kv, "dilation_h", 1, MAX_KERNEL, &p->dil_h, &has_dh));
+    CNN_TRY(cnn_kv_size(kv, "dilation_w", 1, MAX_KERNEL, &p->dil_w, &has_dw));
+    CNN_TRY(conflict(kv, "dilation_h", has_dh, "dilation", has_d));
+    CNN_TRY(conflict(kv, "dilation_w", has_dw, "dilation", has_d));
+    if (has_d) p->dil_h = p->dil_w = d;
+
+    /* Padding: pad=<n>|same for all sides, pad_h / pad_w per axis, pad_top ... per side; one level per
+     * side. */
+    int has_pad = 0, has_ph = 0, has_pw = 0, has_pt = 0, has_pb = 0, has_pl = 0, has_pr = 0;
+    const char *pv = NULL;
+    size_t pvlen = 0;
+    CNN_TRY(cnn_kv_str(kv, "pad", &pv, &pvlen, &has_pad));
+    if (has_pad && pvlen == 4 && !memcmp(pv, "same", 4)) {
+        p->same = 1;
+    } else if (has_pad) {
+        size_t v = 0;
+        if (!pvlen || pv[0] < '0' || pv[0] > '9')
+            return cnn_kv_error(kv, "pad", "pad: expected an integer or 'same', got '%.*s'", (int)pvlen, pv);
+        CNN_TRY(cnn_kv_size(kv, "pad", 0, MAX_KERNEL, &v, NULL));
+        p->pad_top = p->pad_bottom = p->pad_left = p->pad_right = v;
+    }
+    size_t ph = 0, pw = 0;
+    CNN_TRY(cnn_kv_size(kv, "pad_h", 0, MAX_KERNEL, &ph, &has_ph));
+    CNN_TRY(cnn_kv_size(kv, "pad_w", 0, MAX_KERNEL, &pw, &has_pw));
+    CNN_TRY(cnn_kv_size(kv, "pad_top", 0, MAX_KERNEL, &p->pad_top, &has_pt));
+    CNN_TRY(cnn_kv_size(kv, "pad_bottom", 0, MAX_KERNEL, &p->pad_bottom, &has_pb));
+    CNN_TRY(cnn_kv_size(kv, "pad_left", 0, MAX_KERNEL, &p->pad_left, &has_pl));
+    CNN_TRY(cnn_kv_size(kv, "pad_right", 0, MAX_KERNEL, &p->pad_right, &has_pr));
+    CNN_TRY(conflict(kv, "pad_h", has_ph, "pad", has_pad));
+    CNN_TRY(conflict(kv, "pad_w", has_pw, "pad", has_pad));
+    CNN_TRY(conflict(kv, "pad_top", has_pt, "pad", has_pad));
+    CNN_TRY(conflict(kv, "pad_bottom", has_pb, "pad", has_pad));
+    CNN_TRY(conflict(kv, "pad_left", has_pl, "pad", has_pad));
+    CNN_TRY(conflict(kv, "pad_right", has_pr, "pad", has_pad));
+    CNN_TRY(conflict(kv, "pad_top", has_pt, "pad_h", has_ph));
+    CNN_TRY(conflict(kv, "pad_bottom", has_pb, "pad_h", has_ph));
+    CNN_TRY(conflict(kv, "pad_left", has_pl, "pad_w", has_pw));
+    CNN_TRY(conflict(kv, "pad_right", has_pr, "pad_w", has_pw));
+    if (has_ph) p->pad_top = p->pad_bottom = ph;
+    if (has_pw) p->pad_left = p->pad_right = pw;
+
+    int has_g = 0;
+    CNN_TRY(cnn_kv_size(kv, "groups", 1, MAX_CHANNELS, &p->groups, &has_g));
+    if (p->k % p->groups)
+        return cnn_kv_error(kv, "groups", "k=%zu output channels are not divisible by groups=%zu", p->k,
+                            p->groups);
+    CNN_TRY(cnn_kv_bool(kv, "bias", &p->bias, NULL));
+cleanup:
+    return st;
+}
+
+/* " <base>=v" when both axes agree, else " <base>_h=a <base>_w=b"; nothing when both equal def. */
+static void print_pair(cnn_strbuf *out, const char *base, size_t a, size_t b, size_t def) {
+    if (a == b) {
+        if (a != def) cnn_strbuf_printf(out, " %s=%zu", base, a);
+    } else {
+        cnn_strbuf_printf(out, " %s_h=%zu %s_w=%zu", base, a, base, b);
+    }
+}
+
+static void conv_print(const void *params, cnn_strbuf *out) {
+    const conv_params *p = params;
+    cnn_strbuf_printf(out, " k=%zu kh=%zu kw=%zu", p->k, p->kh, p->kw);
+    print_pair(out, "stride", p->stride_h, p->stride_w, 1);
+    if (p->same) {
+        cnn_strbuf_printf(out, " pad=same");
+    } else if (p->pad_top == p->pad_bottom && p->pad_left == p->pad_right) {
+        if (p->pad_top == p->pad_left) {
+            if (p->pad_top) cnn_strbuf_printf(out, " pad=%zu", p->pad_top);
+        } else {
+            cnn_strbuf_printf(out, " pad_h=%zu pad_w=%zu", p->pad_top, p->pad_left);
+        }
+    } else {
+        cnn_strbuf_printf(out, " pad_top=%zu pad_bottom=%zu pad_left=%zu pad_right=%zu", p->pad_top,
+                          p->pad_bottom, p->pad_left, p->pad_right);
+    }
+    print_pair(out, "dilation", p->dil_h, p->dil_w, 1);
+    if (p->groups != 1) cnn_strbuf_printf(out, " groups=%zu", p->groups);
+    if (!p->bias) cnn_strbuf_printf(out, " bias=0");
+}
+
+/* ---- shape ---- */
+
+/* One spatial axis: resolve same-padding, check the kernel fits, compute the output size. Returns 0 on
+ * success, 1 when the dilated kernel is larger than the padded input, 2 on overflow. *ext is the dilated
+ * kernel extent and *padded the padded input size (for messages). */
+static int conv_axis(size_t in, size_t k, size_t stride, size_t dil, int same, size_t pa, size_t pb,
+                     size_t *pa_out, size_t *pb_out, size_t *out, size_t *ext, size_t *padded) {
+    size_t e, t;
+    if (!cnn_size_mul(dil, k - 1, &e) || !cnn_size_add(e, 1, &e)) return 2;
+    *ext = e;
+    if (same) {
+        size_t o = in / stride + (in % stride != 0), need;
+        if (!cnn_size_mul(o - 1, stride, &need) || !cnn_size_add(need, e, &need)) return 2;
+        size_t total = need > in ? need - in : 0;
+        pa = total / 2;
+        pb = total - pa;
+    }
+    if (!cnn_size_add(in, pa, &t) || !cnn_size_add(t, pb, &t)) return 2;
+    *padded = t;
+    *pa_out = pa;
+    *pb_out = pb;
+    if (e > t) return 1;
+    *out = (t - e) / stride + 1;
+    return 0;
+}
+
+/* Fill d from params and input shape (shape has validated them). */
+static void conv_dims_of(const conv_params *p, cnn_shape in, conv_dims *d) {
+    size_t pt = 0, pb = 0, pl = 0, pr = 0, ext, padded;
+    memset(d, 0, sizeof *d);
+    d->C = in.c;
+    d->H = in.h;
+    d->W = in.w;
+    d->K = p->k;
+    d->G = p->groups;
+    d->Cg = in.c / p->groups;
+    d->Kg = p->k / p->groups;
+    (void)conv_axis(in.h, p->kh, p->stride_h, p->dil_h, p->same, p->pad_top, p->pad_bottom, &pt, &pb, &d->OH,
+                    &ext, &padded);
+    (void)conv_axis(in.w, p->kw, p->stride_w, p->dil_w, p->same, p->pad_left, p->pad_right, &pl, &pr, &d->OW,
+                    &ext, &padded);
+    d->rows = d->Cg * p->kh * p->kw;
+    d->hw = d->H * d->W;
+    d->ohw = d->OH * d->OW;
+    d->gemm_1x1 = p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && !pt && !pb && !pl && !pr;
+    d->geom = (cnn_conv_geom){.c = d->Cg, .h = d->H, .w = d->W, .kh = p->kh, .kw = p->kw,
+                              .stride_h = p->stride_h, .stride_w = p->stride_w, .pad_top = pt, .pad_left = pl,
+                              .dil_h = p->dil_h, .dil_w = p->dil_w, .oh = d->OH, .ow = d->OW};
+}
+
+static cnn_status conv_shape(cnn_layer *L) {
+    const conv_params *p = L->params;
+    const cnn_shape in = L->in[0];
+    if (in.c == 0 || in.h == 0 || in.w == 0)
+        return cnn_layer_error(L, CNN_ERR_SHAPE, "input %zux%zux%zu is empty", in.c, in.h, in.w);
+    if (in.c % p->groups)
+        return cnn_layer_error(L, CNN_ERR_SHAPE, "input has %zu channels, not divisible by groups=%zu", in.c,
+                               p->groups);
+    size_t pa, pb, oh = 0, ow = 0, ext, padded;
+    int rc = conv_axis(in.h, p->kh, p->stride_h, p->dil_h, p->same, p->pad_top, p->pad_bottom, &pa, &pb, &oh,
+                       &ext, &padded);
+    if (rc == 1)
+        return cnn_layer_error(L, CNN_ERR_SHAPE,
+                               "kernel height %zu (kh=%zu, dilation %zu) is larger than the padded input height "
+                               "%zu (h=%zu + pad %zu + %zu)",
+                               ext, p->kh, p->dil_h, padded, in.h, pa, pb);
+    if (rc == 0)
+        rc = conv_axis(in.w, p->kw, p->stride_w, p->dil_w, p->same, p->pad_left, p->pad_right, &pa, &pb, &ow,
+                       &ext, &padded);
+    if (rc == 1)
+        return cnn_layer_error(L, CNN_ERR_SHAPE,
+                               "kernel width %zu (kw=%zu, dilation %zu) is larger than the padded input width "
+                               "%zu (w=%zu + pad %zu + %zu)",
+                               ext, p->kw, p->dil_w, padded, in.w, pa, pb);
+    if (rc == 2) return cnn_layer_error(L, CNN_ERR_SHAPE, "kernel, padding or dilation too large");
+    /* Every product used later: weights (with bias), one column matrix, the output, the FLOP count. */
+    size_t rows, wcount, col, outc, flops, t;
+    if (!cnn_size_mul3(in.c / p->groups, p->kh, p->kw, &rows) || !cnn_size_mul(rows, p->k, &wcount) ||
+        !cnn_size_add(wcount, p->k, &t) || !cnn_size_mul(t, 2 * sizeof(float), &t))
+        return cnn_layer_error(L, CNN_ERR_SHAPE, "weight [%zu, %zu, %zu, %zu] has too many elements", p->k,
+                               in.c / p->groups, p->kh, p->kw);
+    if (!cnn_size_mul3(rows, oh, ow, &col) || !cnn_size_mul(col, sizeof(float), &t) ||
+        !cnn_size_mul3(p->k, oh, ow, &outc) || !cnn_size_mul(outc, rows, &flops) ||
+        !cnn_size_mul(flops, 2, &flops))
+        return cnn_layer_error(L, CNN_ERR_SHAPE, "output %zux%zux%zu is too large for the kernel", p->k, oh, ow);
+    L->out = (cnn_shape){p->k, oh, ow};
+    return CNN_OK;
+}
+
+static void conv_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
+    const conv_params *p = L->params;
+    conv_dims d;
+    conv_dims_of(p, L->in[0], &d);
+    memset(s, 0, sizeof *s);
+    const size_t fan_in = d.rows, fan_out = d.Kg * p->kh * p->kw;
+    s->tensors[0] = (cnn_tensor_desc){.suffix = "weight", .ndim = 4, .dims = {d.K, d.Cg, p->kh, p->kw},
+                                      .trainable = 1, .role = CNN_ROLE_WEIGHT, .fan_in = fan_in,
+                                      .fan_out = fan_out};
+    s->n_tensors = 1;
+    if (p->bias) {
+        s->tensors[1] = (cnn_tensor_desc){.suffix = "bias", .ndim = 1, .dims = {d.K}, .trainable = 1,
+                                          .role = CNN_ROLE_BIAS, .fan_in = fan_in, .fan_out = fan_out};
+        s->n_tensors = 2;
+    }
+    s->ws_per_thread = d.gemm_1x1 ? 0 : d.rows * d.ohw;
+    s->flops = (uint64_t)2 * d.K * d.ohw * d.rows;
+    s->algorithm = d.gemm_1x1 ? "gemm-1x1" : "im2col+gemm";
+}
+
+/* ---- passes ---- */
+
+typedef struct conv_job {
+    const cnn_layer_run *r;
+    conv_dims d;
+    size_t parts; /* backward_weights: tasks */
+} conv_job;
+
+static void conv_job_init(conv_job *j, const cnn_layer_run *r) {
+    j->r = r;
+    conv_dims_of(r->L->params, r->L->in[0], &j->d);
+    j->parts = r->ctx->threads ? r->ctx->threads : 1;
+}
+
+static float *thread_ws(const cnn_layer_run *r, size_t thread) { return r->ws + thread * r->ws_stride; }
+
+/* Task = (sample s, group g): Y_g = W_g * col(x_g) + b_g. */
+static void forward_task(void *arg, size_t task, size_t thread) {
+    const conv_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = &j->d;
+    const conv_params *p = r->L->params;
+    const size_t s = task / d->G, g = task % d->G;
+    const float *x = r->x[0] + s * d->C * d->hw + g * d->Cg * d->hw;
+    float *y = r->y + s * d->K * d->ohw + g * d->Kg * d->ohw;
+    const float *w = r->w + g * d->Kg * d->rows;
+    const float *col = x;
+    if (!d->gemm_1x1) {
+        float *ws = thread_ws(r, thread);
+        cnn_f32_im2col_scalar(&d->geom, x, 0, d->rows, ws);
+        col = ws;
+    }
+    /* y_g[Kg, OHW] = W_g[Kg, rows] * col[rows, OHW] */
+    r->ctx->kernels.sgemm(0, 0, d->Kg, d->ohw, d->rows, 1.0f, w, d->rows, col, d->ohw, 0.0f, y, d->ohw);
+    if (p->bias) {
+        const float *b = r->w + d->K * d->rows + g * d->Kg;
+        for (size_t o = 0; o < d->Kg; o++) {
+            float *yo = y + o * d->ohw;
+            const float bo = b[o];
+            for (size_t i = 0; i < d->ohw; i++) yo[i] += bo;
+        }
+    }
+}
+
+static void conv_forward(const cnn_layer_run *r) {
+    conv_job j;
+    conv_job_init(&j, r);
+    cnn_pool_for(r->ctx, r->n * j.d.G, forward_task, &j);
+}
+
+/* Task = (sample s, group g): dx_g (+)= col2im(W_g^T * dY_g). */
+static void backward_data_task(void *arg, size_t task, size_t thread) {
+    const conv_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = &j->d;
+    const size_t s = task / d->G, g = task % d->G;
+    float *dx = r->dx[0] + s * d->C * d->hw + g * d->Cg * d->hw;
+    const float *dy = r->dy + s * d->K * d->ohw + g * d->Kg * d->ohw;
+    const float *w = r->w + g * d->Kg * d->rows;
+    const int acc = r->dx_accumulate[0];
+    if (d->gemm_1x1) {
+        /* dx_g[Cg, HW] (+)= W_g[Kg, Cg]^T * dY_g[Kg, HW] */
+        r->ctx->kernels.sgemm(1, 0, d->Cg, d->hw, d->Kg, 1.0f, w, d->rows, dy, d->ohw, acc ? 1.0f : 0.0f, dx,
+                              d->hw);
+        return;
+    }
+    float *dcol = thread_ws(r, thread);
+    /* dcol[rows, OHW] = W_g[Kg, rows]^T * dY_g[Kg, OHW] */
+    r->ctx->kernels.sgemm(1, 0, d->rows, d->ohw, d->Kg, 1.0f, w, d->rows, dy, d->ohw, 0.0f, dcol, d->ohw);
+    if (!acc) memset(dx, 0, d->Cg * d->hw * sizeof(float));
+    cnn_f32_col2im_scalar(&d->geom, dcol, dx);
+}
+
+static void conv_backward_data(const cnn_layer_run *r) {
+    if (!r->dx[0]) return;
+    conv_job j;
+    conv_job_init(&j, r);
+    cnn_pool_for(r->ctx, r->n * j.d.G, backward_data_task, &j);
+}
+
+/* Range i of `parts` over [0, n) in blocks of `align` (the last block takes the tail). */
+static void split_aligned(size_t n, size_t parts, size_t i, size_t align, size_t *b, size_t *e) {
+    size_t blocks = (n + align - 1) / align, bb, be;
+    cnn_split_range(blocks, parts, i, &bb, &be);
+    *b = bb * align < n ? bb * align : n;
+    *e = be * align < n ? be * align : n;
+}
+
+/* Task t owns the dW columns [R0, R1) of the G*rows columns over all groups (column R = g*rows + rr of
+ * group g's dW_g[Kg, rows]) and the bias entries [o0, o1). */
+static void backward_weights_task(void *arg, size_t task, size_t thread) {
+    const conv_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = &j->d;
+    const conv_params *p = r->L->params;
+    size_t R0, R1, o0, o1;
+    split_aligned(d->G * d->rows, j->parts, task, 16, &R0, &R1);
+    for (size_t g = R0 / d->rows; R0 < R1 && g < d->G && g * d->rows < R1; g++) {
+        const size_t gb = g * d->rows;
+        const size_t rr0 = R0 > gb ? R0 - gb : 0;
+        const size_t rr1 = R1 - gb < d->rows ? R1 - gb : d->rows;
+        if (rr0 >= rr1) continue;
+        float *dw = r->dw + g * d->Kg * d->rows + rr0;
+        for (size_t s = 0; s < r->n; s++) {
+            const float *x = r->x[0] + s * d->C * d->hw + g * d->Cg * d->hw;
+            const float *dy = r->dy + s * d->K * d->ohw + g * d->Kg * d->ohw;
+            const float *col;
+            if (d->gemm_1x1) {
+                col = x + rr0 * d->hw;
+            } else {
+                float *ws = thread_ws(r, thread);
+                cnn_f32_im2col_scalar(&d->geom, x, rr0, rr1, ws);
+                col = ws;
+            }
+            /* dW_g[Kg, rr0:rr1] (+)= dY_g[Kg, OHW] * col[rr0:rr1, OHW]^T */
+            r->ctx->kernels.sgemm(0, 1, d->Kg, rr1 - rr0, d->ohw, 1.0f, dy, d->ohw, col, d->ohw,
+                                  s ? 1.0f : 0.0f, dw, d->rows);
+        }
+    }
+    if (p->bias) {
+        float *db = r->dw + d->K * d->rows;
+        cnn_split_range(d->K, j->parts, task, &o0, &o1);
+        for (size_t o = o0; o < o1; o++) {
+            double sum = 0.0;
+            for (size_t s = 0; s < r->n; s++) {
+                const float *dy = r->dy + (s * d->K + o) * d->ohw;
+                for (size_t i = 0; i < d->ohw; i++) sum += dy[i];
+            }
+            db[o] = (float)sum;
+        }
+    }
+}
+
+static void conv_backward_weights(const cnn_layer_run *r) {
+    if (!r->dw) return;
+    conv_job j;
+    conv_job_init(&j, r);
+    if (r->n == 0) {
+        const conv_params *p = r->L->params;
+        memset(r->dw, 0, (j.d.K * j.d.rows + (p->bias ? j.d.K : 0)) * sizeof(float));
+        return;
+    }
+    cnn_pool_for(r->ctx, j.parts, backward_weights_task, &j);
+}
+
+const struct cnn_layer_ops cnn_layer_conv2d = {
+    .name = "conv2d",
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .params_size = sizeof(conv_params),
+    .parse = conv_parse,
+    .print = conv_print,
+    .shape = conv_shape,
+    .sizes = conv_sizes,
+    .forward = conv_forward,
+    .backward_data = conv_backward_data,
+    .backward_weights = conv_backward_weights,
+};

@@ -1,0 +1,418 @@
+/* test_conv2d.c — the conv2d layer against the float64 reference ref_conv2d_forward (tests/ref/ref_conv.c):
+ * forward (training and inference) and, through th_check's central differences, the input, weight and
+ * bias gradients, over odd shapes: 17x23 inputs, stride 3 with dilation 2 and groups 4 and asymmetric
+ * padding, 1x1 (the gemm-1x1 path) and 1x1 with stride/padding (im2col path), rectangular kernels,
+ * depthwise (with and without a channel multiplier), pad=same with stride 2 and an even kernel, no bias,
+ * windows that lie entirely in the padding, a kernel covering the whole input, products that cross the
+ * SGEMM's cache blocks, batch 1 and 3, 1 and 2 threads; a conv whose input gradient is accumulated (two
+ * consumers); 1 vs 2 threads bit-identical; the worked example (5x5 ramp, vertical edge filter -> all -6);
+ * parameter names/layouts, FLOPs, algorithm; print/parse round trip; and bad parameters.
+ *
+ * Tolerances: forward 1e-5 relative to max(max|y|, 1); gradients 1e-4 relative to max(max|fd|, 1e-2). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "ref/ref_conv.h"
+
+typedef struct conv_case {
+    ref_conv2d p;
+    int bias;
+} conv_case;
+
+/* params: weight [k, c/groups, kh, kw], then bias [k] when present. */
+static void ref_conv(void *user, size_t n, const double *x, const double *const *params, double *y, int training) {
+    (void)training;
+    const conv_case *c = user;
+    ref_conv2d_forward(&c->p, n, x, params[0], c->bias ? params[1] : NULL, y);
+}
+
+/* A case from explicit geometry (pads top, bottom, left, right). */
+static conv_case mk(size_t c, size_t h, size_t w, size_t k, size_t kh, size_t kw, size_t sh, size_t sw, size_t pt,
+                    size_t pb, size_t pl, size_t pr, size_t dh, size_t dw, size_t groups, int bias) {
+    conv_case cc = {{c, h, w, k, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, groups}, bias};
+    return cc;
+}
+
+/* Build, check the output shape against the reference formula, check forward (training and inference)
+ * and all gradients. */
+static void run_case(const char *model, size_t n, size_t threads, conv_case cc, size_t fd_points) {
+    th_net t;
+    th_build(&t, model, n, 1000 + n * 10 + threads, threads);
+    const ref_conv2d *p = &cc.p;
+    size_t oh = ref_conv_out_len(p->h, p->kh, p->sh, p->pt, p->pb, p->dh);
+    size_t ow = ref_conv_out_len(p->w, p->kw, p->sw, p->pl, p->pr, p->dw);
+    assert_true(oh > 0 && ow > 0);
+    assert_int_equal(t.in.c, p->c);
+    assert_int_equal(t.in.h, p->h);
+    assert_int_equal(t.in.w, p->w);
+    assert_int_equal(t.out.c, p->k);
+    assert_int_equal(t.out.h, oh);
+    assert_int_equal(t.out.w, ow);
+    th_tolerance tol = {.forward = 1e-5, .grad = 1e-4, .fd_step = 1e-6, .fd_points = fd_points};
+    th_check(&t, ref_conv, &cc, 1, tol);
+    th_check(&t, ref_conv, &cc, 0, tol);
+    th_free(&t);
+}
+
+static void test_conv_basic_3x3(void **state) {
+    (void)state;
+    run_case("input c=3 h=17 w=23\nconv2d k=8 size=3 pad=1\n", 3, 1, mk(3, 17, 23, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+             40);
+    run_case("input c=3 h=17 w=23\nconv2d k=8 size=3 pad=1\n", 1, 1, mk(3, 17, 23, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+             40);
+}
+
+static void test_conv_stride_dilation_groups_asym_pad(void **state) {
+    (void)state;
+    const char *m = "input c=8 h=17 w=23\n"
+                    "conv2d k=12 kh=3 kw=5 stride=3 dilation=2 groups=4 pad_top=2 pad_bottom=0 pad_left=1 pad_right=3\n";
+    conv_case cc = mk(8, 17, 23, 12, 3, 5, 3, 3, 2, 0, 1, 3, 2, 2, 4, 1);
+    run_case(m, 3, 1, cc, 40);
+    run_case(m, 3, 2, cc, 40);
+    /* per-axis keys */
+    run_case("input c=6 h=13 w=11\nconv2d k=4 kh=4 kw=3 stride_h=2 stride_w=3 dilation_h=1 dilation_w=3 groups=2 "
+             "pad_h=2 pad_w=1\n",
+             2, 2, mk(6, 13, 11, 4, 4, 3, 2, 3, 2, 2, 1, 1, 1, 3, 2, 1), 40);
+}
+
+static void test_conv_1x1(void **state) {
+    (void)state;
+    /* gemm-1x1: no im2col */
+    conv_case cc = mk(5, 7, 9, 6, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+    run_case("input c=5 h=7 w=9\nconv2d k=6 size=1\n", 3, 1, cc, 0);
+    run_case("input c=5 h=7 w=9\nconv2d k=6 size=1\n", 3, 2, cc, 0);
+    run_case("input c=6 h=7 w=9\nconv2d k=4 size=1 groups=2 bias=0\n", 3, 2, mk(6, 7, 9, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2, 0), 0);
+    /* 1x1 with stride and padding goes through im2col; the border windows lie entirely in the padding */
+    run_case("input c=5 h=7 w=9\nconv2d k=4 size=1 stride=2 pad=1\n", 3, 1, mk(5, 7, 9, 4, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1),
+             0);
+    run_case("input c=1 h=3 w=3\nconv2d k=2 size=1 pad=2\n", 2, 1, mk(1, 3, 3, 2, 1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1), 0);
+}
+
+static void test_conv_rectangular(void **state) {
+    (void)state;
+    run_case("input c=2 h=11 w=13\nconv2d k=5 kh=2 kw=5 stride_h=1 stride_w=2 pad_h=1 pad_w=0\n", 3, 1,
+             mk(2, 11, 13, 5, 2, 5, 1, 2, 1, 1, 0, 0, 1, 1, 1, 1), 40);
+    /* the kernel covers the whole (padded) input: a 1x1 output */
+    run_case("input c=2 h=5 w=4\nconv2d k=3 kh=5 kw=4\n", 3, 1, mk(2, 5, 4, 3, 5, 4, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1), 0);
+    run_case("input c=2 h=5 w=6\nconv2d k=3 kh=3 kw=2 dilation=2 pad_w=1\n", 2, 2,
+             mk(2, 5, 6, 3, 3, 2, 1, 1, 0, 0, 1, 1, 2, 2, 1, 1), 0);
+}
+
+static void test_conv_depthwise(void **state) {
+    (void)state;
+    run_case("input c=6 h=9 w=11\nconv2d k=6 size=3 pad=1 groups=6\n", 3, 1, mk(6, 9, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 6, 1),
+             40);
+    run_case("input c=6 h=9 w=11\nconv2d k=6 size=3 pad=1 groups=6\n", 3, 2, mk(6, 9, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 6, 1),
+             40);
+    /* channel multiplier 2, stride 2 */
+    run_case("input c=6 h=9 w=11\nconv2d k=12 size=3 stride=2 groups=6\n", 3, 2,
+             mk(6, 9, 11, 12, 3, 3, 2, 2, 0, 0, 0, 0, 1, 1, 6, 1), 40);
+}
+
+static void test_conv_pad_same(void **state) {
+    (void)state;
+    /* stride 2, even kernel: out = ceil(17/2) = 9, ceil(23/2) = 12; total pad 3 = 1 top + 2 bottom */
+    size_t pt, pb, pl, pr;
+    ref_conv_same_pad(17, 4, 2, 1, &pt, &pb);
+    ref_conv_same_pad(23, 4, 2, 1, &pl, &pr);
+    assert_int_equal(pt, 1);
+    assert_int_equal(pb, 2);
+    assert_int_equal(pl, 1);
+    assert_int_equal(pr, 2);
+    conv_case cc = mk(3, 17, 23, 4, 4, 4, 2, 2, pt, pb, pl, pr, 1, 1, 1, 1);
+    assert_int_equal(ref_conv_out_len(17, 4, 2, pt, pb, 1), 9);
+    assert_int_equal(ref_conv_out_len(23, 4, 2, pl, pr, 1), 12);
+    run_case("input c=3 h=17 w=23\nconv2d k=4 size=4 stride=2 pad=same\n", 3, 1, cc, 40);
+    run_case("input c=3 h=17 w=23\nconv2d k=4 size=4 stride=2 pad=same\n", 3, 2, cc, 40);
+    /* stride 1 with dilation 2: out = in, total pad 4 = 2 + 2 */
+    ref_conv_same_pad(10, 3, 1, 2, &pt, &pb);
+    ref_conv_same_pad(7, 2, 1, 2, &pl, &pr);
+    run_case("input c=2 h=10 w=7\nconv2d k=3 kh=3 kw=2 dilation=2 pad=same\n", 2, 1,
+             mk(2, 10, 7, 3, 3, 2, 1, 1, pt, pb, pl, pr, 2, 2, 1, 1), 0);
+    /* stride 3, kernel 2 on 17: out 6, no padding needed */
+    ref_conv_same_pad(17, 2, 3, 1, &pt, &pb);
+    assert_int_equal(pt + pb, 0);
+    /* ... and on 7: out 3, total pad (3-1)*3 + 2 - 7 = 1, all of it at the right */
+    ref_conv_same_pad(7, 2, 3, 1, &pl, &pr);
+    assert_int_equal(pl, 0);
+    assert_int_equal(pr, 1);
+    run_case("input c=2 h=17 w=7\nconv2d k=3 size=2 stride=3 pad=same\n", 2, 1,
+             mk(2, 17, 7, 3, 2, 2, 3, 3, pt, pb, pl, pr, 1, 1, 1, 1), 0);
+}
+
+static void test_conv_no_bias(void **state) {
+    (void)state;
+    run_case("input c=4 h=12 w=9\nconv2d k=5 size=3 stride=2 bias=0\n", 3, 1, mk(4, 12, 9, 5, 3, 3, 2, 2, 0, 0, 0, 0, 1, 1, 1, 0),
+             40);
+    run_case("input c=4 h=12 w=9\nconv2d k=6 size=3 pad=1 groups=2 bias=0\n", 3, 2,
+             mk(4, 12, 9, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 0), 40);
+}
+
+/* Rows of the column matrix (32*9 = 288) cross the SGEMM's K block (256); 80 output channels cross its
+ * M block (72). */
+static void test_conv_large_gemm(void **state) {
+    (void)state;
+    conv_case cc = mk(32, 10, 10, 80, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    run_case("input c=32 h=10 w=10\nconv2d k=80 size=3 pad=1\n", 2, 2, cc, 8);
+}
+
+/* y = conv_a(x) + conv_b(x): the input has two consumers, so one conv stores its dx and the other adds. */
+typedef struct two_conv {
+    conv_case a, b;
+} two_conv;
+
+static void ref_two_conv(void *user, size_t n, const double *x, const double *const *params, double *y, int training) {
+    (void)training;
+    const two_conv *c = user;
+    size_t oh = ref_conv_out_len(c->a.p.h, c->a.p.kh, c->a.p.sh, c->a.p.pt, c->a.p.pb, c->a.p.dh);
+    size_t ow = ref_conv_out_len(c->a.p.w, c->a.p.kw, c->a.p.sw, c->a.p.pl, c->a.p.pr, c->a.p.dw);
+    size_t count = n * c->a.p.k * oh * ow;
+    double *yb = malloc(count * sizeof(double));
+    if (!yb) fail_msg("out of memory");
+    ref_conv2d_forward(&c->a.p, n, x, params[0], params[1], y);
+    ref_conv2d_forward(&c->b.p, n, x, params[2], params[3], yb);
+    for (size_t i = 0; i < count; i++) y[i] += yb[i];
+    free(yb);
+}
+
+static void run_two_conv(const char *model, two_conv tc, size_t threads) {
+    th_net t;
+    th_build(&t, model, 3, 77, threads);
+    th_tolerance tol = {.forward = 1e-5, .grad = 1e-4, .fd_step = 1e-6, .fd_points = 40};
+    th_check(&t, ref_two_conv, &tc, 1, tol);
+    th_free(&t);
+}
+
+static void test_conv_dx_accumulate(void **state) {
+    (void)state;
+    two_conv tc = {mk(3, 9, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1), mk(3, 9, 8, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1)};
+    run_two_conv("input name=in c=3 h=9 w=8\nconv2d name=a k=4 size=3 pad=1\nconv2d name=b from=in k=4 size=1\n"
+                 "add from=a,b\n",
+                 tc, 1);
+    two_conv tc2 = {tc.b, tc.a};
+    run_two_conv("input name=in c=3 h=9 w=8\nconv2d name=a k=4 size=1\nconv2d name=b from=in k=4 size=3 pad=1\n"
+                 "add from=a,b\n",
+                 tc2, 2);
+}
+
+/* Same weights, input and dy on 1 and 2 threads: output, input gradient and parameter gradients are
+ * bit-identical. */
+static void check_threads_bitwise(const char *model, size_t n) {
+    th_net a, b;
+    th_build(&a, model, n, 4321, 1);
+    th_build(&b, model, n, 4321, 2);
+    assert_int_equal(cnn_net_num_params(a.net), cnn_net_num_params(b.net));
+    assert_int_equal(cnn_net_forward(a.net, a.x, n, 1), CNN_OK);
+    assert_int_equal(cnn_net_forward(b.net, b.x, n, 1), CNN_OK);
+    size_t na = 0, nb = 0;
+    const float *ya = cnn_net_output(a.net, &na), *yb = cnn_net_output(b.net, &nb);
+    assert_int_equal(na, n);
+    assert_int_equal(nb, n);
+    assert_memory_equal(ya, yb, n * a.out_count * sizeof(float));
+    float *dy = malloc(n * a.out_count * sizeof(float));
+    assert_non_null(dy);
+    th_fill_uniform(dy, n * a.out_count, 5, -1, 1);
+    assert_int_equal(cnn_net_backward(a.net, dy), CNN_OK);
+    assert_int_equal(cnn_net_backward(b.net, dy), CNN_OK);
+    assert_memory_equal(cnn_net_input_grad(a.net), cnn_net_input_grad(b.net), n * a.in_count * sizeof(float));
+    for (size_t i = 0; i < cnn_net_num_params(a.net); i++) {
+        cnn_param pa, pb;
+        assert_int_equal(cnn_net_param_at(a.net, i, &pa), CNN_OK);
+        assert_int_equal(cnn_net_param_at(b.net, i, &pb), CNN_OK);
+        assert_string_equal(pa.name, pb.name);
+        assert_memory_equal(pa.data, pb.data, pa.count * sizeof(float));
+        if (pa.trainable) assert_memory_equal(pa.grad, pb.grad, pa.count * sizeof(float));
+    }
+    free(dy);
+    th_free(&a);
+    th_free(&b);
+}
+
+static void test_conv_threads_bitwise(void **state) {
+    (void)state;
+    check_threads_bitwise("input c=8 h=17 w=23\nconv2d k=12 kh=3 kw=5 stride=3 dilation=2 groups=4 pad_top=2 "
+                          "pad_bottom=0 pad_left=1 pad_right=3\n",
+                          3);
+    check_threads_bitwise("input c=5 h=7 w=9\nconv2d k=6 size=1\n", 3);
+    check_threads_bitwise("input c=6 h=9 w=11\nconv2d k=6 size=3 pad=1 groups=6\n", 5);
+    check_threads_bitwise("input c=20 h=9 w=9\nconv2d k=24 size=3 pad=same stride=2\n", 3);
+}
+
+/* input 5x5 = 0..24 row-major, filter [[1,0,-1]] x 3 rows, no bias: every output is
+ * sum_rows (x[r][c] - x[r][c+2]) = 3 * (-2) = -6, exactly. */
+static void test_conv_worked_example(void **state) {
+    (void)state;
+    th_net t;
+    th_build(&t, "input c=1 h=5 w=5\nconv2d name=edge k=1 size=3 bias=0\n", 1, 1, 1);
+    cnn_param w;
+    assert_int_equal(cnn_net_param_find(t.net, "edge.weight", &w), CNN_OK);
+    assert_int_equal(w.count, 9);
+    assert_int_not_equal(cnn_net_param_find(t.net, "edge.bias", &w), CNN_OK);
+    assert_int_equal(cnn_net_param_find(t.net, "edge.weight", &w), CNN_OK);
+    static const float f[9] = {1, 0, -1, 1, 0, -1, 1, 0, -1};
+    memcpy(w.data, f, sizeof f);
+    for (int i = 0; i < 25; i++) t.x[i] = (float)i;
+    assert_int_equal(cnn_net_forward(t.net, t.x, 1, 0), CNN_OK);
+    size_t n = 0;
+    const float *y = cnn_net_output(t.net, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(t.out.c, 1);
+    assert_int_equal(t.out.h, 3);
+    assert_int_equal(t.out.w, 3);
+    for (int i = 0; i < 9; i++)
+        if (y[i] != -6.0f) fail_msg("output %d is %.9g, expected -6 exactly", i, (double)y[i]);
+    th_free(&t);
+}
+
+static void test_conv_params_info(void **state) {
+    (void)state;
+    cnn_ctx *ctx = NULL;
+    cnn_net *net = NULL;
+    assert_int_equal(cnn_ctx_create(&ctx, NULL), CNN_OK);
+    const char *model = "input c=8 h=17 w=23\n"
+                        "conv2d name=c1 k=12 kh=3 kw=5 stride=3 dilation=2 groups=4 pad_top=2 pad_left=1 pad_right=3\n"
+                        "conv2d name=c2 k=6 size=1 bias=0\n";
+    assert_int_equal(cnn_net_parse(ctx, model, strlen(model), "t.cnn", &net), CNN_OK);
+    cnn_param p;
+    assert_int_equal(cnn_net_param_find(net, "c1.weight", &p), CNN_OK);
+    assert_int_equal(p.ndim, 4);
+    assert_int_equal(p.dims[0], 12);
+    assert_int_equal(p.dims[1], 2);
+    assert_int_equal(p.dims[2], 3);
+    assert_int_equal(p.dims[3], 5);
+    assert_int_equal(p.count, 12 * 2 * 3 * 5);
+    assert_true(p.trainable);
+    assert_int_equal(cnn_net_param_find(net, "c1.bias", &p), CNN_OK);
+    assert_int_equal(p.ndim, 1);
+    assert_int_equal(p.dims[0], 12);
+    assert_int_equal(cnn_net_param_find(net, "c2.weight", &p), CNN_OK);
+    assert_int_equal(p.dims[0], 6);
+    assert_int_equal(p.dims[1], 12);
+    assert_int_not_equal(cnn_net_param_find(net, "c2.bias", &p), CNN_OK);
+    cnn_layer_info info;
+    assert_int_equal(cnn_net_layer_info(net, 1, &info), CNN_OK);
+    assert_string_equal(info.type, "conv2d");
+    /* OH = floor((17 + 2 + 0 - 4 - 1)/3) + 1 = 5, OW = floor((23 + 1 + 3 - 8 - 1)/3) + 1 = 7 */
+    assert_int_equal(info.out.c, 12);
+    assert_int_equal(info.out.h, 5);
+    assert_int_equal(info.out.w, 7);
+    assert_int_equal(info.params, 12 * 2 * 15 + 12);
+    assert_int_equal(info.flops, (uint64_t)2 * 12 * 5 * 7 * 2 * 3 * 5);
+    assert_string_equal(info.algorithm, "im2col+gemm");
+    assert_int_equal(cnn_net_layer_info(net, 2, &info), CNN_OK);
+    assert_int_equal(info.params, 6 * 12);
+    assert_int_equal(info.flops, (uint64_t)2 * 6 * 5 * 7 * 12);
+    assert_string_equal(info.algorithm, "gemm-1x1");
+    cnn_net_free(net);
+    cnn_ctx_free(ctx);
+}
+
+/* Printing gives model text that parses to the same layers and prints identically again. */
+static void check_round_trip(cnn_ctx *ctx, const char *model, const char *expect) {
+    cnn_net *net = NULL, *net2 = NULL;
+    char *text = NULL, *text2 = NULL;
+    if (cnn_net_parse(ctx, model, strlen(model), "t.cnn", &net) != CNN_OK)
+        fail_msg("parse failed: %s", cnn_ctx_last_error(ctx));
+    assert_int_equal(cnn_net_to_text(net, &text), CNN_OK);
+    if (expect && !strstr(text, expect)) fail_msg("printed text lacks '%s':\n%s", expect, text);
+    if (cnn_net_parse(ctx, text, strlen(text), "t.cnn", &net2) != CNN_OK)
+        fail_msg("printed text does not parse: %s\n%s", cnn_ctx_last_error(ctx), text);
+    assert_int_equal(cnn_net_to_text(net2, &text2), CNN_OK);
+    assert_string_equal(text, text2);
+    assert_int_equal(cnn_net_param_count(net), cnn_net_param_count(net2));
+    for (size_t i = 0; i < cnn_net_num_layers(net); i++) {
+        cnn_layer_info a, b;
+        assert_int_equal(cnn_net_layer_info(net, i, &a), CNN_OK);
+        assert_int_equal(cnn_net_layer_info(net2, i, &b), CNN_OK);
+        assert_int_equal(a.out.c, b.out.c);
+        assert_int_equal(a.out.h, b.out.h);
+        assert_int_equal(a.out.w, b.out.w);
+        assert_int_equal(a.flops, b.flops);
+    }
+    cnn_free(ctx, text);
+    cnn_free(ctx, text2);
+    cnn_net_free(net);
+    cnn_net_free(net2);
+}
+
+static void test_conv_print_round_trip(void **state) {
+    (void)state;
+    cnn_ctx *ctx = NULL;
+    assert_int_equal(cnn_ctx_create(&ctx, NULL), CNN_OK);
+    check_round_trip(ctx, "input c=3 h=28 w=28\nconv2d k=8 size=3\n", "k=8 kh=3 kw=3");
+    check_round_trip(ctx, "input c=3 h=28 w=28\nconv2d k=8 size=3 pad=1 stride=2\n", "k=8 kh=3 kw=3 stride=2 pad=1");
+    check_round_trip(ctx,
+                     "input c=8 h=17 w=23\nconv2d k=12 kh=3 kw=5 stride=3 dilation=2 groups=4 pad_top=2 pad_left=1 "
+                     "pad_right=3\n",
+                     "k=12 kh=3 kw=5 stride=3 pad_top=2 pad_bottom=0 pad_left=1 pad_right=3 dilation=2 groups=4");
+    check_round_trip(ctx, "input c=3 h=17 w=23\nconv2d k=4 size=4 stride=2 pad=same bias=0\n",
+                     "k=4 kh=4 kw=4 stride=2 pad=same bias=0");
+    check_round_trip(ctx, "input c=3 h=17 w=23\nconv2d k=4 kh=2 kw=3 stride_h=2 pad_h=1 pad_w=2 dilation_w=2\n",
+                     "stride_h=2 stride_w=1 pad_h=1 pad_w=2 dilation_h=1 dilation_w=2");
+    cnn_ctx_free(ctx);
+}
+
+static void test_conv_bad_params(void **state) {
+    (void)state;
+    const cnn_status F = CNN_ERR_FORMAT, S = CNN_ERR_SHAPE;
+    th_expect_error("input c=1 h=5 w=5\nconv2d size=3\n", F, "needs k=");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=0 size=3\n", F, "test.cnn:2:10");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4\n", F, "kernel size");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 kh=3\n", F, "kh= given without kw=");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 kh=3\n", F, "size= and kh= both given");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=0\n", F, "size");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 stride=0\n", F, "stride");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 stride=2 stride_h=1\n", F, "both given");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 dilation=0\n", F, "dilation");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 pad=abc\n", F, "expected an integer or 'same'");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 pad=-1\n", F, "pad");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 pad=1 pad_top=2\n", F, "pad= and pad_top= both given");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 pad=same pad_w=1\n", F, "both given");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 pad_h=1 pad_bottom=2\n", F, "both given");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 bias=maybe\n", F, "bias");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 groups=0\n", F, "groups");
+    /* k not divisible by groups (known at parse time) */
+    th_expect_error("input c=8 h=5 w=5\nconv2d k=6 size=3 groups=4\n", F, "k=6 output channels are not divisible by groups=4");
+    /* input channels not divisible by groups */
+    th_expect_error("input c=6 h=5 w=5\nconv2d k=4 size=3 groups=4\n", S, "input has 6 channels, not divisible by groups=4");
+    /* kernel larger than the (padded) input */
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=7\n", S, "larger than the padded input height 5");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=7 pad=1\n", S, "larger than the padded input height 7");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 kh=1 kw=9 pad_w=1\n", S, "larger than the padded input width 7");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 dilation=3\n", S, "kernel height 7");
+    /* the message names the layer */
+    th_expect_error("input c=1 h=5 w=5\nconv2d name=big k=4 size=9\n", S, "big");
+    /* unknown key: file:line:col of the key */
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 strid=2\n", F, "test.cnn:2:19");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 strid=2\n", F, "unknown key 'strid'");
+    /* sizes that overflow */
+    th_expect_error("input c=4096 h=64 w=64\nconv2d k=16777216 size=65536 pad=40000\n", S, "too many elements");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_basic_3x3),
+        cmocka_unit_test(test_conv_stride_dilation_groups_asym_pad),
+        cmocka_unit_test(test_conv_1x1),
+        cmocka_unit_test(test_conv_rectangular),
+        cmocka_unit_test(test_conv_depthwise),
+        cmocka_unit_test(test_conv_pad_same),
+        cmocka_unit_test(test_conv_no_bias),
+        cmocka_unit_test(test_conv_large_gemm),
+        cmocka_unit_test(test_conv_dx_accumulate),
+        cmocka_unit_test(test_conv_threads_bitwise),
+        cmocka_unit_test(test_conv_worked_example),
+        cmocka_unit_test(test_conv_params_info),
+        cmocka_unit_test(test_conv_print_round_trip),
+        cmocka_unit_test(test_conv_bad_params),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

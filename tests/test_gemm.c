@@ -1,0 +1,319 @@
+/* test_gemm.c — the SGEMM kernels (cnn_f32_gemm_blocked_scalar and, when the CPU has AVX2+FMA,
+ * cnn_f32_gemm_blocked_avx2), called directly, against the float64 reference ref_gemm (tests/ref/ref_conv.c):
+ * all four transpose combinations at sizes around the tiles (MR 4/6, NR 8/16) and the cache blocks
+ * (MC 72, NC 64, KC 256), K up to 600, alpha/beta (beta == 0 must not read C: C starts as NaN), K == 0,
+ * leading dimensions larger than the rows (padding filled with NaN, so a read of it shows; C's padding must
+ * stay untouched), NaN propagation, bit-identical sub-blocks (the conv2d and dense drivers split products
+ * over threads and rely on it), and the dispatch table (CNN_ISA=scalar selects the scalar kernel).
+ *
+ * Tolerance, per element: |got - ref| <= 1e-5 * sqrt(K) * (|alpha| sum_p |a_ip b_pj| + |beta c_ij|). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "harness.h"
+#include "kernels/kernels.h"
+#include "ref/ref_conv.h"
+
+typedef struct gemm_impl {
+    const char *name;
+    cnn_sgemm_fn fn;
+} gemm_impl;
+
+/* The variants this CPU can run. */
+static size_t gemm_impls(gemm_impl out[2]) {
+    size_t n = 0;
+    out[n++] = (gemm_impl){"scalar", cnn_f32_gemm_blocked_scalar};
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        out[n++] = (gemm_impl){"avx2", cnn_f32_gemm_blocked_avx2};
+    return n;
+}
+
+static float *alloc_floats(size_t n) {
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    if (!p) fail_msg("out of memory");
+    return p;
+}
+
+/* rows x ld matrix: the first `cols` of each row uniform in [-1, 1], the padding NaN. */
+static float *make_matrix(size_t rows, size_t cols, size_t ld, uint64_t seed) {
+    float *m = alloc_floats(rows * ld);
+    for (size_t i = 0; i < rows; i++) {
+        th_fill_uniform(m + i * ld, cols, seed + i, -1.0f, 1.0f);
+        for (size_t j = cols; j < ld; j++) m[i * ld + j] = NAN;
+    }
+    return m;
+}
+
+typedef struct gemm_case {
+    int ta, tb;
+    size_t M, N, K;
+    float alpha, beta;
+    size_t pad_a, pad_b, pad_c; /* leading dimension minus the row length */
+} gemm_case;
+
+#define C_PAD_SENTINEL 12345.5f
+
+/* Run one case on one implementation and check every element (and that C's padding is untouched). */
+static void check_case(const gemm_impl *im, gemm_case c, uint64_t seed) {
+    const size_t a_rows = c.ta ? c.K : c.M, a_cols = c.ta ? c.M : c.K;
+    const size_t b_rows = c.tb ? c.N : c.K, b_cols = c.tb ? c.K : c.N;
+    const size_t lda = a_cols + c.pad_a, ldb = b_cols + c.pad_b, ldc = c.N + c.pad_c;
+    float *A = make_matrix(a_rows, a_cols, lda, seed);
+    float *B = make_matrix(b_rows, b_cols, ldb, seed + 1000);
+    float *C = alloc_floats(c.M * ldc);
+    float *C0 = alloc_floats(c.M * ldc);
+    for (size_t i = 0; i < c.M; i++) {
+        if (c.beta == 0.0f)
+            for (size_t j = 0; j < c.N; j++) C[i * ldc + j] = NAN; /* must not be read */
+        else
+            th_fill_uniform(C + i * ldc, c.N, seed + 2000 + i, -1.0f, 1.0f);
+        for (size_t j = c.N; j < ldc; j++) C[i * ldc + j] = C_PAD_SENTINEL;
+    }
+    memcpy(C0, C, c.M * ldc * sizeof(float));
+    const size_t mn = c.M * c.N > 0 ? c.M * c.N : 1;
+    double *ref = malloc(mn * sizeof(double));
+    double *mag = malloc(mn * sizeof(double));
+    if (!ref || !mag) fail_msg("out of memory");
+    ref_gemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A, lda, B, ldb, c.beta, C0, ldc, ref, mag);
+
+    im->fn(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A, lda, B, ldb, c.beta, C, ldc);
+
+    const double tol = 1e-5 * sqrt((double)(c.K ? c.K : 1));
+    for (size_t i = 0; i < c.M; i++) {
+        for (size_t j = 0; j < c.N; j++) {
+            double got = C[i * ldc + j], want = ref[i * c.N + j];
+            double err = fabs(got - want), bound = tol * mag[i * c.N + j];
+            if (!(err <= bound))
+                fail_msg("%s gemm ta=%d tb=%d M=%zu N=%zu K=%zu alpha=%g beta=%g lda=%zu ldb=%zu ldc=%zu: "
+                         "C[%zu][%zu] = %.9g, reference %.9g (error %.3g > bound %.3g)",
+                         im->name, c.ta, c.tb, c.M, c.N, c.K, (double)c.alpha, (double)c.beta, lda, ldb, ldc, i, j,
+                         got, want, err, bound);
+        }
+        for (size_t j = c.N; j < ldc; j++)
+            if (memcmp(&C[i * ldc + j], &C0[i * ldc + j], sizeof(float)))
+                fail_msg("%s gemm M=%zu N=%zu K=%zu ldc=%zu: wrote C's padding at [%zu][%zu]", im->name, c.M, c.N,
+                         c.K, ldc, i, j);
+    }
+    free(A);
+    free(B);
+    free(C);
+    free(C0);
+    free(ref);
+    free(mag);
+}
+
+static void test_gemm_tile_edges(void **state) {
+    (void)state;
+    gemm_impl im[2];
+    size_t ni = gemm_impls(im);
+    static const size_t Ms[] = {1, 3, 4, 5, 6, 7, 12, 13, 17, 31, 33};
+    static const size_t Ns[] = {1, 7, 8, 9, 15, 16, 17, 31, 33, 65};
+    static const size_t Ks[] = {1, 2, 7, 17};
+    uint64_t seed = 1;
+    for (size_t v = 0; v < ni; v++)
+        for (int t = 0; t < 4; t++)
+            for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+                for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
+                    for (size_t k = 0; k < sizeof Ks / sizeof *Ks; k++) {
+                        gemm_case c = {.ta = t & 1, .tb = t >> 1, .M = Ms[a], .N = Ns[b], .K = Ks[k],
+                                       .alpha = 1.0f, .beta = 0.0f};
+                        check_case(&im[v], c, seed++);
+                    }
+}
+
+static void test_gemm_cache_blocks(void **state) {
+    (void)state;
+    gemm_impl im[2];
+    size_t ni = gemm_impls(im);
+    /* M around MC = 72, N around NC = 64, K around KC = 256 and several KC blocks. */
+    static const size_t MNK[][3] = {{7, 33, 255},  {7, 33, 256},  {7, 33, 257},   {73, 65, 300},
+                                    {72, 64, 512}, {71, 63, 513}, {130, 130, 600}, {1, 130, 600},
+                                    {130, 1, 600}, {145, 129, 97}};
+    uint64_t seed = 100;
+    for (size_t v = 0; v < ni; v++)
+        for (int t = 0; t < 4; t++)
+            for (size_t s = 0; s < sizeof MNK / sizeof *MNK; s++) {
+                gemm_case c = {.ta = t & 1, .tb = t >> 1, .M = MNK[s][0], .N = MNK[s][1], .K = MNK[s][2],
+                               .alpha = 1.0f, .beta = 0.0f};
+                check_case(&im[v], c, seed++);
+            }
+}
+
+static void test_gemm_alpha_beta(void **state) {
+    (void)state;
+    gemm_impl im[2];
+    size_t ni = gemm_impls(im);
+    static const float AB[][2] = {{1, 1}, {0.5f, 1}, {-1.5f, 0.25f}, {2, -1}, {1, 0}, {-0.75f, 0}, {0, 0}, {0, 0.5f}};
+    uint64_t seed = 200;
+    for (size_t v = 0; v < ni; v++)
+        for (int t = 0; t < 4; t++)
+            for (size_t s = 0; s < sizeof AB / sizeof *AB; s++) {
+                gemm_case c = {.ta = t & 1, .tb = t >> 1, .M = 17, .N = 33, .K = 65, .alpha = AB[s][0],
+                               .beta = AB[s][1]};
+                check_case(&im[v], c, seed++);
+                c.M = 75;
+                c.N = 70;
+                c.K = 270;
+                check_case(&im[v], c, seed++);
+            }
+}
+
+static void test_gemm_k_zero_and_empty(void **state) {
+    (void)state;
+    gemm_impl im[2];
+    size_t ni = gemm_impls(im);
+    for (size_t v = 0; v < ni; v++)
+        for (int t = 0; t < 4; t++) {
+            /* K == 0: C = beta * C (beta == 0: zeros although C held NaN) */
+            check_case(&im[v], (gemm_case){.ta = t & 1, .tb = t >> 1, .M = 9, .N = 19, .K = 0, .alpha = 1,
+                                           .beta = 0, .pad_c = 3},
+                       300 + t);
+            check_case(&im[v], (gemm_case){.ta = t & 1, .tb = t >> 1, .M = 9, .N = 19, .K = 0, .alpha = 1,
+                                           .beta = 2, .pad_c = 3},
+                       310 + t);
+            /* M == 0 or N == 0: nothing to do, nothing touched */
+            check_case(&im[v], (gemm_case){.ta = t & 1, .tb = t >> 1, .M = 0, .N = 5, .K = 3, .alpha = 1},
+                       320 + t);
+            check_case(&im[v], (gemm_case){.ta = t & 1, .tb = t >> 1, .M = 5, .N = 0, .K = 3, .alpha = 1,
+                                           .pad_c = 2},
+                       330 + t);
+        }
+}
+
+static void test_gemm_leading_dims(void **state) {
+    (void)state;
+    gemm_impl im[2];
+    size_t ni = gemm_impls(im);
+    uint64_t seed = 400;
+    for (size_t v = 0; v < ni; v++)
+        for (int t = 0; t < 4; t++) {
+            gemm_case c = {.ta = t & 1, .tb = t >> 1, .M = 31, .N = 17, .K = 65, .alpha = 1, .beta = 0,
+                           .pad_a = 3, .pad_b = 5, .pad_c = 7};
+            check_case(&im[v], c, seed++);
+            c.beta = 1;
+            c.alpha = -0.5f;
+            check_case(&im[v], c, seed++);
+            c = (gemm_case){.ta = t & 1, .tb = t >> 1, .M = 80, .N = 70, .K = 260, .alpha = 1, .beta = 0.5f,
+                            .pad_a = 1, .pad_b = 16, .pad_c = 9};
+            check_case(&im[v], c, seed++);
+        }
+}
+
+/* A NaN in row i of op(A) makes row i of C NaN and leaves the others finite; likewise a NaN in column j
+ * of op(B). */
+static void test_gemm_nan_propagates(void **state) {
+    (void)state;
+    gemm_impl im[2];
+    size_t ni = gemm_impls(im);
+    const size_t M = 13, N = 21, K = 300, ni_ = 11, nj = 19, np = 270;
+    for (size_t v = 0; v < ni; v++)
+        for (int t = 0; t < 4; t++) {
+            const int ta = t & 1, tb = t >> 1;
+            const size_t lda = ta ? M : K, ldb = tb ? K : N;
+            float *A = make_matrix(ta ? K : M, lda, lda, 500 + t);
+            float *B = make_matrix(tb ? N : K, ldb, ldb, 600 + t);
+            float *C = alloc_floats(M * N);
+            A[ta ? np * lda + ni_ : ni_ * lda + np] = NAN;
+            B[tb ? nj * ldb + np : np * ldb + nj] = NAN;
+            im[v].fn(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+            for (size_t i = 0; i < M; i++)
+                for (size_t j = 0; j < N; j++) {
+                    int want_nan = i == ni_ || j == nj;
+                    if (want_nan != (isnan(C[i * N + j]) != 0))
+                        fail_msg("%s ta=%d tb=%d: C[%zu][%zu] = %g, expected %s", im[v].name, ta, tb, i, j,
+                                 (double)C[i * N + j], want_nan ? "NaN" : "a finite value");
+                }
+            free(A);
+            free(B);
+            free(C);
+        }
+}
+
+/* A block of a product computed alone is bit-identical to the same block of the whole product. */
+static void test_gemm_subblock_bitwise(void **state) {
+    (void)state;
+    gemm_impl im[2];
+    size_t ni = gemm_impls(im);
+    const size_t M = 77, N = 70, K = 300, i0 = 5, i1 = 41, j0 = 3, j1 = 60;
+    for (size_t v = 0; v < ni; v++)
+        for (int t = 0; t < 4; t++) {
+            const int ta = t & 1, tb = t >> 1;
+            const size_t lda = ta ? M : K, ldb = tb ? K : N;
+            float *A = make_matrix(ta ? K : M, lda, lda, 700 + t);
+            float *B = make_matrix(tb ? N : K, ldb, ldb, 800 + t);
+            float *C = alloc_floats(M * N), *D = alloc_floats(M * N);
+            for (int beta1 = 0; beta1 < 2; beta1++) {
+                const float beta = beta1 ? 1.0f : 0.0f;
+                th_fill_uniform(C, M * N, 900, -1, 1);
+                memcpy(D, C, M * N * sizeof(float));
+                im[v].fn(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, beta, C, N);
+                const float *As = ta ? A + i0 : A + i0 * lda;
+                const float *Bs = tb ? B + j0 * ldb : B + j0;
+                im[v].fn(ta, tb, i1 - i0, j1 - j0, K, 0.75f, As, lda, Bs, ldb, beta, D + i0 * N + j0, N);
+                for (size_t i = i0; i < i1; i++)
+                    for (size_t j = j0; j < j1; j++)
+                        if (memcmp(&C[i * N + j], &D[i * N + j], sizeof(float)))
+                            fail_msg("%s ta=%d tb=%d beta=%g: block element [%zu][%zu] = %.9g differs from the "
+                                     "whole product's %.9g",
+                                     im[v].name, ta, tb, (double)beta, i, j, (double)D[i * N + j],
+                                     (double)C[i * N + j]);
+            }
+            free(A);
+            free(B);
+            free(C);
+            free(D);
+        }
+}
+
+/* CNN_ISA=scalar gives the scalar kernel; the default context gets the AVX2 one on an AVX2+FMA CPU. */
+static void test_gemm_dispatch(void **state) {
+    (void)state;
+    gemm_impl im[2];
+    size_t ni = gemm_impls(im);
+    const char *old = getenv("CNN_ISA");
+    char *saved = old ? strdup(old) : NULL;
+    cnn_ctx *ctx = NULL;
+    setenv("CNN_ISA", "scalar", 1);
+    assert_int_equal(cnn_ctx_create(&ctx, NULL), CNN_OK);
+    assert_string_equal(cnn_ctx_isa(ctx), "scalar");
+    assert_ptr_equal(ctx->kernels.sgemm, cnn_f32_gemm_blocked_scalar);
+    cnn_ctx_free(ctx);
+    if (ni > 1) {
+        setenv("CNN_ISA", "avx2", 1);
+        assert_int_equal(cnn_ctx_create(&ctx, NULL), CNN_OK);
+        assert_string_equal(cnn_ctx_isa(ctx), "avx2");
+        assert_ptr_equal(ctx->kernels.sgemm, cnn_f32_gemm_blocked_avx2);
+        cnn_ctx_free(ctx);
+    }
+    if (saved) {
+        setenv("CNN_ISA", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("CNN_ISA");
+    }
+}
+
+int main(void) {
+    gemm_impl im[2];
+    size_t ni = gemm_impls(im);
+    printf("gemm variants tested:");
+    for (size_t i = 0; i < ni; i++) printf(" %s", im[i].name);
+    printf("\n");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm_tile_edges),       cmocka_unit_test(test_gemm_cache_blocks),
+        cmocka_unit_test(test_gemm_alpha_beta),       cmocka_unit_test(test_gemm_k_zero_and_empty),
+        cmocka_unit_test(test_gemm_leading_dims),     cmocka_unit_test(test_gemm_nan_propagates),
+        cmocka_unit_test(test_gemm_subblock_bitwise), cmocka_unit_test(test_gemm_dispatch),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,261 @@
+/* test_net.c — the network core: model text parsing (good and bad), names, printing round trip, memory
+ * planning, API misuse, initialisation statistics. */
+#include "harness.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static cnn_ctx *ctx_new(void) {
+    cnn_ctx *ctx = NULL;
+    assert_int_equal(cnn_ctx_create(&ctx, NULL), CNN_OK);
+    return ctx;
+}
+
+static cnn_net *parse_ok(cnn_ctx *ctx, const char *text) {
+    cnn_net *net = NULL;
+    cnn_status st = cnn_net_parse(ctx, text, strlen(text), "m.cnn", &net);
+    if (st != CNN_OK) fail_msg("parse failed: %s", cnn_ctx_last_error(ctx));
+    return net;
+}
+
+static const char *MLP = "# a small net\n"
+                         "input c=3 h=4 w=5   # 60 features\n"
+                         "\n"
+                         "dense name=fc1 out=7\n"
+                         "relu\n"
+                         "dense out=5 init=xavier_uniform\n"
+                         "sigmoid name=s from=fc1\n"
+                         "dense name=fc3 from=s out=5\n"
+                         "add from=dense2,fc3\n"
+                         "relu\n";
+
+static void test_parse_names_and_shapes(void **state) {
+    (void)state;
+    cnn_ctx *ctx = ctx_new();
+    cnn_net *net = parse_ok(ctx, MLP);
+    assert_int_equal(cnn_net_num_layers(net), 8);
+    const char *names[] = {"input", "fc1", "relu1", "dense2", "s", "fc3", "add1", "relu2"};
+    for (size_t i = 0; i < 8; i++) {
+        cnn_layer_info li;
+        assert_int_equal(cnn_net_layer_info(net, i, &li), CNN_OK);
+        assert_string_equal(li.name, names[i]);
+    }
+    cnn_layer_info li;
+    cnn_net_layer_info(net, 6, &li);
+    assert_string_equal(li.type, "add");
+    assert_int_equal(li.n_inputs, 2);
+    assert_string_equal(li.inputs[0], "dense2");
+    assert_string_equal(li.inputs[1], "fc3");
+    cnn_net_layer_info(net, 1, &li);
+    assert_int_equal(li.params, 60 * 7 + 7);
+    assert_int_equal(li.flops, 2 * 60 * 7);
+    cnn_shape o = cnn_net_output_shape(net);
+    assert_int_equal(o.c, 5);
+    assert_int_equal(o.h, 1);
+    cnn_param p;
+    assert_int_equal(cnn_net_param_find(net, "fc1.weight", &p), CNN_OK);
+    assert_int_equal(p.ndim, 2);
+    assert_int_equal(p.dims[0], 7);
+    assert_int_equal(p.dims[1], 60);
+    assert_int_equal(cnn_net_param_find(net, "nope.weight", &p), CNN_ERR_INVALID_ARG);
+    assert_int_equal(cnn_net_param_count(net), (60 * 7 + 7) + (7 * 5 + 5) + (7 * 5 + 5));
+    assert_false(cnn_net_has_loss(net));
+    cnn_net_free(net);
+    cnn_ctx_free(ctx);
+}
+
+static void test_print_round_trip(void **state) {
+    (void)state;
+    cnn_ctx *ctx = ctx_new();
+    cnn_net *a = parse_ok(ctx, MLP);
+    char *t1 = NULL, *t2 = NULL;
+    assert_int_equal(cnn_net_to_text(a, &t1), CNN_OK);
+    cnn_net *b = parse_ok(ctx, t1);
+    assert_int_equal(cnn_net_to_text(b, &t2), CNN_OK);
+    assert_string_equal(t1, t2);
+    assert_non_null(strstr(t1, "init=xavier_uniform"));
+    assert_int_equal(cnn_net_num_layers(a), cnn_net_num_layers(b));
+    for (size_t i = 0; i < cnn_net_num_layers(a); i++) {
+        cnn_layer_info x, y;
+        cnn_net_layer_info(a, i, &x);
+        cnn_net_layer_info(b, i, &y);
+        assert_string_equal(x.name, y.name);
+        assert_string_equal(x.type, y.type);
+        assert_int_equal(x.n_inputs, y.n_inputs);
+        assert_int_equal(x.params, y.params);
+        assert_int_equal(x.out.c, y.out.c);
+    }
+    cnn_free(ctx, t1);
+    cnn_free(ctx, t2);
+    cnn_net_free(a);
+    cnn_net_free(b);
+    cnn_ctx_free(ctx);
+}
+
+static void test_bad_models(void **state) {
+    (void)state;
+    th_expect_error("", CNN_ERR_FORMAT, "no layers");
+    th_expect_error("# only a comment\n", CNN_ERR_FORMAT, "no layers");
+    th_expect_error("relu\n", CNN_ERR_FORMAT, "first layer must be 'input'");
+    th_expect_error("input c=1 h=2\n", CNN_ERR_FORMAT, "test.cnn:1:1: input: needs c=, h= and w=");
+    th_expect_error("input c=1 h=2 w=2\nfrobnicate x=1\n", CNN_ERR_FORMAT, "test.cnn:2:1: unknown layer type 'frobnicate'");
+    th_expect_error("input c=1 h=2 w=2\nrelu  colour=blue\n", CNN_ERR_FORMAT, "test.cnn:2:7: relu: unknown key 'colour'");
+    th_expect_error("input c=1 h=2 w=2\nrelu name=a name=b\n", CNN_ERR_FORMAT, "given twice");
+    th_expect_error("input c=1 h=2 w=2\nrelu name=a\nrelu name=a\n", CNN_ERR_FORMAT, "already used on line 2");
+    th_expect_error("input c=1 h=2 w=2\nrelu from=ghost\n", CNN_ERR_FORMAT, "test.cnn:2:11:");
+    th_expect_error("input c=1 h=2 w=2\nrelu from=later\nrelu name=later\n", CNN_ERR_FORMAT, "defined before");
+    th_expect_error("input c=1 h=2 w=2\ninput c=1 h=2 w=2\n", CNN_ERR_FORMAT, "only one 'input'");
+    th_expect_error("input c=1 h=2 w=2\nrelu oops\n", CNN_ERR_FORMAT, "expected key=value");
+    th_expect_error("input c=x h=2 w=2\n", CNN_ERR_FORMAT, "test.cnn:1:9: input: c: expected an integer");
+    th_expect_error("input c=-3 h=2 w=2\n", CNN_ERR_FORMAT, "out of range");
+    th_expect_error("input c=99999999999999999999 h=2 w=2\n", CNN_ERR_FORMAT, "expected an integer");
+    th_expect_error("input c=1 h=2 w=2\nrelu init=magic\n", CNN_ERR_FORMAT, "expected one of");
+    th_expect_error("input c=1 h=2 w=2\nrelu name=9lives\n", CNN_ERR_FORMAT, "invalid layer name");
+    th_expect_error("input c=1 h=2 w=2\nrelu name=a\nrelu from=a,a,a,a,a,a,a,a,a\n", CNN_ERR_FORMAT, "at most 8");
+    /* a per-sample activation too large to address */
+    th_expect_error("input c=1048576 h=1048576 w=1048576\n", CNN_ERR_SHAPE, "too large");
+}
+
+static void test_misuse(void **state) {
+    (void)state;
+    cnn_ctx *ctx = ctx_new();
+    cnn_net *net = parse_ok(ctx, "input c=2 h=3 w=3\nrelu\n");
+    float x[2 * 18] = {0};
+    assert_int_equal(cnn_net_forward(net, x, 1, 0), CNN_ERR_MISUSE); /* not compiled */
+    assert_non_null(strstr(cnn_ctx_last_error(ctx), "not compiled"));
+    assert_int_equal(cnn_net_compile(net, 0, 0), CNN_ERR_INVALID_ARG);
+    assert_int_equal(cnn_net_compile(net, 2, CNN_COMPILE_INPUT_GRAD), CNN_ERR_INVALID_ARG);
+    assert_int_equal(cnn_net_compile(net, 2, 0), CNN_OK);
+    assert_int_equal(cnn_net_forward(net, x, 3, 0), CNN_ERR_SHAPE);
+    assert_int_equal(cnn_net_forward(net, NULL, 1, 0), CNN_ERR_INVALID_ARG);
+    assert_int_equal(cnn_net_forward(net, x, 1, 1), CNN_ERR_MISUSE); /* training on an inference plan */
+    x[5] = NAN;
+    assert_int_equal(cnn_net_forward(net, x, 2, 0), CNN_ERR_NUMERIC);
+    assert_non_null(strstr(cnn_ctx_last_error(ctx), "element 5 is NaN"));
+    x[5] = INFINITY;
+    assert_int_equal(cnn_net_forward(net, x, 2, 0), CNN_ERR_NUMERIC);
+    x[5] = 1;
+    assert_int_equal(cnn_net_forward(net, x, 2, 0), CNN_OK);
+    assert_int_equal(cnn_net_backward(net, x), CNN_ERR_MISUSE); /* inference plan */
+    cnn_loss_stats ls;
+    assert_int_equal(cnn_net_loss(net, NULL, NULL, &ls), CNN_ERR_MISUSE); /* no loss layer */
+    assert_int_equal(cnn_net_compile(net, 2, CNN_COMPILE_TRAIN), CNN_OK);
+    assert_int_equal(cnn_net_backward(net, x), CNN_ERR_MISUSE); /* no forward yet */
+    assert_int_equal(cnn_net_forward(net, x, 2, 1), CNN_OK);
+    assert_int_equal(cnn_net_backward(net, NULL), CNN_ERR_INVALID_ARG); /* no loss: needs dy */
+    assert_int_equal(cnn_net_backward(net, x), CNN_OK);
+    assert_null(cnn_net_input_grad(net)); /* not requested */
+    cnn_net_free(net);
+    cnn_net_free(NULL);
+    cnn_ctx_free(ctx);
+    cnn_ctx_free(NULL);
+}
+
+static void test_inference_plan_reuses_memory(void **state) {
+    (void)state;
+    cnn_ctx *ctx = ctx_new();
+    cnn_net *net = parse_ok(ctx, "input c=8 h=16 w=16\nrelu\nsigmoid\ntanh\nrelu\nsigmoid\ntanh\nrelu\n");
+    size_t train = 0, infer = 0;
+    assert_int_equal(cnn_net_activation_bytes(net, 4, CNN_COMPILE_TRAIN, &train), CNN_OK);
+    assert_int_equal(cnn_net_activation_bytes(net, 4, 0, &infer), CNN_OK);
+    size_t one = 4 * 8 * 16 * 16 * sizeof(float);
+    assert_true(train >= 2 * 7 * one); /* activations and gradients of every layer but the input's gradient */
+    assert_true(infer <= 2 * one);     /* a chain needs two buffers in ping-pong */
+    /* outputs agree between the two plans */
+    size_t count = 4 * 8 * 16 * 16;
+    float *x = malloc(count * sizeof *x), *y1 = malloc(count * sizeof *y1);
+    th_fill_uniform(x, count, 3, -2, 2);
+    assert_int_equal(cnn_net_compile(net, 4, 0), CNN_OK);
+    assert_int_equal(cnn_net_forward(net, x, 4, 0), CNN_OK);
+    memcpy(y1, cnn_net_output(net, NULL), count * sizeof *y1);
+    assert_int_equal(cnn_net_compile(net, 4, CNN_COMPILE_TRAIN), CNN_OK);
+    assert_int_equal(cnn_net_forward(net, x, 4, 1), CNN_OK);
+    assert_memory_equal(y1, cnn_net_output(net, NULL), count * sizeof *y1);
+    free(x);
+    free(y1);
+    cnn_net_free(net);
+    cnn_ctx_free(ctx);
+}
+
+/* A DAG with branches through the inference planner: the residual input must stay alive. */
+static void test_inference_plan_dag(void **state) {
+    (void)state;
+    const char *m = "input c=3 h=5 w=5\nrelu name=a\nsigmoid\ntanh\nrelu\nadd from=a,relu2\ntanh\n";
+    cnn_ctx *ctx = ctx_new();
+    cnn_net *net = parse_ok(ctx, m);
+    size_t count = 2 * 75;
+    float *x = malloc(count * sizeof *x);
+    th_fill_uniform(x, count, 5, -2, 2);
+    assert_int_equal(cnn_net_compile(net, 2, 0), CNN_OK);
+    assert_int_equal(cnn_net_forward(net, x, 2, 0), CNN_OK);
+    const float *y = cnn_net_output(net, NULL);
+    for (size_t i = 0; i < count; i++) {
+        double a = x[i] > 0 ? x[i] : 0;
+        double r = tanh(1.0 / (1.0 + exp(-a)));
+        double want = tanh(a + (r > 0 ? r : 0));
+        assert_float_equal(y[i], want, 1e-6);
+    }
+    free(x);
+    cnn_net_free(net);
+    cnn_ctx_free(ctx);
+}
+
+static void test_init_statistics(void **state) {
+    (void)state;
+    cnn_ctx *ctx = ctx_new();
+    cnn_net *net = parse_ok(ctx, "input c=400 h=1 w=1\ndense name=a out=300\ndense name=b out=200 init=kaiming_normal\n");
+    cnn_param w, b, w2, b2;
+    cnn_net_param_find(net, "a.weight", &w);
+    cnn_net_param_find(net, "a.bias", &b);
+    cnn_net_param_find(net, "b.weight", &w2);
+    cnn_net_param_find(net, "b.bias", &b2);
+    assert_int_equal(cnn_net_init_params(net, 7, CNN_INIT_DEFAULT), CNN_OK);
+    /* PyTorch default: U(-1/sqrt(400), 1/sqrt(400)) for weight and bias */
+    double bound = 1.0 / 20.0, mx = 0, s2 = 0;
+    for (size_t i = 0; i < w.count; i++) {
+        if (fabs(w.data[i]) > mx) mx = fabs(w.data[i]);
+        s2 += (double)w.data[i] * w.data[i];
+    }
+    assert_true(mx <= bound && mx > 0.99 * bound);
+    assert_float_equal(sqrt(s2 / (double)w.count), bound / sqrt(3.0), 0.01 * bound);
+    for (size_t i = 0; i < b.count; i++) assert_true(fabs(b.data[i]) <= bound);
+    /* kaiming normal: std sqrt(2/fan_in), bias zero */
+    s2 = 0;
+    for (size_t i = 0; i < w2.count; i++) s2 += (double)w2.data[i] * w2.data[i];
+    assert_float_equal(sqrt(s2 / (double)w2.count), sqrt(2.0 / 300.0), 0.02 * sqrt(2.0 / 300.0));
+    for (size_t i = 0; i < b2.count; i++) assert_true(b2.data[i] == 0.0f);
+    /* same seed -> same values; other seed -> different */
+    float first = w.data[17];
+    cnn_net_init_params(net, 7, CNN_INIT_DEFAULT);
+    assert_true(w.data[17] == first);
+    cnn_net_init_params(net, 8, CNN_INIT_DEFAULT);
+    assert_true(w.data[17] != first);
+    /* a global method applies where the layer names none */
+    cnn_net_init_params(net, 7, CNN_INIT_XAVIER_UNIFORM);
+    mx = 0;
+    for (size_t i = 0; i < w.count; i++)
+        if (fabs(w.data[i]) > mx) mx = fabs(w.data[i]);
+    assert_true(mx <= sqrt(6.0 / 700.0) && mx > 0.99 * sqrt(6.0 / 700.0));
+    assert_int_equal(cnn_net_init_params(net, 7, (cnn_init)99), CNN_ERR_INVALID_ARG);
+    cnn_net_free(net);
+    cnn_ctx_free(ctx);
+}
+
+static void test_status_strings(void **state) {
+    (void)state;
+    assert_string_equal(cnn_status_string(CNN_OK), "ok");
+    assert_string_equal(cnn_status_string(CNN_ERR_FORMAT), "malformed input");
+    assert_string_equal(cnn_status_string((cnn_status)999), "unknown status");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_names_and_shapes), cmocka_unit_test(test_print_round_trip),
+        cmocka_unit_test(test_bad_models),             cmocka_unit_test(test_misuse),
+        cmocka_unit_test(test_inference_plan_reuses_memory), cmocka_unit_test(test_inference_plan_dag),
+        cmocka_unit_test(test_init_statistics),        cmocka_unit_test(test_status_strings),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

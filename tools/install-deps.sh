@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install the Debian packages the build, the tests and the demo need (apt-get when root; otherwise print
+# the one command to run and fail).
+set -euo pipefail
+PKGS="cmake gcc make pkg-config zlib1g-dev libjansson-dev libcmocka-dev dataset-fashion-mnist"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ]; then
+  echo "installing:$missing" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq $missing >&2
+else
+  echo "missing Debian packages; run:" >&2
+  echo "  sudo apt-get install$missing" >&2
+  exit 1
+fi
