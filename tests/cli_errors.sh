@@ -160,7 +160,8 @@ cp -r "$GOOD" "$TMP/lying"
 idx_images "$TMP/lying/train-images-idx3-ubyte" 60000 28 28 40 # header says 60000, file holds 40
 expect_error "lying IDX header" 1 "" -- train "$M1" --data "$TMP/lying"
 cp -r "$GOOD" "$TMP/huge"
-idx_images "$TMP/huge/train-images-idx3-ubyte" 4294967295 65535 65535 2 # absurd dimensions
+{ printf '\x00\x00\x08\x03'; be32 4294967295; be32 65535; be32 65535; head -c 1000 /dev/urandom; } \
+    >"$TMP/huge/train-images-idx3-ubyte" # absurd dimensions, 1000 bytes of data
 expect_error "absurd IDX dimensions" 1 "" -- train "$M1" --data "$TMP/huge"
 cp -r "$GOOD" "$TMP/magic"
 { printf '\x00\x00\x0d\x03'; be32 40; be32 28; be32 28; head -c 31360 /dev/urandom; } >"$TMP/magic/train-images-idx3-ubyte"

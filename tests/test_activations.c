@@ -1,6 +1,6 @@
 /* test_activations.c — relu, leaky_relu, sigmoid, tanh, gelu (exact and tanh form) against the float64
  * reference (ref/ref_elem.c): forward in both modes, input gradients against central differences (th_check),
- * odd shapes with batch 3, a tensor of several chunks on 1 and 2 threads (bit-identical), NaN propagation
+ * odd shapes with batch 3, gradients stored and accumulated, a tensor of several chunks on 1 and 2 threads (bit-identical), NaN propagation
  * through every forward, FLOP counts, parse errors and the printed model text. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -97,6 +97,32 @@ static void test_small_odd_shapes(void **state) {
 static void test_many_chunks_two_threads(void **state) {
     (void)state;
     for (size_t i = 0; i < N_ACTS; i++) run_act(ACTS[i].line, ACTS[i].f, ACTS[i].slope, 5, 61, 67, 3, 2, 60);
+}
+
+/* f(x) + f(x) through two layers: each activation's backward once stores into and once adds onto the
+ * input gradient. */
+static void ref_twice(void *user, size_t n, const double *x, const double *const *params, double *y, int training) {
+    (void)params;
+    (void)training;
+    const act_case *c = user;
+    ref_activation(c->f, c->slope, n * c->count, x, y);
+    for (size_t i = 0; i < n * c->count; i++) y[i] *= 2;
+}
+
+static void test_accumulate(void **state) {
+    (void)state;
+    for (size_t i = 0; i < N_ACTS; i++) {
+        char model[256];
+        snprintf(model, sizeof model, "input c=2 h=3 w=5\n%s name=a\n%s name=b from=input\nadd from=a,b\n", ACTS[i].line,
+                 ACTS[i].line);
+        th_net t;
+        th_build(&t, model, 3, 21, 1);
+        scale(t.x, 3 * t.in_count, 3.0f);
+        nudge_from_zero(t.x, 3 * t.in_count);
+        act_case ac = {ACTS[i].f, ACTS[i].slope, t.in_count};
+        th_check(&t, ref_twice, &ac, 1, TOL);
+        th_free(&t);
+    }
 }
 
 /* Forward output and input gradient are bit-identical on 1 and 2 threads (elementwise work). */
@@ -247,6 +273,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_odd_shapes),
         cmocka_unit_test(test_many_chunks_two_threads),
+        cmocka_unit_test(test_accumulate),
         cmocka_unit_test(test_threads_bit_identical),
         cmocka_unit_test(test_nan_propagates),
         cmocka_unit_test(test_values_and_flops),

@@ -5,8 +5,9 @@
  * depthwise (with and without a channel multiplier), pad=same with stride 2 and an even kernel, no bias,
  * windows that lie entirely in the padding, a kernel covering the whole input, products that cross the
  * SGEMM's cache blocks, batch 1 and 3, 1 and 2 threads; a conv whose input gradient is accumulated (two
- * consumers); 1 vs 2 threads bit-identical; the worked example (5x5 ramp, vertical edge filter -> all -6);
- * parameter names/layouts, FLOPs, algorithm; print/parse round trip; and bad parameters.
+ * consumers); 1 vs 2 threads bit-identical; some cases again on the scalar SGEMM (CNN_ISA=scalar); the
+ * worked example (5x5 ramp, vertical edge filter -> all -6); NaN propagation from a weight; parameter
+ * names/layouts, FLOPs, algorithm; print/parse round trip; and bad parameters.
  *
  * Tolerances: forward 1e-5 relative to max(max|y|, 1); gradients 1e-4 relative to max(max|fd|, 1e-2). */
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,6 +248,28 @@ static void test_conv_threads_bitwise(void **state) {
     check_threads_bitwise("input c=20 h=9 w=9\nconv2d k=24 size=3 pad=same stride=2\n", 3);
 }
 
+/* The cases above run on the widest kernels the CPU has; a few again on the scalar SGEMM (CNN_ISA is read
+ * when th_build creates its context). */
+static void test_conv_scalar_isa(void **state) {
+    (void)state;
+    const char *old = getenv("CNN_ISA");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("CNN_ISA", "scalar", 1);
+    run_case("input c=8 h=17 w=23\n"
+             "conv2d k=12 kh=3 kw=5 stride=3 dilation=2 groups=4 pad_top=2 pad_bottom=0 pad_left=1 pad_right=3\n",
+             3, 2, mk(8, 17, 23, 12, 3, 5, 3, 3, 2, 0, 1, 3, 2, 2, 4, 1), 40);
+    run_case("input c=5 h=7 w=9\nconv2d k=6 size=1\n", 3, 1, mk(5, 7, 9, 6, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1), 0);
+    run_case("input c=6 h=9 w=11\nconv2d k=6 size=3 pad=1 groups=6\n", 3, 2, mk(6, 9, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 6, 1),
+             40);
+    check_threads_bitwise("input c=20 h=9 w=9\nconv2d k=24 size=3 pad=same stride=2\n", 3);
+    if (saved) {
+        setenv("CNN_ISA", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("CNN_ISA");
+    }
+}
+
 /* input 5x5 = 0..24 row-major, filter [[1,0,-1]] x 3 rows, no bias: every output is
  * sum_rows (x[r][c] - x[r][c+2]) = 3 * (-2) = -6, exactly. */
 static void test_conv_worked_example(void **state) {
@@ -270,6 +294,33 @@ static void test_conv_worked_example(void **state) {
     for (int i = 0; i < 9; i++)
         if (y[i] != -6.0f) fail_msg("output %d is %.9g, expected -6 exactly", i, (double)y[i]);
     th_free(&t);
+}
+
+/* (The network rejects non-finite inputs, so the NaN goes into a weight.) A NaN tap of output channel 1
+ * makes every output of channel 1 NaN, padded border included, and leaves channels 0 and 2 finite. */
+static void test_conv_nan_propagates(void **state) {
+    (void)state;
+    const char *models[] = {"input c=2 h=6 w=7\nconv2d name=c k=3 size=3 pad=1\n",
+                            "input c=2 h=6 w=7\nconv2d name=c k=3 size=1\n"};
+    for (int m = 0; m < 2; m++) {
+        th_net t;
+        th_build(&t, models[m], 2, 3, 2);
+        cnn_param w;
+        assert_int_equal(cnn_net_param_find(t.net, "c.weight", &w), CNN_OK);
+        const size_t per_o = w.count / 3;
+        w.data[1 * per_o + per_o / 2] = NAN;
+        assert_int_equal(cnn_net_forward(t.net, t.x, 2, 0), CNN_OK);
+        size_t n = 0;
+        const float *y = cnn_net_output(t.net, &n);
+        const size_t hw = t.out.h * t.out.w;
+        for (size_t s = 0; s < 2; s++)
+            for (size_t o = 0; o < 3; o++)
+                for (size_t i = 0; i < hw; i++)
+                    if ((isnan(y[(s * 3 + o) * hw + i]) != 0) != (o == 1))
+                        fail_msg("model %d sample %zu channel %zu pixel %zu: %g", m, s, o, i,
+                                 (double)y[(s * 3 + o) * hw + i]);
+        th_free(&t);
+    }
 }
 
 static void test_conv_params_info(void **state) {
@@ -385,7 +436,7 @@ static void test_conv_bad_params(void **state) {
     th_expect_error("input c=6 h=5 w=5\nconv2d k=4 size=3 groups=4\n", S, "input has 6 channels, not divisible by groups=4");
     /* kernel larger than the (padded) input */
     th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=7\n", S, "larger than the padded input height 5");
-    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=7 pad=1\n", S, "larger than the padded input height 7");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=8 pad=1\n", S, "kernel height 8 (kh=8, dilation 1) is larger than the padded input height 7");
     th_expect_error("input c=1 h=5 w=5\nconv2d k=4 kh=1 kw=9 pad_w=1\n", S, "larger than the padded input width 7");
     th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 dilation=3\n", S, "kernel height 7");
     /* the message names the layer */
@@ -409,7 +460,9 @@ int main(void) {
         cmocka_unit_test(test_conv_large_gemm),
         cmocka_unit_test(test_conv_dx_accumulate),
         cmocka_unit_test(test_conv_threads_bitwise),
+        cmocka_unit_test(test_conv_scalar_isa),
         cmocka_unit_test(test_conv_worked_example),
+        cmocka_unit_test(test_conv_nan_propagates),
         cmocka_unit_test(test_conv_params_info),
         cmocka_unit_test(test_conv_print_round_trip),
         cmocka_unit_test(test_conv_bad_params),

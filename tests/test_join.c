@@ -294,6 +294,15 @@ static void test_errors(void **state) {
                     "input 1 is 6x5x7");
     th_expect_error("input c=3 h=5 w=7\nflatten name=f\nconcat from=input,f\n", CNN_ERR_SHAPE, "height or width");
     th_expect_error("input c=3 h=5 w=7\nflatten name=f\nconcat from=f,input,f\n", CNN_ERR_SHAPE, "input 1 is 3x5x7");
+    /* only w, or only h, differs (average pooling with a 1x2 / 2x1 window, stride 1) */
+    th_expect_error("input c=3 h=5 w=7\navgpool2d name=p kh=1 kw=2 stride=1\nadd from=input,p\n", CNN_ERR_SHAPE,
+                    "input 1 is 3x5x6");
+    th_expect_error("input c=3 h=5 w=7\navgpool2d name=p kh=2 kw=1 stride=1\nadd from=p,input\n", CNN_ERR_SHAPE,
+                    "input 1 is 3x5x7, input 0 is 3x4x7");
+    th_expect_error("input c=3 h=5 w=7\navgpool2d name=p kh=1 kw=2 stride=1\nconcat from=input,p\n", CNN_ERR_SHAPE,
+                    "height or width");
+    th_expect_error("input c=3 h=5 w=7\navgpool2d name=p kh=2 kw=1 stride=1\nconcat from=input,input,p\n",
+                    CNN_ERR_SHAPE, "input 2 is 3x4x7");
     th_expect_error("input c=3 h=5 w=7\nadd from=input\n", CNN_ERR_FORMAT, "inputs");
     th_expect_error("input c=3 h=5 w=7\nconcat\n", CNN_ERR_FORMAT, "inputs");
     th_expect_error("input c=3 h=5 w=7\nadd from=input,input,input,input,input,input,input,input,input\n",

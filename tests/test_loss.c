@@ -275,6 +275,37 @@ static void test_loss_labels_checked(void **state) {
     lnet_free(&d);
 }
 
+/* Printed model text keeps the keys (and parses back). */
+static void test_print_keys(void **state) {
+    (void)state;
+    static const struct {
+        const char *model, *want[3];
+    } cases[] = {
+        {"input c=4 h=1 w=1\nsoftmax_ce label_smoothing=0.1\n", {"softmax_ce", "label_smoothing=0.1", NULL}},
+        {"input c=4 h=2 w=2\ndropout p=0.25\nmse\n", {"dropout", "p=0.25", "mse"}},
+        {"input c=4 h=2 w=2\nbatchnorm eps=0.001 momentum=0.3\nsoftmax\n", {"eps=0.001", "momentum=0.3", "softmax"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cnn_ctx *ctx = NULL;
+        cnn_net *net = NULL, *net2 = NULL;
+        char *text = NULL, *text2 = NULL;
+        assert_int_equal(cnn_ctx_create(&ctx, NULL), CNN_OK);
+        assert_int_equal(cnn_net_parse(ctx, cases[i].model, strlen(cases[i].model), "t.cnn", &net), CNN_OK);
+        assert_int_equal(cnn_net_to_text(net, &text), CNN_OK);
+        for (size_t k = 0; k < 3 && cases[i].want[k]; k++)
+            if (!strstr(text, cases[i].want[k])) fail_msg("'%s' not in printed text:\n%s", cases[i].want[k], text);
+        assert_int_equal(cnn_net_parse(ctx, text, strlen(text), "printed", &net2), CNN_OK);
+        assert_int_equal(cnn_net_to_text(net2, &text2), CNN_OK);
+        /* the same layers; the first line is a comment naming the origin */
+        assert_string_equal(strchr(text, '\n'), strchr(text2, '\n'));
+        cnn_free(ctx, text);
+        cnn_free(ctx, text2);
+        cnn_net_free(net);
+        cnn_net_free(net2);
+        cnn_ctx_free(ctx);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_softmax_ce),
@@ -285,6 +316,7 @@ int main(void) {
         cmocka_unit_test(test_mse_correct),
         cmocka_unit_test(test_loss_bad_params),
         cmocka_unit_test(test_loss_labels_checked),
+        cmocka_unit_test(test_print_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

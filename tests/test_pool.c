@@ -291,6 +291,19 @@ static void test_maxpool_ties(void **state) {
     for (int i = 0; i < 8; i++)
         assert_true(dx[i] == want[i]);
     th_free(&t);
+
+    th_build(&t, "input c=2 h=2 w=2\nglobal_maxpool\n", 1, 1, 1);
+    const float xg[8] = {1, 3, 3, 2, -1, -1, -2, -1};
+    memcpy(t.x, xg, sizeof xg);
+    assert_int_equal(cnn_net_forward(t.net, t.x, 1, 1), CNN_OK);
+    y = cnn_net_output(t.net, NULL);
+    assert_true(y[0] == 3 && y[1] == -1);
+    assert_int_equal(cnn_net_backward(t.net, dy), CNN_OK);
+    dx = cnn_net_input_grad(t.net);
+    const float wantg[8] = {0, 1, 0, 0, 10, 0, 0, 0};
+    for (int i = 0; i < 8; i++)
+        assert_true(dx[i] == wantg[i]);
+    th_free(&t);
 }
 
 /* Layer 1 of a harness net run directly, outside cnn_net_forward (which rejects non-finite input), on

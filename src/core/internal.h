@@ -27,12 +27,6 @@ struct cnn_ctx {
 #define CNN_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define CNN_PRINTF(a, b)
-/* ---- network internals used by optimizers, IO and tests ---- */
-/* The contiguous trainable parameter and gradient arenas of a compiled net (count floats each; gradients
- * in the same layout). */
-cnn_status cnn_net_arenas(cnn_net *net, float **params, float **grads, size_t *count);
-cnn_ctx *cnn_net_ctx(const cnn_net *net);
-
 #endif
 /* Record a message in ctx and return s. ctx may be NULL. */
 cnn_status cnn_error(cnn_ctx *ctx, cnn_status s, const char *fmt, ...) CNN_PRINTF(3, 4);

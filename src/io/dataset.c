@@ -18,6 +18,7 @@
  *
  * load_dir looks for {train,t10k,test}-{images-idx3,labels-idx1}-ubyte[.gz], the names of the MNIST and
  * Fashion-MNIST distributions. */
+#define _POSIX_C_SOURCE 200809L /* fileno, fdopen, fseeko, fsync, O_CLOEXEC, O_DIRECTORY */
 #include "dataset_internal.h"
 
 #include <errno.h>

@@ -16,6 +16,7 @@
  * size costs nothing); then the rest of the stream is drained to count extra bytes, verify the CRC and
  * length trailer and detect truncation, corrupt data and trailing bytes that are not another gzip member.
  * Compressed offsets are reported where zlib fails. */
+#define _POSIX_C_SOURCE 200809L /* fileno, fdopen, fseeko, fsync, O_CLOEXEC, O_DIRECTORY */
 #include "dataset_internal.h"
 
 #include <errno.h>
@@ -213,8 +214,8 @@ cnn_status cnn_idx_read(cnn_ctx *ctx, const char *path, size_t ndim, cnn_idx_fil
                               path, hdr[2], tn, want_magic));
         if (hdr[0] == 0 && hdr[1] == 0 && hdr[2] == 0x08)
             CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT,
-                              "%s: IDX file has %u dimensions, expected %zu (magic 0x%08x, wanted 0x%08x: %s)",
-                              path, hdr[3], ndim, magic, want_magic, ndim == 1 ? "labels" : "images"));
+                              "%s: IDX file has %u dimension%s, expected %zu (magic 0x%08x, wanted 0x%08x: %s)",
+                              path, hdr[3], hdr[3] == 1 ? "" : "s", ndim, magic, want_magic, ndim == 1 ? "labels" : "images"));
         CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s: bad magic number 0x%08x, expected 0x%08x (IDX %s)", path, magic,
                           want_magic, ndim == 1 ? "labels" : "images"));
     }

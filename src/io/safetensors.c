@@ -25,6 +25,7 @@
  * has been read is it copied into the net, so a failed load leaves the weights unchanged.
  *
  * Cost: one pass over the file either way; the temporary buffer is the size of the net's tensors. */
+#define _POSIX_C_SOURCE 200809L /* fileno, fdopen, fseeko, fsync, O_CLOEXEC, O_DIRECTORY */
 #include "../core/internal.h"
 
 #include <errno.h>

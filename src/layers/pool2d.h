@@ -17,6 +17,12 @@
 
 #include <stddef.h>
 
+#if defined(__GNUC__)
+#define CNN_POOL_INLINE inline __attribute__((always_inline))
+#else
+#define CNN_POOL_INLINE inline
+#endif
+
 enum { CNN_POOL2D_MAX = 0, CNN_POOL2D_AVG = 1 };
 
 typedef struct cnn_pool2d_params {
@@ -31,6 +37,7 @@ typedef struct cnn_pool2d_params {
     size_t oh, ow;
     size_t out_count;              /* c * oh * ow */
     uint64_t flops;                /* c * oh * ow * kh * kw */
+    size_t ow_a, ow_b;             /* output columns [ow_a, ow_b) read no left/right padding */
 } cnn_pool2d_params;
 
 /* Reads size|kh,kw  stride|stride_h,stride_w  pad|pad_top,pad_bottom,pad_left,pad_right  ceil, and

@@ -180,6 +180,16 @@ cnn_status cnn_pool2d_shape(cnn_layer *L, cnn_pool2d_params *p, int kind) {
         return cnn_layer_error(L, CNN_ERR_SHAPE, "output %zu x %zu x %zu (window %zu x %zu) overflows", in.c,
                                p->oh, p->ow, p->kh, p->kw);
     p->flops = (uint64_t)flops;
+    /* interior columns: ow * stride_w >= pad_left and ow * stride_w - pad_left + keff_w <= w */
+    size_t keff_w = p->dilation_w * (p->kw - 1) + 1; /* checked in axis_out */
+    p->ow_a = (p->pad_left + p->stride_w - 1) / p->stride_w;
+    p->ow_b = in.w + p->pad_left >= keff_w ? (in.w + p->pad_left - keff_w) / p->stride_w + 1 : 0;
+    if (p->ow_b > p->ow)
+        p->ow_b = p->ow;
+    if (p->ow_a > p->ow)
+        p->ow_a = p->ow;
+    if (p->ow_b < p->ow_a)
+        p->ow_b = p->ow_a;
     L->out.c = in.c;
     L->out.h = p->oh;
     L->out.w = p->ow;
