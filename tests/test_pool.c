@@ -304,13 +304,36 @@ static void test_maxpool_ties(void **state) {
     for (int i = 0; i < 8; i++)
         assert_true(dx[i] == wantg[i]);
     th_free(&t);
+
+    /* long planes (the lane-parallel path): ties in different lanes and in the tail */
+    th_build(&t, "input c=2 h=4 w=5\nglobal_maxpool\n", 1, 1, 1);
+    for (int i = 0; i < 40; i++)
+        t.x[i] = (float)(i % 7) * 0.01f;
+    t.x[13] = t.x[6] = 5.0f;       /* channel 0: lanes 5 and 6 -> 6 */
+    t.x[20 + 17] = t.x[20 + 9] = 4.0f; /* channel 1: tail and lane 1 -> 9 */
+    assert_int_equal(cnn_net_forward(t.net, t.x, 1, 1), CNN_OK);
+    y = cnn_net_output(t.net, NULL);
+    assert_true(y[0] == 5.0f && y[1] == 4.0f);
+    assert_int_equal(cnn_net_backward(t.net, dy), CNN_OK);
+    dx = cnn_net_input_grad(t.net);
+    for (int i = 0; i < 40; i++)
+        assert_true(dx[i] == (i == 6 ? 1.0f : i == 29 ? 10.0f : 0.0f));
+    th_free(&t);
 }
 
 /* Layer 1 of a harness net run directly, outside cnn_net_forward (which rejects non-finite input), on
  * caller buffers. */
+static float *direct_ws(const th_net *t, size_t *stride) {
+    *stride = (t->net->layers[1].sizes.ws_per_thread + 15) / 16 * 16;
+    float *ws = malloc((*stride * cnn_ctx_threads(t->ctx) + 1) * sizeof *ws);
+    assert_non_null(ws);
+    return ws;
+}
+
 static void direct_forward(const th_net *t, const float *x, float *y, int32_t *saved, int training) {
     cnn_layer_run r;
     memset(&r, 0, sizeof r);
+    r.ws = direct_ws(t, &r.ws_stride);
     r.L = &t->net->layers[1];
     r.ctx = t->ctx;
     r.n = t->n;
@@ -319,11 +342,13 @@ static void direct_forward(const th_net *t, const float *x, float *y, int32_t *s
     r.y = y;
     r.saved = training ? saved : NULL;
     r.L->ops->forward(&r);
+    free(r.ws);
 }
 
 static void direct_backward(const th_net *t, const float *dy, float *dx, int32_t *saved, int accumulate) {
     cnn_layer_run r;
     memset(&r, 0, sizeof r);
+    r.ws = direct_ws(t, &r.ws_stride);
     r.L = &t->net->layers[1];
     r.ctx = t->ctx;
     r.n = t->n;
@@ -333,6 +358,7 @@ static void direct_backward(const th_net *t, const float *dy, float *dx, int32_t
     r.dx_accumulate[0] = accumulate;
     r.saved = saved;
     r.L->ops->backward_data(&r);
+    free(r.ws);
 }
 
 /* NaN in a window makes that output NaN (and takes its gradient); other outputs are unaffected. An all

@@ -59,44 +59,138 @@ static inline size_t window(ptrdiff_t start, size_t k, size_t len, size_t pad_en
     return (size_t)((end < lim ? end : lim) - start);
 }
 
-static void avg_plane(const cnn_pool2d_params *p, size_t h, size_t w, const float *x, float *y) {
+/* One output (oh, ow), clipped to the input: sum of its taps row-major, divided by the divisor. */
+static void avg_one(const cnn_pool2d_params *p, size_t h, size_t w, const float *x, size_t oh, size_t ow,
+                    float *y) {
     const int inc = p->count_include_pad;
-    for (size_t oh = 0; oh < p->oh; oh++) {
-        ptrdiff_t h0 = (ptrdiff_t)(oh * p->stride_h) - (ptrdiff_t)p->pad_top;
-        size_t ilo, ihi;
-        size_t ch = window(h0, p->kh, h, p->pad_bottom, inc, &ilo, &ihi);
-        for (size_t ow = 0; ow < p->ow; ow++) {
-            ptrdiff_t w0 = (ptrdiff_t)(ow * p->stride_w) - (ptrdiff_t)p->pad_left;
-            size_t jlo, jhi;
-            size_t cw = window(w0, p->kw, w, p->pad_right, inc, &jlo, &jhi);
-            float sum = 0.0f;
-            for (size_t i = ilo; i < ihi; i++) {
-                ptrdiff_t row = (h0 + (ptrdiff_t)i) * (ptrdiff_t)w + w0; /* row + j >= 0 for j >= jlo */
-                for (size_t j = jlo; j < jhi; j++)
-                    sum += x[row + (ptrdiff_t)j];
-            }
-            y[oh * p->ow + ow] = sum / (float)(ch * cw);
+    const ptrdiff_t h0 = (ptrdiff_t)(oh * p->stride_h) - (ptrdiff_t)p->pad_top;
+    const ptrdiff_t w0 = (ptrdiff_t)(ow * p->stride_w) - (ptrdiff_t)p->pad_left;
+    size_t ilo, ihi, jlo, jhi;
+    const size_t ch = window(h0, p->kh, h, p->pad_bottom, inc, &ilo, &ihi);
+    const size_t cw = window(w0, p->kw, w, p->pad_right, inc, &jlo, &jhi);
+    float sum = 0.0f;
+    for (size_t i = ilo; i < ihi; i++) {
+        const ptrdiff_t row = (h0 + (ptrdiff_t)i) * (ptrdiff_t)w + w0; /* row + j >= 0 for j >= jlo */
+        for (size_t j = jlo; j < jhi; j++)
+            sum += x[row + (ptrdiff_t)j];
+    }
+    *y = sum / (float)(ch * cw);
+}
+
+static void avg_one_backward(const cnn_pool2d_params *p, size_t h, size_t w, float dy, size_t oh, size_t ow,
+                             float *dx) {
+    const int inc = p->count_include_pad;
+    const ptrdiff_t h0 = (ptrdiff_t)(oh * p->stride_h) - (ptrdiff_t)p->pad_top;
+    const ptrdiff_t w0 = (ptrdiff_t)(ow * p->stride_w) - (ptrdiff_t)p->pad_left;
+    size_t ilo, ihi, jlo, jhi;
+    const size_t ch = window(h0, p->kh, h, p->pad_bottom, inc, &ilo, &ihi);
+    const size_t cw = window(w0, p->kw, w, p->pad_right, inc, &jlo, &jhi);
+    const float g = dy / (float)(ch * cw);
+    for (size_t i = ilo; i < ihi; i++) {
+        const ptrdiff_t row = (h0 + (ptrdiff_t)i) * (ptrdiff_t)w + w0;
+        for (size_t j = jlo; j < jhi; j++)
+            dx[row + (ptrdiff_t)j] += g;
+    }
+}
+
+/* Outputs [oa, ob) of one output row whose windows read no column padding (every column of the window
+ * counts in both modes); input rows r0 .. r0 + rows - 1; div = rows counted * kw. Blocks of B outputs in
+ * local arrays across all taps; each output sums its taps in row-major order, as avg_one does, so both
+ * paths give the same bits. `stride` is a compile-time constant in the common instantiations. */
+#define B 8
+static CNN_POOL_INLINE void avg_row(const float *restrict x, size_t w, size_t r0, size_t rows, size_t kw,
+                                    size_t stride, size_t pad_left, size_t oa, size_t ob, float div,
+                                    float *restrict y) {
+    for (size_t o = oa; o < ob; o += B) {
+        const size_t nb = ob - o < B ? ob - o : B;
+        const size_t first = r0 * w + o * stride - pad_left;
+        float s[B];
+        for (size_t l = 0; l < B; l++)
+            s[l] = 0.0f;
+        if (nb == B) {
+            for (size_t i = 0; i < rows; i++)
+                for (size_t j = 0; j < kw; j++) {
+                    const float *xs = x + first + i * w + j;
+                    for (size_t l = 0; l < B; l++)
+                        s[l] += xs[l * stride];
+                }
+        } else {
+            for (size_t i = 0; i < rows; i++)
+                for (size_t j = 0; j < kw; j++) {
+                    const float *xs = x + first + i * w + j;
+                    for (size_t l = 0; l < nb; l++)
+                        s[l] += xs[l * stride];
+                }
         }
+        for (size_t l = 0; l < nb; l++)
+            y[o + l] = s[l] / div;
+    }
+}
+
+static CNN_POOL_INLINE void avg_row_backward(float *restrict dx, size_t w, size_t r0, size_t rows, size_t kw,
+                                             size_t stride, size_t pad_left, size_t oa, size_t ob, float div,
+                                             const float *restrict dy) {
+    for (size_t o = oa; o < ob; o += B) {
+        const size_t nb = ob - o < B ? ob - o : B;
+        const size_t first = r0 * w + o * stride - pad_left;
+        float g[B];
+        for (size_t l = 0; l < nb; l++)
+            g[l] = dy[o + l] / div;
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < kw; j++) {
+                float *ds = dx + first + i * w + j;
+                for (size_t l = 0; l < nb; l++)
+                    ds[l * stride] += g[l];
+            }
+    }
+}
+#undef B
+
+/* Rows of output row oh inside the input (r0, rows) and the rows its divisor counts. */
+static inline size_t avg_rows(const cnn_pool2d_params *p, size_t h, size_t oh, size_t *r0, size_t *rows) {
+    const ptrdiff_t h0 = (ptrdiff_t)(oh * p->stride_h) - (ptrdiff_t)p->pad_top;
+    size_t ilo, ihi;
+    const size_t ch = window(h0, p->kh, h, p->pad_bottom, p->count_include_pad, &ilo, &ihi);
+    *r0 = (size_t)(h0 + (ptrdiff_t)ilo);
+    *rows = ihi - ilo;
+    return ch;
+}
+
+static void avg_plane(const cnn_pool2d_params *p, size_t h, size_t w, const float *x, float *y) {
+    const size_t OW = p->ow, oa = p->ow_a, ob = p->ow_b;
+    for (size_t oh = 0; oh < p->oh; oh++) {
+        size_t r0, rows;
+        const float div = (float)(avg_rows(p, h, oh, &r0, &rows) * p->kw);
+        float *yr = y + oh * OW;
+        if (p->stride_w == 1)
+            avg_row(x, w, r0, rows, p->kw, 1, p->pad_left, oa, ob, div, yr);
+        else if (p->stride_w == 2)
+            avg_row(x, w, r0, rows, p->kw, 2, p->pad_left, oa, ob, div, yr);
+        else
+            avg_row(x, w, r0, rows, p->kw, p->stride_w, p->pad_left, oa, ob, div, yr);
+        for (size_t o = 0; o < oa; o++)
+            avg_one(p, h, w, x, oh, o, yr + o);
+        for (size_t o = ob; o < OW; o++)
+            avg_one(p, h, w, x, oh, o, yr + o);
     }
 }
 
 static void avg_plane_backward(const cnn_pool2d_params *p, size_t h, size_t w, const float *dy, float *dx) {
-    const int inc = p->count_include_pad;
+    const size_t OW = p->ow, oa = p->ow_a, ob = p->ow_b;
     for (size_t oh = 0; oh < p->oh; oh++) {
-        ptrdiff_t h0 = (ptrdiff_t)(oh * p->stride_h) - (ptrdiff_t)p->pad_top;
-        size_t ilo, ihi;
-        size_t ch = window(h0, p->kh, h, p->pad_bottom, inc, &ilo, &ihi);
-        for (size_t ow = 0; ow < p->ow; ow++) {
-            ptrdiff_t w0 = (ptrdiff_t)(ow * p->stride_w) - (ptrdiff_t)p->pad_left;
-            size_t jlo, jhi;
-            size_t cw = window(w0, p->kw, w, p->pad_right, inc, &jlo, &jhi);
-            float g = dy[oh * p->ow + ow] / (float)(ch * cw);
-            for (size_t i = ilo; i < ihi; i++) {
-                ptrdiff_t row = (h0 + (ptrdiff_t)i) * (ptrdiff_t)w + w0;
-                for (size_t j = jlo; j < jhi; j++)
-                    dx[row + (ptrdiff_t)j] += g;
-            }
-        }
+        size_t r0, rows;
+        const float div = (float)(avg_rows(p, h, oh, &r0, &rows) * p->kw);
+        const float *dyr = dy + oh * OW;
+        for (size_t o = 0; o < oa; o++)
+            avg_one_backward(p, h, w, dyr[o], oh, o, dx);
+        if (p->stride_w == 1)
+            avg_row_backward(dx, w, r0, rows, p->kw, 1, p->pad_left, oa, ob, div, dyr);
+        else if (p->stride_w == 2)
+            avg_row_backward(dx, w, r0, rows, p->kw, 2, p->pad_left, oa, ob, div, dyr);
+        else
+            avg_row_backward(dx, w, r0, rows, p->kw, p->stride_w, p->pad_left, oa, ob, div, dyr);
+        for (size_t o = ob; o < OW; o++)
+            avg_one_backward(p, h, w, dyr[o], oh, o, dx);
     }
 }
 

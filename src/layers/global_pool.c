@@ -75,14 +75,24 @@ typedef struct gp_args {
 
 /* ---- global_avgpool ---- */
 
+/* Sum in float64 over 8 interleaved partial sums (independent add chains; the order is fixed, so the
+ * result does not depend on threads), then the partials in order, then the tail. */
 static void gap_forward_task(void *arg, size_t t, size_t thread) {
     const gp_args *a = arg;
     const float *x = a->r->x[0] + t * a->plane;
+    const size_t P = a->plane;
     (void)thread;
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= P; i += 8)
+        for (size_t l = 0; l < 8; l++)
+            s[l] += x[i + l];
     double sum = 0.0;
-    for (size_t i = 0; i < a->plane; i++)
+    for (size_t l = 0; l < 8; l++)
+        sum += s[l];
+    for (; i < P; i++)
         sum += x[i];
-    a->r->y[t] = (float)(sum / (double)a->plane);
+    a->r->y[t] = (float)(sum / (double)P);
 }
 
 static void gap_forward(const cnn_layer_run *r) {
@@ -116,21 +126,71 @@ static void gap_backward_data(const cnn_layer_run *r) {
 
 /* ---- global_maxpool ---- */
 
-static void gmp_forward_task(void *arg, size_t t, size_t thread) {
-    const gp_args *a = arg;
-    const cnn_layer_run *r = a->r;
-    const float *x = r->x[0] + t * a->plane;
-    (void)thread;
+/* The sequential rule: first maximum (strict >), a NaN replaces the maximum and stays (PyTorch). */
+static size_t argmax_seq(const float *x, size_t n) {
     float m = -INFINITY;
     size_t best = 0;
-    for (size_t i = 0; i < a->plane; i++) {
-        float v = x[i];
+    for (size_t i = 0; i < n; i++) {
+        const float v = x[i];
         if (v > m || v != v) {
             m = v;
             best = i;
         }
     }
-    r->y[t] = m;
+    return best;
+}
+
+/* 8 interleaved lanes, branch-free (`v > m ? v : m`, mask-selected indices); each lane keeps its first
+ * maximum, and the overall first maximum is the smallest index among the lanes that reach the maximum.
+ * NaN and infinities make v * 0 NaN: then the sequential rule decides. */
+static size_t argmax_fast(const float *x, size_t n) {
+    if (n < 16)
+        return argmax_seq(x, n);
+    float m[8], f[8];
+    int32_t idx[8];
+    for (size_t l = 0; l < 8; l++) {
+        m[l] = -INFINITY;
+        f[l] = 0.0f;
+        idx[l] = (int32_t)l;
+    }
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (size_t l = 0; l < 8; l++) {
+            const float v = x[i + l];
+            const int32_t take = -(int32_t)(v > m[l]);
+            m[l] = v > m[l] ? v : m[l];
+            idx[l] = ((int32_t)(i + l) & take) | (idx[l] & ~take);
+            f[l] += v * 0.0f;
+        }
+    float fl = 0.0f;
+    for (size_t l = 0; l < 8; l++)
+        fl += f[l];
+    for (size_t j = i; j < n; j++)
+        fl += x[j] * 0.0f;
+    if (fl != fl)
+        return argmax_seq(x, n);
+    float bm = m[0];
+    size_t best = (size_t)idx[0];
+    for (size_t l = 1; l < 8; l++)
+        if (m[l] > bm || (m[l] == bm && (size_t)idx[l] < best)) {
+            bm = m[l];
+            best = (size_t)idx[l];
+        }
+    for (; i < n; i++)
+        if (x[i] > bm) {
+            bm = x[i];
+            best = i;
+        }
+    return best;
+}
+
+static void gmp_forward_task(void *arg, size_t t, size_t thread) {
+    const gp_args *a = arg;
+    const cnn_layer_run *r = a->r;
+    const float *x = r->x[0] + t * a->plane;
+    (void)thread;
+    const size_t best = argmax_fast(x, a->plane);
+    r->y[t] = x[best];
     if (r->training)
         ((int32_t *)r->saved)[t] = (int32_t)best;
 }

@@ -46,50 +46,144 @@ static void mp_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
     s->n_tensors = 0;
     s->saved_per_sample = p->out_count * sizeof(int32_t); /* overflow checked in shape */
     s->saved_fixed = 0;
-    s->ws_per_thread = 0;
+    s->ws_per_thread = p->ow; /* NaN/inf flags of one output row */
     s->flops = p->flops;
     s->algorithm = NULL;
 }
 
-/* One plane: y[oh*ow] from x[h*w]; arg (may be NULL) receives the argmax indices. */
-static void max_plane(const cnn_pool2d_params *p, size_t h, size_t w, const float *x, float *y,
-                      int32_t *arg) {
-    const size_t kh = p->kh, kw = p->kw, sh = p->stride_h, sw = p->stride_w;
-    const size_t dh = p->dilation_h, dw = p->dilation_w;
-    for (size_t oh = 0; oh < p->oh; oh++) {
-        ptrdiff_t h0 = (ptrdiff_t)(oh * sh) - (ptrdiff_t)p->pad_top;
-        size_t ilo, ihi;
-        cnn_pool2d_taps(h0, kh, dh, h, &ilo, &ihi);
-        for (size_t ow = 0; ow < p->ow; ow++) {
-            ptrdiff_t w0 = (ptrdiff_t)(ow * sw) - (ptrdiff_t)p->pad_left;
-            size_t jlo, jhi;
-            cnn_pool2d_taps(w0, kw, dw, w, &jlo, &jhi);
-            size_t best = (size_t)(h0 + (ptrdiff_t)(ilo * dh)) * w + (size_t)(w0 + (ptrdiff_t)(jlo * dw));
-            float m = -INFINITY;
-            for (size_t i = ilo; i < ihi; i++) {
-                size_t row = (size_t)(h0 + (ptrdiff_t)(i * dh)) * w;
-                for (size_t j = jlo; j < jhi; j++) {
-                    size_t at = row + (size_t)(w0 + (ptrdiff_t)(j * dw));
-                    float v = x[at];
-                    if (v > m || v != v) {
-                        m = v;
-                        best = at;
-                    }
-                }
+/* One output (oh, ow) by the sequential rule, clipped to the input: for borders and for windows that hold
+ * a NaN or an infinity (flagged by the row kernel). */
+static void max_one(const cnn_pool2d_params *p, size_t h, size_t w, const float *x, size_t oh, size_t ow,
+                    float *y, int32_t *arg) {
+    const ptrdiff_t h0 = (ptrdiff_t)(oh * p->stride_h) - (ptrdiff_t)p->pad_top;
+    const ptrdiff_t w0 = (ptrdiff_t)(ow * p->stride_w) - (ptrdiff_t)p->pad_left;
+    size_t ilo, ihi, jlo, jhi;
+    cnn_pool2d_taps(h0, p->kh, p->dilation_h, h, &ilo, &ihi);
+    cnn_pool2d_taps(w0, p->kw, p->dilation_w, w, &jlo, &jhi);
+    size_t best = (size_t)(h0 + (ptrdiff_t)(ilo * p->dilation_h)) * w + (size_t)(w0 + (ptrdiff_t)(jlo * p->dilation_w));
+    float m = -INFINITY;
+    for (size_t i = ilo; i < ihi; i++) {
+        const size_t row = (size_t)(h0 + (ptrdiff_t)(i * p->dilation_h)) * w;
+        for (size_t j = jlo; j < jhi; j++) {
+            const size_t at = row + (size_t)(w0 + (ptrdiff_t)(j * p->dilation_w));
+            const float v = x[at];
+            if (v > m || v != v) {
+                m = v;
+                best = at;
             }
-            y[oh * p->ow + ow] = m;
-            if (arg)
-                arg[oh * p->ow + ow] = (int32_t)best;
         }
     }
+    *y = m;
+    if (arg)
+        *arg = (int32_t)best;
+}
+
+/* Outputs [oa, ob) of one output row whose windows read no column padding; input rows r0 + i * dh,
+ * i < rows. Blocks of B outputs are kept in local arrays across all taps (the compiler keeps them in
+ * vector registers). Taps in row-major window order per output, so ties keep the first maximum;
+ * branch-free: `v > m ? v : m` skips NaN, the argmax is selected with masks, and fl[o] accumulates v * 0,
+ * which is NaN when the window holds a NaN or an infinity: the caller redoes those outputs with max_one.
+ * stride and dw are compile-time constants in the common instantiations. */
+#define B 8
+static CNN_POOL_INLINE void max_row(const float *restrict x, size_t w, size_t r0, size_t rows, size_t dh,
+                                    size_t kw, size_t dw, size_t stride, size_t pad_left, size_t oa,
+                                    size_t ob, float *restrict y, int32_t *restrict arg,
+                                    float *restrict fl) {
+    for (size_t o = oa; o < ob; o += B) {
+        const size_t nb = ob - o < B ? ob - o : B;
+        float m[B], f[B];
+        int32_t a[B];
+        const int32_t first = (int32_t)(r0 * w + o * stride - pad_left);
+        for (size_t l = 0; l < B; l++) {
+            m[l] = -INFINITY;
+            f[l] = 0.0f;
+            a[l] = first + (int32_t)(l * stride);
+        }
+        if (nb == B) {
+            for (size_t i = 0; i < rows; i++)
+                for (size_t j = 0; j < kw; j++) {
+                    const int32_t base = first + (int32_t)(i * dh * w + j * dw);
+                    for (size_t l = 0; l < B; l++) {
+                        const int32_t at = base + (int32_t)(l * stride);
+                        const float v = x[at];
+                        const int32_t take = -(int32_t)(v > m[l]);
+                        m[l] = v > m[l] ? v : m[l];
+                        a[l] = (at & take) | (a[l] & ~take);
+                        f[l] += v * 0.0f;
+                    }
+                }
+        } else {
+            for (size_t i = 0; i < rows; i++)
+                for (size_t j = 0; j < kw; j++) {
+                    const int32_t base = first + (int32_t)(i * dh * w + j * dw);
+                    for (size_t l = 0; l < nb; l++) {
+                        const int32_t at = base + (int32_t)(l * stride);
+                        const float v = x[at];
+                        const int32_t take = -(int32_t)(v > m[l]);
+                        m[l] = v > m[l] ? v : m[l];
+                        a[l] = (at & take) | (a[l] & ~take);
+                        f[l] += v * 0.0f;
+                    }
+                }
+        }
+        for (size_t l = 0; l < nb; l++) {
+            y[o + l] = m[l];
+            fl[o + l] = f[l];
+            if (arg)
+                arg[o + l] = a[l];
+        }
+    }
+}
+#undef B
+
+/* One plane: y[oh*ow] from x[h*w]; arg (NULL in inference) receives the argmax indices; fl: ow floats. */
+static CNN_POOL_INLINE void max_plane(const cnn_pool2d_params *p, size_t h, size_t w, const float *x,
+                                      float *y, int32_t *arg, float *fl) {
+    const size_t OW = p->ow, oa = p->ow_a, ob = p->ow_b;
+    for (size_t oh = 0; oh < p->oh; oh++) {
+        const ptrdiff_t h0 = (ptrdiff_t)(oh * p->stride_h) - (ptrdiff_t)p->pad_top;
+        size_t ilo, ihi;
+        cnn_pool2d_taps(h0, p->kh, p->dilation_h, h, &ilo, &ihi);
+        const size_t r0 = (size_t)(h0 + (ptrdiff_t)(ilo * p->dilation_h)), rows = ihi - ilo;
+        float *yr = y + oh * OW;
+        int32_t *ar = arg ? arg + oh * OW : NULL;
+        if (p->dilation_w == 1 && p->stride_w == 2)
+            max_row(x, w, r0, rows, p->dilation_h, p->kw, 1, 2, p->pad_left, oa, ob, yr, ar, fl);
+        else if (p->dilation_w == 1 && p->stride_w == 1)
+            max_row(x, w, r0, rows, p->dilation_h, p->kw, 1, 1, p->pad_left, oa, ob, yr, ar, fl);
+        else
+            max_row(x, w, r0, rows, p->dilation_h, p->kw, p->dilation_w, p->stride_w, p->pad_left, oa, ob,
+                    yr, ar, fl);
+        for (size_t o = oa; o < ob; o++)
+            if (fl[o] != fl[o])
+                max_one(p, h, w, x, oh, o, yr + o, ar ? ar + o : NULL);
+        for (size_t o = 0; o < oa; o++)
+            max_one(p, h, w, x, oh, o, yr + o, ar ? ar + o : NULL);
+        for (size_t o = ob; o < OW; o++)
+            max_one(p, h, w, x, oh, o, yr + o, ar ? ar + o : NULL);
+    }
+}
+
+static void max_plane_infer(const cnn_pool2d_params *p, size_t h, size_t w, const float *x, float *y,
+                            float *fl) {
+    max_plane(p, h, w, x, y, NULL, fl);
+}
+
+static void max_plane_train(const cnn_pool2d_params *p, size_t h, size_t w, const float *x, float *y,
+                            int32_t *arg, float *fl) {
+    max_plane(p, h, w, x, y, arg, fl);
 }
 
 static void mp_forward_task(void *arg, size_t plane, size_t thread) {
     const mp_args *a = arg;
     const cnn_layer_run *r = a->r;
-    (void)thread;
-    int32_t *idx = r->training ? (int32_t *)r->saved + plane * a->plane_out : NULL;
-    max_plane(a->p, a->h, a->w, r->x[0] + plane * a->plane_in, r->y + plane * a->plane_out, idx);
+    const float *x = r->x[0] + plane * a->plane_in;
+    float *y = r->y + plane * a->plane_out;
+    float *fl = r->ws + thread * r->ws_stride;
+    if (r->training)
+        max_plane_train(a->p, a->h, a->w, x, y, (int32_t *)r->saved + plane * a->plane_out, fl);
+    else
+        max_plane_infer(a->p, a->h, a->w, x, y, fl);
 }
 
 static void mp_forward(const cnn_layer_run *r) {
