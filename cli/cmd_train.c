@@ -66,7 +66,7 @@ static int run_train(int argc, char **argv) {
     double lr = 0.05, momentum = 0.9, weight_decay = 0, warmup_epochs = 0, step_epochs = 0, gamma = 0.1;
     int optimizer = CNN_OPT_SGD, schedule = CNN_SCHED_CONSTANT;
     int nesterov = 0, no_shuffle = 0, json = 0;
-    int seen_lr = 0, seen_momentum = 0, seen_steps = 0, seen_step_epochs = 0, seen_gamma = 0;
+    int seen_lr = 0, seen_momentum = 0, seen_step_epochs = 0, seen_gamma = 0;
     const cli_option opts[] = {
         {.name = "data", .kind = CLI_OPT_STRING, .out = &data},
         {.name = "epochs", .kind = CLI_OPT_SIZE, .out = &epochs, .umin = 1, .umax = 1000000},
@@ -86,8 +86,7 @@ static int run_train(int argc, char **argv) {
          .seen = &seen_gamma},
         {.name = "threads", .kind = CLI_OPT_SIZE, .out = &threads, .umin = 0, .umax = 1024},
         {.name = "seed", .kind = CLI_OPT_U64, .out = &seed, .umin = 0, .umax = UINT64_MAX},
-        {.name = "steps", .kind = CLI_OPT_U64, .out = &max_steps, .umin = 1, .umax = UINT64_MAX,
-         .seen = &seen_steps},
+        {.name = "steps", .kind = CLI_OPT_U64, .out = &max_steps, .umin = 1, .umax = UINT64_MAX},
         {.name = "no-shuffle", .kind = CLI_OPT_FLAG, .out = &no_shuffle},
         {.name = "out", .kind = CLI_OPT_STRING, .out = &out},
         {.name = "json", .kind = CLI_OPT_FLAG, .out = &json},
@@ -120,8 +119,6 @@ static int run_train(int argc, char **argv) {
         return rc;
     if (!seen_lr && optimizer != CNN_OPT_SGD)
         lr = 0.001;
-    if (!seen_steps)
-        max_steps = 0;
     const char *model = pos[0];
     if ((rc = cli_check_file(model, "model file")) != 0 || (rc = cli_check_dir(data, "data folder")) != 0)
         return rc;
@@ -268,6 +265,13 @@ static int run_train(int argc, char **argv) {
             continue;
         step_failed: {
             const char *msg = cnn_ctx_last_error(ctx);
+            if (st == CNN_ERR_NUMERIC && strcmp(what, "loss") == 0) {
+                cli_error("non-finite loss at epoch %zu/%zu, step %zu of %zu (optimizer step %llu): %s; try a "
+                          "smaller --lr",
+                          e + 1, epochs, b + 1, steps_per_epoch, (unsigned long long)step + 1,
+                          msg && msg[0] ? msg : cnn_status_string(st));
+                goto cleanup;
+            }
             cli_error("epoch %zu/%zu, step %zu (optimizer step %llu): %s: %s", e + 1, epochs, b + 1,
                       (unsigned long long)step + 1, what, msg && msg[0] ? msg : cnn_status_string(st));
             goto cleanup;

@@ -210,6 +210,18 @@ else
     ok
 fi
 
+# A loss that becomes non-finite while training (inputs scaled to ~1e20 blow the weights up in one step).
+"$CNN" train "$M1" --data "$GOOD" --batch 8 --normalize 0,1e-20 --threads 1 >"$TMP/out" 2>"$TMP/err"
+rc=$?
+last=$(tail -n 1 "$TMP/err")
+if [ "$rc" -ne 1 ]; then
+    bad "non-finite loss in training: exit status $rc, want 1"; sed 's/^/    /' "$TMP/err" | head -n 20
+elif ! [[ $last =~ ^cnn:\ non-finite\ loss.*epoch\ 1/1,\ step\ [0-9]+ ]]; then
+    bad "non-finite loss in training: last stderr line: $last"
+else
+    ok
+fi
+
 # ---- the tiny dataset trains: epochs, partial batches, --steps, optimizers and schedules ----
 if expect_ok "tiny train" -- train "$M1" --data "$GOOD" --epochs 3 --batch 16 --steps 7 --threads 1 --json; then
     # 40 samples at batch 16: 3 steps per epoch (16, 16, 8); 7 steps = 3 + 3 + 1.

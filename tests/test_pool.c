@@ -52,6 +52,11 @@ static const pcase max_cases[] = {
     {K_MAX, 2, 11, 10, "size=3 stride=1 pad=2 dilation=2", G(3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 0, 1), 11, 10},
     {K_MAX, 2, 12, 13, "kh=2 kw=3 stride=2 dilation_h=3 pad_left=1 pad_right=1 ceil=1",
      G(2, 3, 2, 2, 0, 0, 1, 1, 3, 1, 1, 1), 5, 7},
+    /* wide rows: full blocks of the row kernel for stride 1, a dilated and a generic stride */
+    {K_MAX, 2, 13, 29, "size=3 stride=1 pad=1", G(3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1), 13, 29},
+    {K_MAX, 2, 13, 29, "kh=2 kw=3 stride=1 dilation_w=2 pad_left=2 pad_right=2",
+     G(2, 3, 1, 1, 0, 0, 2, 2, 1, 2, 0, 1), 12, 29},
+    {K_MAX, 2, 13, 40, "size=3 stride=3 ceil=1", G(3, 3, 3, 3, 0, 0, 0, 0, 1, 1, 1, 1), 5, 14},
     /* window as large as the input, and 1x1 */
     {K_MAX, 4, 5, 6, "kh=5 kw=6", G(5, 6, 5, 6, 0, 0, 0, 0, 1, 1, 0, 1), 1, 1},
     {K_MAX, 2, 3, 5, "size=1", G(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 1), 3, 5},
@@ -74,6 +79,9 @@ static const pcase avg_cases[] = {
     {K_AVG, 2, 9, 14,
      "kh=3 kw=2 stride_h=2 stride_w=1 pad_top=0 pad_bottom=2 pad_left=1 pad_right=0 count_include_pad=0",
      G(3, 2, 2, 1, 0, 2, 1, 0, 1, 1, 0, 0), 5, 14},
+    {K_AVG, 2, 13, 29, "size=3 stride=1 pad=1", G(3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1), 13, 29},
+    {K_AVG, 2, 13, 29, "size=3 stride=1 pad=1 count_include_pad=0", G(3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0), 13, 29},
+    {K_AVG, 2, 13, 40, "size=3 stride=3 ceil=1 count_include_pad=0", G(3, 3, 3, 3, 0, 0, 0, 0, 1, 1, 1, 0), 5, 14},
     {K_AVG, 1, 7, 9, "size=2 ceil=1", G(2, 2, 2, 2, 0, 0, 0, 0, 1, 1, 1, 1), 4, 5},
     {K_AVG, 4, 5, 6, "kh=5 kw=6", G(5, 6, 5, 6, 0, 0, 0, 0, 1, 1, 0, 1), 1, 1},
 };
@@ -306,18 +314,20 @@ static void test_maxpool_ties(void **state) {
     th_free(&t);
 
     /* long planes (the lane-parallel path): ties in different lanes and in the tail */
-    th_build(&t, "input c=2 h=4 w=5\nglobal_maxpool\n", 1, 1, 1);
-    for (int i = 0; i < 40; i++)
+    th_build(&t, "input c=3 h=4 w=5\nglobal_maxpool\n", 1, 1, 1);
+    for (int i = 0; i < 60; i++)
         t.x[i] = (float)(i % 7) * 0.01f;
-    t.x[13] = t.x[6] = 5.0f;       /* channel 0: lanes 5 and 6 -> 6 */
+    t.x[13] = t.x[6] = 5.0f;           /* channel 0: lanes 5 and 6 -> 6 */
     t.x[20 + 17] = t.x[20 + 9] = 4.0f; /* channel 1: tail and lane 1 -> 9 */
+    t.x[40 + 2] = t.x[40 + 11] = 3.0f; /* channel 2: lanes 2 and 3 -> 2 */
     assert_int_equal(cnn_net_forward(t.net, t.x, 1, 1), CNN_OK);
     y = cnn_net_output(t.net, NULL);
-    assert_true(y[0] == 5.0f && y[1] == 4.0f);
-    assert_int_equal(cnn_net_backward(t.net, dy), CNN_OK);
+    assert_true(y[0] == 5.0f && y[1] == 4.0f && y[2] == 3.0f);
+    const float dy3[3] = {1, 10, 100};
+    assert_int_equal(cnn_net_backward(t.net, dy3), CNN_OK);
     dx = cnn_net_input_grad(t.net);
-    for (int i = 0; i < 40; i++)
-        assert_true(dx[i] == (i == 6 ? 1.0f : i == 29 ? 10.0f : 0.0f));
+    for (int i = 0; i < 60; i++)
+        assert_true(dx[i] == (i == 6 ? 1.0f : i == 29 ? 10.0f : i == 42 ? 100.0f : 0.0f));
     th_free(&t);
 }
 

@@ -11,10 +11,14 @@
  *   This is PyTorch's rule (aten/src/ATen/native/cpu/AvgPoolKernel.cpp), divisor_override aside.
  * Layouts: x/dx (n, c, h, w), y/dy (n, c, oh, ow), NCHW contiguous. Nothing saved, no workspace.
  * FLOPs per sample: c * oh * ow * kh * kw (one addition per window element per output).
- * Algorithm: direct loops per (n, c) plane, planes spread over threads with cnn_pool_for; taps clipped
- *   per output row/column. Backward clears (or, when accumulating, keeps) the dx plane and adds each
- *   output's share into its window in output order, within one plane: the result does not depend on the
- *   thread count. Memory-bound; no ISA-specific kernel.
+ * Algorithm: one task per (n, c) plane through cnn_pool_for. Per output row, the columns whose windows
+ *   read no left/right padding ([ow_a, ow_b), from shape) go through avg_row: blocks of 8 outputs summed
+ *   in local arrays across all taps (vectorised by the compiler for stride 1; stride 1 and 2 are
+ *   compile-time constants); border columns go through avg_one. Both sum each window row-major from 0 in
+ *   float and divide by the same divisor, so they agree bit for bit. Backward: the dx plane is cleared
+ *   (unless accumulating), then each output adds dy/divisor into its window (borders per output, the
+ *   interior in blocks), all within one plane, so results do not depend on the thread count. No
+ *   workspace, nothing saved, no ISA-specific kernel (memory-bound).
  * References: PyTorch AvgPoolKernel.cpp and Pool.h; ONNX AveragePool. */
 #include "pool2d.h"
 

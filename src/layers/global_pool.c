@@ -2,7 +2,7 @@
  * torch.nn.AdaptiveAvgPool2d(1) / AdaptiveMaxPool2d(1) (ONNX GlobalAveragePool / GlobalMaxPool).
  *
  * Math (per sample n, channel c; plane P = h * w):
- *   global_avgpool: y[n,c] = (sum_i x[n,c,i]) / P, summed in float64, rounded once to float;
+ *   global_avgpool: y[n,c] = (sum_i x[n,c,i]) / P, summed in float64 (8 partial sums), rounded once;
  *                   dx[n,c,i] = dy[n,c] / P.
  *   global_maxpool: y[n,c] = max_i x[n,c,i]; the first maximum in row-major order wins (strict >), a NaN
  *                   replaces the running maximum and is never replaced by a number (`v > m || v != v`,
@@ -10,8 +10,11 @@
  *                   argmax as int32 (saved_per_sample = 4 * c bytes); inference does not touch r->saved.
  * Layouts: x/dx (n, c, h, w), y/dy (n, c, 1, 1), NCHW contiguous. No keys in model text.
  * FLOPs per sample: c * h * w (one addition or comparison per input element).
- * Algorithm: one task per (n, c) plane through cnn_pool_for; every plane is independent, so results do not
- *   depend on the thread count. Memory-bound; no ISA-specific kernel.
+ * Algorithm: one task per (n, c) plane through cnn_pool_for. The average sums in 8 interleaved float64
+ *   partial sums (fixed order). The maximum runs 8 branch-free lanes and takes the smallest index among
+ *   the lanes that reach the maximum (= the first maximum); a NaN or infinity in the plane (v * 0 is NaN)
+ *   sends the plane through the plain sequential rule. Planes are independent, so results do not depend
+ *   on the thread count. Memory-bound; no ISA-specific kernel.
  * References: PyTorch aten/src/ATen/native/cpu/AdaptiveAvgPoolKernel.cpp, AdaptiveMaxPoolKernel.cpp. */
 #include "layer.h"
 

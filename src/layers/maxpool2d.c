@@ -12,10 +12,16 @@
  *   output as an int32 index into its input plane (ih * w + iw): saved_per_sample = 4 * c * oh * ow bytes.
  *   Inference forward does not touch r->saved.
  * FLOPs per sample: c * oh * ow * kh * kw (one comparison per window element per output).
- * Algorithm: direct loops per (n, c) plane, planes spread over threads with cnn_pool_for. Taps outside the
- *   input are clipped per output row/column (cnn_pool2d_taps), so the inner loop has no bounds checks.
- *   Backward scatters dy into the argmax positions of its own plane: planes are disjoint, so the result
- *   does not depend on the thread count. Pooling is memory-bound; no ISA-specific kernel.
+ * Algorithm: one task per (n, c) plane through cnn_pool_for. Per output row, the columns whose windows
+ *   read no left/right padding ([ow_a, ow_b), from shape) go through max_row: blocks of 8 outputs held in
+ *   local arrays across all taps, branch-free (`v > m ? v : m`, argmax selected with masks; a branchy
+ *   `if` mispredicts on random data and was 3-4x slower), with stride 1 and 2 as compile-time constants.
+ *   Windows that hold a NaN or an infinity are flagged on the way (sum of v * 0 is NaN) and redone, like
+ *   the border columns, by max_one, the plain sequential rule clipped to the input. Both give the same
+ *   result, so the output is what the sequential rule gives everywhere. Workspace: ow floats per thread
+ *   (the flags of one row). Backward scatters dy into the argmax positions of its own plane: planes are
+ *   disjoint, so results do not depend on the thread count. No ISA-specific kernel (memory-bound; an
+ *   AVX2 row kernel would be the next step).
  * References: PyTorch aten/src/ATen/native/cpu/MaxPoolKernel.cpp (index and NaN rule), Pool.h (sizes);
  *   ONNX MaxPool (pads). */
 #include "pool2d.h"
