@@ -567,8 +567,11 @@ static void test_text_and_info(void **state) {
         "input c=3 h=17 w=23\navgpool2d kh=3 kw=2\n",
         "input c=3 h=17 w=23\nglobal_avgpool\n",
         "input c=3 h=17 w=23\nglobal_maxpool\n",
+        "input c=3 h=17 w=23\nmaxpool2d size=3 kh=2 stride_w=1\n",
     };
-    static const uint64_t flops[] = {3 * 9 * 12 * 9, 0, 3 * 9 * 12 * 9, 3 * 5 * 11 * 6, 3 * 17 * 23, 3 * 17 * 23};
+    static const uint64_t flops[] = {3 * 9 * 12 * 9, 0,           3 * 9 * 12 * 9, 3 * 5 * 11 * 6,
+                                     3 * 17 * 23,    3 * 17 * 23, 3 * 8 * 21 * 6};
+    assert_int_equal(sizeof flops / sizeof flops[0], sizeof models / sizeof models[0]);
     cnn_ctx *ctx;
     assert_int_equal(cnn_ctx_create(&ctx, NULL), CNN_OK);
     for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
@@ -599,6 +602,8 @@ static void test_text_and_info(void **state) {
         }
         if (m == 2)
             assert_non_null(strstr(ta, "count_include_pad=0"));
+        if (m == 6) /* kh overrides size; stride_h stays the default (kh) */
+            assert_non_null(strstr(ta, "kh=2 kw=3 stride_h=2 stride_w=1"));
         cnn_free(ctx, ta);
         cnn_free(ctx, tb);
         cnn_net_free(a);

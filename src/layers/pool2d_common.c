@@ -81,12 +81,12 @@ void cnn_pool2d_print(const cnn_pool2d_params *p, int kind, cnn_strbuf *out) {
         cnn_strbuf_printf(out, " size=%zu", p->kh);
     else
         cnn_strbuf_printf(out, " kh=%zu kw=%zu", p->kh, p->kw);
-    if (p->stride_h == p->stride_w) {
-        if (p->stride_h != p->kh || p->stride_w != p->kw)
-            cnn_strbuf_printf(out, " stride=%zu", p->stride_h);
-    } else {
+    if (p->stride_h == p->kh && p->stride_w == p->kw)
+        ; /* the default */
+    else if (p->stride_h == p->stride_w)
+        cnn_strbuf_printf(out, " stride=%zu", p->stride_h);
+    else
         cnn_strbuf_printf(out, " stride_h=%zu stride_w=%zu", p->stride_h, p->stride_w);
-    }
     if (p->pad_top == p->pad_bottom && p->pad_top == p->pad_left && p->pad_top == p->pad_right) {
         if (p->pad_top != 0)
             cnn_strbuf_printf(out, " pad=%zu", p->pad_top);
