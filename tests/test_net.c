@@ -243,6 +243,39 @@ static void test_init_statistics(void **state) {
     cnn_ctx_free(ctx);
 }
 
+/* Re-running one layer's pass reproduces what the full pass wrote (the benchmark hook). */
+static void test_run_layer(void **state) {
+    (void)state;
+    th_net t;
+    th_build(&t, "input c=3 h=4 w=4\ndense name=fc out=6\ntanh\ndense out=4\n", 5, 3, 2);
+    size_t ycount = 5 * 4;
+    float dy[20];
+    th_fill_uniform(dy, ycount, 9, -1, 1);
+    assert_int_equal(cnn_net_run_layer(t.net, 1, CNN_PASS_FORWARD), CNN_ERR_MISUSE); /* no forward yet */
+    assert_int_equal(cnn_net_forward(t.net, t.x, 5, 1), CNN_OK);
+    assert_int_equal(cnn_net_run_layer(t.net, 1, CNN_PASS_BACKWARD_WEIGHTS), CNN_ERR_MISUSE); /* no backward yet */
+    assert_int_equal(cnn_net_backward(t.net, dy), CNN_OK);
+    cnn_param w;
+    assert_int_equal(cnn_net_param_find(t.net, "fc.weight", &w), CNN_OK);
+    float *g = malloc(w.count * sizeof *g), *dx = malloc(5 * 48 * sizeof *dx), *y = malloc(ycount * sizeof *y);
+    memcpy(g, w.grad, w.count * sizeof *g);
+    memcpy(dx, cnn_net_input_grad(t.net), 5 * 48 * sizeof *dx);
+    memcpy(y, cnn_net_output(t.net, NULL), ycount * sizeof *y);
+    memset(w.grad, 0, w.count * sizeof *g);
+    assert_int_equal(cnn_net_run_layer(t.net, 1, CNN_PASS_BACKWARD_WEIGHTS), CNN_OK);
+    assert_memory_equal(g, w.grad, w.count * sizeof *g);
+    assert_int_equal(cnn_net_run_layer(t.net, 1, CNN_PASS_BACKWARD_DATA), CNN_OK);
+    assert_memory_equal(dx, cnn_net_input_grad(t.net), 5 * 48 * sizeof *dx);
+    assert_int_equal(cnn_net_run_layer(t.net, 3, CNN_PASS_FORWARD), CNN_OK);
+    assert_memory_equal(y, cnn_net_output(t.net, NULL), ycount * sizeof *y);
+    assert_int_equal(cnn_net_run_layer(t.net, 9, CNN_PASS_FORWARD), CNN_ERR_INVALID_ARG);
+    assert_int_equal(cnn_net_run_layer(t.net, 1, (cnn_pass)7), CNN_ERR_INVALID_ARG);
+    free(g);
+    free(dx);
+    free(y);
+    th_free(&t);
+}
+
 static void test_status_strings(void **state) {
     (void)state;
     assert_string_equal(cnn_status_string(CNN_OK), "ok");
@@ -256,6 +289,7 @@ int main(void) {
         cmocka_unit_test(test_bad_models),             cmocka_unit_test(test_misuse),
         cmocka_unit_test(test_inference_plan_reuses_memory), cmocka_unit_test(test_inference_plan_dag),
         cmocka_unit_test(test_init_statistics),        cmocka_unit_test(test_status_strings),
+        cmocka_unit_test(test_run_layer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

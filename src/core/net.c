@@ -518,6 +518,7 @@ cnn_status cnn_net_forward(cnn_net *net, const float *x, size_t n, int training)
                              i % per, isnan(x[i]) ? "NaN" : "infinite");
         }
     net->input_ptr = x;
+    net->have_backward = 0;
     net->last_n = n;
     net->last_training = training != 0;
     net->loss_ready = 0;
@@ -638,6 +639,39 @@ cnn_status cnn_net_backward(cnn_net *net, const float *dy) {
         memset(net->rt[0].dy, 0, net->last_n * per * sizeof(float));
     }
     net->loss_ready = 0;
+    net->have_backward = 1;
+    return CNN_OK;
+}
+
+cnn_status cnn_net_run_layer(cnn_net *net, size_t layer, cnn_pass pass) {
+    if (!net) return CNN_ERR_INVALID_ARG;
+    cnn_status st = check_ready(net, "cnn_net_run_layer");
+    if (st) return st;
+    if (layer >= net->n_layers)
+        return cnn_error(net->ctx, CNN_ERR_INVALID_ARG, "cnn_net_run_layer: layer %zu out of range (%zu layers)", layer,
+                         net->n_layers);
+    if (!net->last_n || !net->last_training)
+        return cnn_error(net->ctx, CNN_ERR_MISUSE, "cnn_net_run_layer: needs a training forward pass first");
+    const cnn_layer *L = &net->layers[layer];
+    cnn_layer_run r;
+    fill_run(net, layer, &r);
+    if (layer == 0) return CNN_OK; /* the input copy reads a caller buffer that is gone */
+    if (pass == CNN_PASS_FORWARD) {
+        L->ops->forward(&r);
+        return CNN_OK;
+    }
+    if (pass != CNN_PASS_BACKWARD_DATA && pass != CNN_PASS_BACKWARD_WEIGHTS)
+        return cnn_error(net->ctx, CNN_ERR_INVALID_ARG, "cnn_net_run_layer: unknown pass %d", (int)pass);
+    if (!net->have_backward || !net->rt[layer].dy || L->ops->is_loss)
+        return cnn_error(net->ctx, CNN_ERR_MISUSE, "cnn_net_run_layer: layer '%s' has no gradient to run backward from",
+                         L->name);
+    r.dy = net->rt[layer].dy;
+    if (pass == CNN_PASS_BACKWARD_WEIGHTS) {
+        if (net->rt[layer].w_count && L->ops->backward_weights) L->ops->backward_weights(&r);
+        return CNN_OK;
+    }
+    for (size_t k = 0; k < L->n_inputs; k++) r.dx[k] = net->rt[L->inputs[k]].dy;
+    if (L->ops->backward_data) L->ops->backward_data(&r);
     return CNN_OK;
 }
 
