@@ -37,6 +37,7 @@ typedef struct cli_command {
 extern const cli_command cli_cmd_train;
 extern const cli_command cli_cmd_eval;
 extern const cli_command cli_cmd_info;
+extern const cli_command cli_cmd_bench;
 
 /* ---- errors ---- */
 /* Print "cnn: <message>\n" to stderr. Returns CLI_EXIT_FAIL. */

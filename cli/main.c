@@ -8,6 +8,7 @@ static const cli_command *const commands[] = {
     &cli_cmd_train,
     &cli_cmd_eval,
     &cli_cmd_info,
+    &cli_cmd_bench,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -24,8 +25,8 @@ static void print_usage(FILE *f) {
             "       cnn help <command>     help for one command\n"
             "       cnn --version          print the version\n"
             "\n"
-            "Convolutional neural networks in C: train, evaluate and inspect models written in model text\n"
-            "(.cnn files, one layer per line).\n"
+            "Convolutional neural networks in C: train, evaluate, inspect and benchmark models written in model\n"
+            "text (.cnn files, one layer per line).\n"
             "\n"
             "commands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)

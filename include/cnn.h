@@ -230,6 +230,18 @@ typedef struct cnn_eval_result {
 /* Evaluate on a whole dataset in batches (compiled net with a loss layer). */
 cnn_status cnn_net_evaluate(cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *out);
 
+/* ---- benchmarks (src/core/bench.c; `cnn bench`, docs/bench.md) ---- */
+/* The roof: multiply-add throughput of a register-resident FMA loop on the ISA this context runs
+ * (cnn_ctx_isa), one copy per thread on `threads` threads (0: the context's), for about `seconds` in all.
+ * *gflops gets the best of several timed rounds, in GFLOP/s (a multiply-add counts 2). */
+cnn_status cnn_bench_peak(cnn_ctx *ctx, size_t threads, double seconds, double *gflops);
+/* Row-major SGEMM on the context's kernels and threads: C[m,n] = alpha * op(A) * op(B) + beta * C, where
+ * op(A) is A [m,k] (lda >= k) or, with trans_a, A^T of A [k,m] (lda >= m); likewise op(B) [k,n] (ldb >= n)
+ * or B^T of B [n,k] (ldb >= k); ldc >= n. beta == 0 overwrites C without reading it. The result does not
+ * depend on the thread count. */
+cnn_status cnn_sgemm(cnn_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                     const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

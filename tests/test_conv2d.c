@@ -64,12 +64,29 @@ static void run_case(const char *model, size_t n, size_t threads, conv_case cc, 
     th_free(&t);
 }
 
+/* model with " algo=<algo>" appended to its last line (the conv2d line). */
+static const char *with_algo(char *buf, size_t n, const char *model, const char *algo) {
+    size_t len = strlen(model);
+    assert_true(len > 0 && model[len - 1] == '\n');
+    int w = snprintf(buf, n, "%.*s algo=%s\n", (int)(len - 1), model, algo);
+    assert_true(w > 0 && (size_t)w < n);
+    return buf;
+}
+
+/* run_case with the automatic choice, then forced im2col+gemm and (stride 1 only) forced direct. */
+static void run_case_algos(const char *model, size_t n, size_t threads, conv_case cc, size_t fd_points) {
+    char buf[512];
+    run_case(model, n, threads, cc, fd_points);
+    run_case(with_algo(buf, sizeof buf, model, "im2col"), n, threads, cc, fd_points);
+    if (cc.p.sh == 1 && cc.p.sw == 1) run_case(with_algo(buf, sizeof buf, model, "direct"), n, threads, cc, fd_points);
+}
+
 static void test_conv_basic_3x3(void **state) {
     (void)state;
-    run_case("input c=3 h=17 w=23\nconv2d k=8 size=3 pad=1\n", 3, 1, mk(3, 17, 23, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1),
-             40);
-    run_case("input c=3 h=17 w=23\nconv2d k=8 size=3 pad=1\n", 1, 1, mk(3, 17, 23, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1),
-             40);
+    run_case_algos("input c=3 h=17 w=23\nconv2d k=8 size=3 pad=1\n", 3, 1,
+                   mk(3, 17, 23, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1), 40);
+    run_case_algos("input c=3 h=17 w=23\nconv2d k=8 size=3 pad=1\n", 1, 1,
+                   mk(3, 17, 23, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1), 40);
 }
 
 static void test_conv_stride_dilation_groups_asym_pad(void **state) {
@@ -91,7 +108,8 @@ static void test_conv_1x1(void **state) {
     conv_case cc = mk(5, 7, 9, 6, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
     run_case("input c=5 h=7 w=9\nconv2d k=6 size=1\n", 3, 1, cc, 0);
     run_case("input c=5 h=7 w=9\nconv2d k=6 size=1\n", 3, 2, cc, 0);
-    run_case("input c=6 h=7 w=9\nconv2d k=4 size=1 groups=2 bias=0\n", 3, 2, mk(6, 7, 9, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2, 0), 0);
+    run_case_algos("input c=6 h=7 w=9\nconv2d k=4 size=1 groups=2 bias=0\n", 3, 2,
+                   mk(6, 7, 9, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2, 0), 0);
     /* 1x1 with stride and padding goes through im2col; the border windows lie entirely in the padding */
     run_case("input c=5 h=7 w=9\nconv2d k=4 size=1 stride=2 pad=1\n", 3, 1, mk(5, 7, 9, 4, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1),
              0);
@@ -110,10 +128,10 @@ static void test_conv_rectangular(void **state) {
 
 static void test_conv_depthwise(void **state) {
     (void)state;
-    run_case("input c=6 h=9 w=11\nconv2d k=6 size=3 pad=1 groups=6\n", 3, 1, mk(6, 9, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 6, 1),
-             40);
-    run_case("input c=6 h=9 w=11\nconv2d k=6 size=3 pad=1 groups=6\n", 3, 2, mk(6, 9, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 6, 1),
-             40);
+    run_case_algos("input c=6 h=9 w=11\nconv2d k=6 size=3 pad=1 groups=6\n", 3, 1,
+                   mk(6, 9, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 6, 1), 40);
+    run_case_algos("input c=6 h=9 w=11\nconv2d k=6 size=3 pad=1 groups=6\n", 3, 2,
+                   mk(6, 9, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 6, 1), 40);
     /* channel multiplier 2, stride 2 */
     run_case("input c=6 h=9 w=11\nconv2d k=12 size=3 stride=2 groups=6\n", 3, 2,
              mk(6, 9, 11, 12, 3, 3, 2, 2, 0, 0, 0, 0, 1, 1, 6, 1), 40);
@@ -156,6 +174,37 @@ static void test_conv_no_bias(void **state) {
              40);
     run_case("input c=4 h=12 w=9\nconv2d k=6 size=3 pad=1 groups=2 bias=0\n", 3, 2,
              mk(4, 12, 9, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 0), 40);
+}
+
+/* The direct algorithm (stride 1, plane by plane) forced on shapes that reach every tile of its AVX2
+ * kernels: widths 7 (one masked vector), 8 (one full vector), 11, 16, 23 and 25 (16-column tiles, then
+ * 7 / 9 remaining columns: one masked vector, or a full plus a masked one), heights 1, 5, 17 (4-row tiles
+ * plus single rows); 5x5 and 1x7 filters (25 / 7 taps: the weight-gradient kernel's 9-tap groups and a
+ * short last group), 1x1, dilation 2, padding larger than the filter reach (border planes that lie
+ * entirely in the padding), groups with 2 input and 3 output channels each, channel multiplier 2, no bias,
+ * and one input channel (the stem case). */
+static void test_conv_direct(void **state) {
+    (void)state;
+    run_case("input c=3 h=17 w=25\nconv2d k=5 size=3 pad=1 algo=direct\n", 2, 1,
+             mk(3, 17, 25, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1), 40);
+    run_case("input c=2 h=5 w=23\nconv2d k=3 size=5 pad=2 algo=direct\n", 2, 2,
+             mk(2, 5, 23, 3, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1), 40);
+    run_case("input c=1 h=9 w=16\nconv2d k=4 kh=1 kw=7 pad_w=3 algo=direct\n", 3, 1,
+             mk(1, 9, 16, 4, 1, 7, 1, 1, 0, 0, 3, 3, 1, 1, 1, 1), 40);
+    run_case("input c=1 h=1 w=8\nconv2d k=2 kh=1 kw=3 pad_w=1 algo=direct\n", 2, 1,
+             mk(1, 1, 8, 2, 1, 3, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1), 0);
+    run_case("input c=4 h=7 w=7\nconv2d k=6 size=3 dilation=2 pad_top=3 pad_bottom=1 pad_left=0 pad_right=4 "
+             "groups=2 bias=0 algo=direct\n",
+             3, 2, mk(4, 7, 7, 6, 3, 3, 1, 1, 3, 1, 0, 4, 2, 2, 2, 0), 40);
+    run_case("input c=3 h=6 w=11\nconv2d k=6 size=1 pad=2 groups=3 algo=direct\n", 2, 1,
+             mk(3, 6, 11, 6, 1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 3, 1), 0);
+    run_case("input c=5 h=5 w=9\nconv2d k=3 size=1 algo=direct\n", 2, 1, mk(5, 5, 9, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1),
+             0);
+    /* the stem case (C=1, chosen automatically) and depthwise with a channel multiplier */
+    run_case("input c=1 h=28 w=28\nconv2d k=8 size=3 pad=1\n", 2, 2, mk(1, 28, 28, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+             40);
+    run_case("input c=4 h=13 w=18\nconv2d k=8 size=3 groups=4 pad=1\n", 2, 1,
+             mk(4, 13, 18, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4, 1), 40);
 }
 
 /* Rows of the column matrix (32*9 = 288) cross the SGEMM's K block (256); 80 output channels cross its
@@ -246,6 +295,61 @@ static void test_conv_threads_bitwise(void **state) {
     check_threads_bitwise("input c=5 h=7 w=9\nconv2d k=6 size=1\n", 3);
     check_threads_bitwise("input c=6 h=9 w=11\nconv2d k=6 size=3 pad=1 groups=6\n", 5);
     check_threads_bitwise("input c=20 h=9 w=9\nconv2d k=24 size=3 pad=same stride=2\n", 3);
+    check_threads_bitwise("input c=1 h=19 w=21\nconv2d k=5 size=3 pad=1\n", 3);
+    check_threads_bitwise("input c=4 h=7 w=7\nconv2d k=6 size=3 dilation=2 pad=3 groups=2 algo=direct\n", 3);
+}
+
+/* Running forward and backward twice on the same net gives bit-identical outputs and gradients (no state
+ * leaks between runs through the workspace), for each algorithm. */
+static void check_repeat_bitwise(const char *model, size_t n, size_t threads) {
+    th_net t;
+    th_build(&t, model, n, 99, threads);
+    size_t ycount = n * t.out_count, np = cnn_net_num_params(t.net);
+    float *y0 = malloc(ycount * sizeof(float)), *dy = malloc(ycount * sizeof(float));
+    float *dx0 = malloc(n * t.in_count * sizeof(float));
+    float **g0 = calloc(np, sizeof(float *));
+    assert_true(y0 && dy && dx0 && g0);
+    th_fill_uniform(dy, ycount, 6, -1, 1);
+    for (int rep = 0; rep < 2; rep++) {
+        assert_int_equal(cnn_net_forward(t.net, t.x, n, 1), CNN_OK);
+        size_t got = 0;
+        const float *y = cnn_net_output(t.net, &got);
+        assert_int_equal(cnn_net_backward(t.net, dy), CNN_OK);
+        const float *dx = cnn_net_input_grad(t.net);
+        if (rep == 0) {
+            memcpy(y0, y, ycount * sizeof(float));
+            memcpy(dx0, dx, n * t.in_count * sizeof(float));
+        } else {
+            assert_memory_equal(y0, y, ycount * sizeof(float));
+            assert_memory_equal(dx0, dx, n * t.in_count * sizeof(float));
+        }
+        for (size_t i = 0; i < np; i++) {
+            cnn_param p;
+            assert_int_equal(cnn_net_param_at(t.net, i, &p), CNN_OK);
+            if (!p.trainable) continue;
+            if (rep == 0) {
+                g0[i] = malloc(p.count * sizeof(float));
+                assert_non_null(g0[i]);
+                memcpy(g0[i], p.grad, p.count * sizeof(float));
+            } else {
+                assert_memory_equal(g0[i], p.grad, p.count * sizeof(float));
+            }
+        }
+    }
+    for (size_t i = 0; i < np; i++) free(g0[i]);
+    free(g0);
+    free(y0);
+    free(dy);
+    free(dx0);
+    th_free(&t);
+}
+
+static void test_conv_repeat_bitwise(void **state) {
+    (void)state;
+    check_repeat_bitwise("input c=3 h=17 w=23\nconv2d k=8 size=3 pad=1 algo=direct\n", 3, 2);
+    check_repeat_bitwise("input c=3 h=17 w=23\nconv2d k=8 size=3 pad=1 algo=im2col\n", 3, 2);
+    check_repeat_bitwise("input c=16 h=9 w=9\nconv2d k=16 size=3 pad=1\n", 5, 2);
+    check_repeat_bitwise("input c=8 h=9 w=9\nconv2d k=8 size=1\n", 3, 1);
 }
 
 /* The cases above run on the widest kernels the CPU has; a few again on the scalar SGEMM (CNN_ISA is read
@@ -262,6 +366,11 @@ static void test_conv_scalar_isa(void **state) {
     run_case("input c=6 h=9 w=11\nconv2d k=6 size=3 pad=1 groups=6\n", 3, 2, mk(6, 9, 11, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 6, 1),
              40);
     check_threads_bitwise("input c=20 h=9 w=9\nconv2d k=24 size=3 pad=same stride=2\n", 3);
+    run_case("input c=2 h=5 w=23\nconv2d k=3 size=5 pad=2 algo=direct\n", 2, 2,
+             mk(2, 5, 23, 3, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1), 40);
+    run_case("input c=4 h=7 w=7\nconv2d k=6 size=3 dilation=2 pad_top=3 pad_bottom=1 pad_left=0 pad_right=4 "
+             "groups=2 bias=0 algo=direct\n",
+             3, 2, mk(4, 7, 7, 6, 3, 3, 1, 1, 3, 1, 0, 4, 2, 2, 2, 0), 40);
     if (saved) {
         setenv("CNN_ISA", saved, 1);
         free(saved);
@@ -363,6 +472,20 @@ static void test_conv_params_info(void **state) {
     assert_int_equal(info.flops, (uint64_t)2 * 6 * 5 * 7 * 12);
     assert_string_equal(info.algorithm, "gemm-1x1");
     cnn_net_free(net);
+    /* automatic choices: depthwise and few input channels per group -> direct; otherwise im2col+gemm */
+    const char *m2 = "input c=16 h=9 w=9\n"
+                     "conv2d name=dw k=16 size=3 pad=1 groups=16\n"
+                     "conv2d name=few k=8 size=3 pad=1 groups=4\n"
+                     "conv2d name=many k=8 size=3 pad=1\n"
+                     "conv2d name=forced k=8 size=3 pad=1 groups=8 algo=im2col\n"
+                     "conv2d name=s2 k=8 size=3 stride=2 groups=8\n";
+    assert_int_equal(cnn_net_parse(ctx, m2, strlen(m2), "t.cnn", &net), CNN_OK);
+    static const char *const want[] = {"direct", "direct", "im2col+gemm", "im2col+gemm", "im2col+gemm"};
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(cnn_net_layer_info(net, i + 1, &info), CNN_OK);
+        assert_string_equal(info.algorithm, want[i]);
+    }
+    cnn_net_free(net);
     cnn_ctx_free(ctx);
 }
 
@@ -408,6 +531,8 @@ static void test_conv_print_round_trip(void **state) {
                      "k=4 kh=4 kw=4 stride=2 pad=same bias=0");
     check_round_trip(ctx, "input c=3 h=17 w=23\nconv2d k=4 kh=2 kw=3 stride_h=2 pad_h=1 pad_w=2 dilation_w=2\n",
                      "stride_h=2 stride_w=1 pad_h=1 pad_w=2 dilation_h=1 dilation_w=2");
+    check_round_trip(ctx, "input c=3 h=17 w=23\nconv2d k=4 size=3 algo=direct\n", "k=4 kh=3 kw=3 algo=direct");
+    check_round_trip(ctx, "input c=3 h=17 w=23\nconv2d k=4 size=3 algo=auto\n", "k=4 kh=3 kw=3\n");
     cnn_ctx_free(ctx);
 }
 
@@ -444,6 +569,8 @@ static void test_conv_bad_params(void **state) {
     /* unknown key: file:line:col of the key */
     th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 strid=2\n", F, "test.cnn:2:19");
     th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 strid=2\n", F, "unknown key 'strid'");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 stride=2 algo=direct\n", S, "algo=direct needs stride 1");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 algo=fast\n", F, "algo");
     /* sizes that overflow */
     th_expect_error("input c=4096 h=64 w=64\nconv2d k=16777216 size=65536 pad=40000\n", S, "too many elements");
 }
@@ -457,6 +584,8 @@ int main(void) {
         cmocka_unit_test(test_conv_depthwise),
         cmocka_unit_test(test_conv_pad_same),
         cmocka_unit_test(test_conv_no_bias),
+        cmocka_unit_test(test_conv_direct),
+        cmocka_unit_test(test_conv_repeat_bitwise),
         cmocka_unit_test(test_conv_large_gemm),
         cmocka_unit_test(test_conv_dx_accumulate),
         cmocka_unit_test(test_conv_threads_bitwise),

@@ -28,15 +28,53 @@ typedef struct gemm_impl {
     cnn_sgemm_fn fn;
 } gemm_impl;
 
-/* The variants this CPU can run. */
-static size_t gemm_impls(gemm_impl out[2]) {
+#define MAX_IMPLS 8
+
+/* The workspace entry points and the threaded driver, wrapped as cnn_sgemm_fn. */
+static _Alignas(64) float ws_buf[CNN_F32_GEMM_WS_FLOATS];
+static void ws_scalar(int ta, int tb, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
+                      const float *B, size_t ldb, float beta, float *C, size_t ldc) {
+    cnn_f32_gemm_blocked_ws_scalar(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ws_buf);
+}
+static void ws_avx2(int ta, int tb, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
+                    const float *B, size_t ldb, float beta, float *C, size_t ldc) {
+    cnn_f32_gemm_blocked_ws_avx2(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ws_buf);
+}
+static cnn_ctx *par_ctx[4]; /* par_ctx[t]: t threads, the default (widest) ISA */
+static cnn_ctx *par_ctx_get(size_t t) {
+    if (!par_ctx[t]) {
+        cnn_ctx_options o = cnn_ctx_options_default();
+        o.threads = t;
+        if (cnn_ctx_create(&par_ctx[t], &o) != CNN_OK) fail_msg("cnn_ctx_create failed");
+    }
+    return par_ctx[t];
+}
+#define PAR_WRAPPER(t)                                                                                     \
+    static void par##t(int ta, int tb, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda, \
+                       const float *B, size_t ldb, float beta, float *C, size_t ldc) {                     \
+        cnn_f32_gemm_parallel(par_ctx_get(t), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);         \
+    }
+PAR_WRAPPER(2)
+PAR_WRAPPER(3)
+
+/* The variants this CPU can run: each kernel, its workspace entry point, and the threaded driver (2 and 3
+ * threads, on the widest kernel) — the driver also goes through every accuracy case. */
+static size_t gemm_impls(gemm_impl out[MAX_IMPLS]) {
     size_t n = 0;
     out[n++] = (gemm_impl){"scalar", cnn_f32_gemm_blocked_scalar};
+    out[n++] = (gemm_impl){"scalar-ws", ws_scalar};
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         out[n++] = (gemm_impl){"avx2", cnn_f32_gemm_blocked_avx2};
+        out[n++] = (gemm_impl){"avx2-ws", ws_avx2};
+    }
+    out[n++] = (gemm_impl){"parallel-2", par2};
+    out[n++] = (gemm_impl){"parallel-3", par3};
     return n;
 }
+
+/* The single-threaded kernel the default context dispatches to. */
+static cnn_sgemm_fn widest_kernel(void) { return par_ctx_get(1)->kernels.sgemm; }
 
 static float *alloc_floats(size_t n) {
     float *p = malloc((n ? n : 1) * sizeof(float));
@@ -114,7 +152,7 @@ static void check_case(const gemm_impl *im, gemm_case c, uint64_t seed) {
 
 static void test_gemm_tile_edges(void **state) {
     (void)state;
-    gemm_impl im[2];
+    gemm_impl im[MAX_IMPLS];
     size_t ni = gemm_impls(im);
     static const size_t Ms[] = {1, 3, 4, 5, 6, 7, 12, 13, 17, 31, 33};
     static const size_t Ns[] = {1, 7, 8, 9, 15, 16, 17, 31, 33, 65};
@@ -133,12 +171,16 @@ static void test_gemm_tile_edges(void **state) {
 
 static void test_gemm_cache_blocks(void **state) {
     (void)state;
-    gemm_impl im[2];
+    gemm_impl im[MAX_IMPLS];
     size_t ni = gemm_impls(im);
-    /* M around MC = 72, N around NC = 64, K around KC = 256 and several KC blocks. */
-    static const size_t MNK[][3] = {{7, 33, 255},  {7, 33, 256},  {7, 33, 257},   {73, 65, 300},
-                                    {72, 64, 512}, {71, 63, 513}, {130, 130, 600}, {1, 130, 600},
-                                    {130, 1, 600}, {145, 129, 97}};
+    /* M around MC (72 scalar, 144 avx2) and 2 MC, N around NC (256 scalar, 512 avx2), K around KC = 256
+     * and several K slices (K = 257 runs as 132 + 125, 513 as 172 + 172 + 169, 600 as 200 x 3). */
+    static const size_t MNK[][3] = {{7, 33, 255},    {7, 33, 256},    {7, 33, 257},    {73, 65, 300},
+                                    {72, 64, 512},   {71, 63, 513},   {130, 130, 600}, {1, 130, 600},
+                                    {130, 1, 600},   {145, 129, 97},  {143, 17, 40},   {144, 17, 40},
+                                    {145, 17, 40},   {289, 20, 33},   {13, 255, 60},   {13, 257, 60},
+                                    {13, 511, 60},   {13, 512, 60},   {13, 513, 60},   {7, 1025, 31},
+                                    {150, 520, 260}, {149, 1031, 41}, {6, 16, 769}};
     uint64_t seed = 100;
     for (size_t v = 0; v < ni; v++)
         for (int t = 0; t < 4; t++)
@@ -151,7 +193,7 @@ static void test_gemm_cache_blocks(void **state) {
 
 static void test_gemm_alpha_beta(void **state) {
     (void)state;
-    gemm_impl im[2];
+    gemm_impl im[MAX_IMPLS];
     size_t ni = gemm_impls(im);
     static const float AB[][2] = {{1, 1}, {0.5f, 1}, {-1.5f, 0.25f}, {2, -1}, {1, 0}, {-0.75f, 0}, {0, 0}, {0, 0.5f}};
     uint64_t seed = 200;
@@ -170,7 +212,7 @@ static void test_gemm_alpha_beta(void **state) {
 
 static void test_gemm_k_zero_and_empty(void **state) {
     (void)state;
-    gemm_impl im[2];
+    gemm_impl im[MAX_IMPLS];
     size_t ni = gemm_impls(im);
     for (size_t v = 0; v < ni; v++)
         for (int t = 0; t < 4; t++) {
@@ -192,7 +234,7 @@ static void test_gemm_k_zero_and_empty(void **state) {
 
 static void test_gemm_leading_dims(void **state) {
     (void)state;
-    gemm_impl im[2];
+    gemm_impl im[MAX_IMPLS];
     size_t ni = gemm_impls(im);
     uint64_t seed = 400;
     for (size_t v = 0; v < ni; v++)
@@ -213,7 +255,7 @@ static void test_gemm_leading_dims(void **state) {
  * of op(B). */
 static void test_gemm_nan_propagates(void **state) {
     (void)state;
-    gemm_impl im[2];
+    gemm_impl im[MAX_IMPLS];
     size_t ni = gemm_impls(im);
     const size_t M = 13, N = 21, K = 300, ni_ = 11, nj = 19, np = 270;
     for (size_t v = 0; v < ni; v++)
@@ -242,7 +284,7 @@ static void test_gemm_nan_propagates(void **state) {
 /* A block of a product computed alone is bit-identical to the same block of the whole product. */
 static void test_gemm_subblock_bitwise(void **state) {
     (void)state;
-    gemm_impl im[2];
+    gemm_impl im[MAX_IMPLS];
     size_t ni = gemm_impls(im);
     const size_t M = 77, N = 70, K = 300, i0 = 5, i1 = 41, j0 = 3, j1 = 60;
     for (size_t v = 0; v < ni; v++)
@@ -275,11 +317,87 @@ static void test_gemm_subblock_bitwise(void **state) {
         }
 }
 
+/* A block of a product that crosses the cache blocks (MC, NC, several K slices), computed alone, is
+ * bit-identical to the same block of the whole product. */
+static void test_gemm_subblock_bitwise_blocks(void **state) {
+    (void)state;
+    gemm_impl im[MAX_IMPLS];
+    size_t ni = gemm_impls(im);
+    const size_t M = 301, N = 1100, K = 530, i0 = 7, i1 = 290, j0 = 5, j1 = 1031;
+    for (size_t v = 0; v < ni; v++)
+        for (int t = 0; t < 4; t += 3) { /* NN and TT */
+            const int ta = t & 1, tb = t >> 1;
+            const size_t lda = ta ? M : K, ldb = tb ? K : N;
+            float *A = make_matrix(ta ? K : M, lda, lda, 710 + t);
+            float *B = make_matrix(tb ? N : K, ldb, ldb, 810 + t);
+            float *C = alloc_floats(M * N), *D = alloc_floats(M * N);
+            th_fill_uniform(C, M * N, 910, -1, 1);
+            memcpy(D, C, M * N * sizeof(float));
+            im[v].fn(ta, tb, M, N, K, -1.25f, A, lda, B, ldb, 0.5f, C, N);
+            const float *As = ta ? A + i0 : A + i0 * lda;
+            const float *Bs = tb ? B + j0 * ldb : B + j0;
+            im[v].fn(ta, tb, i1 - i0, j1 - j0, K, -1.25f, As, lda, Bs, ldb, 0.5f, D + i0 * N + j0, N);
+            for (size_t i = i0; i < i1; i++)
+                for (size_t j = j0; j < j1; j++)
+                    if (memcmp(&C[i * N + j], &D[i * N + j], sizeof(float)))
+                        fail_msg("%s ta=%d tb=%d: block element [%zu][%zu] = %.9g differs from the whole "
+                                 "product's %.9g",
+                                 im[v].name, ta, tb, i, j, (double)D[i * N + j], (double)C[i * N + j]);
+            free(A);
+            free(B);
+            free(C);
+            free(D);
+        }
+}
+
+/* cnn_f32_gemm_parallel with 1, 2 and 3 threads is bit-identical to one call of the context's kernel,
+ * for shapes that split by columns, by rows, unevenly, and below the parallel threshold; every
+ * transpose combination, alpha/beta, padded leading dimensions. */
+static void test_gemm_parallel_bitwise(void **state) {
+    (void)state;
+    static const size_t MNK[][3] = {{77, 70, 300}, {200, 33, 300}, {7, 500, 301}, {300, 10, 400},
+                                    {1, 4000, 300}, {5000, 1, 250}, {8, 8, 8},    {64, 130, 3136},
+                                    {577, 49, 64}, {61, 1000, 9}};
+    cnn_sgemm_fn ref_fn = widest_kernel();
+    uint64_t seed = 1000;
+    for (size_t s = 0; s < sizeof MNK / sizeof *MNK; s++)
+        for (int t = 0; t < 4; t++) {
+            const int ta = t & 1, tb = t >> 1;
+            const size_t M = MNK[s][0], N = MNK[s][1], K = MNK[s][2];
+            const size_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 5;
+            const float alpha = s % 2 ? -0.5f : 1.0f, beta = s % 3 == 0 ? 0.0f : s % 3 == 1 ? 1.0f : 0.75f;
+            float *A = make_matrix(ta ? K : M, ta ? M : K, lda, seed++);
+            float *B = make_matrix(tb ? N : K, tb ? K : N, ldb, seed++);
+            float *C0 = alloc_floats(M * ldc), *C = alloc_floats(M * ldc);
+            th_fill_uniform(C0, M * ldc, seed++, -1, 1);
+            if (beta == 0.0f)
+                for (size_t i = 0; i < M * ldc; i++) C0[i] = NAN;
+            float *R = alloc_floats(M * ldc);
+            memcpy(R, C0, M * ldc * sizeof(float));
+            ref_fn(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
+            for (size_t T = 1; T <= 3; T++) {
+                memcpy(C, C0, M * ldc * sizeof(float));
+                cnn_f32_gemm_parallel(par_ctx_get(T), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+                for (size_t i = 0; i < M; i++)
+                    for (size_t j = 0; j < ldc; j++)
+                        if (memcmp(&C[i * ldc + j], &R[i * ldc + j], sizeof(float)))
+                            fail_msg("parallel T=%zu ta=%d tb=%d M=%zu N=%zu K=%zu: C[%zu][%zu] = %.9g, the "
+                                     "single call gave %.9g",
+                                     T, ta, tb, M, N, K, i, j, (double)C[i * ldc + j], (double)R[i * ldc + j]);
+            }
+            free(A);
+            free(B);
+            free(C0);
+            free(C);
+            free(R);
+        }
+}
+
 /* CNN_ISA=scalar gives the scalar kernel; the default context gets the AVX2 one on an AVX2+FMA CPU. */
 static void test_gemm_dispatch(void **state) {
     (void)state;
-    gemm_impl im[2];
-    size_t ni = gemm_impls(im);
+    __builtin_cpu_init();
+    const int has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     const char *old = getenv("CNN_ISA");
     char *saved = old ? strdup(old) : NULL;
     cnn_ctx *ctx = NULL;
@@ -288,7 +406,7 @@ static void test_gemm_dispatch(void **state) {
     assert_string_equal(cnn_ctx_isa(ctx), "scalar");
     assert_ptr_equal(ctx->kernels.sgemm, cnn_f32_gemm_blocked_scalar);
     cnn_ctx_free(ctx);
-    if (ni > 1) {
+    if (has_avx2) {
         setenv("CNN_ISA", "avx2", 1);
         assert_int_equal(cnn_ctx_create(&ctx, NULL), CNN_OK);
         assert_string_equal(cnn_ctx_isa(ctx), "avx2");
@@ -304,7 +422,7 @@ static void test_gemm_dispatch(void **state) {
 }
 
 int main(void) {
-    gemm_impl im[2];
+    gemm_impl im[MAX_IMPLS];
     size_t ni = gemm_impls(im);
     printf("gemm variants tested:");
     for (size_t i = 0; i < ni; i++) printf(" %s", im[i].name);
@@ -313,7 +431,10 @@ int main(void) {
         cmocka_unit_test(test_gemm_tile_edges),       cmocka_unit_test(test_gemm_cache_blocks),
         cmocka_unit_test(test_gemm_alpha_beta),       cmocka_unit_test(test_gemm_k_zero_and_empty),
         cmocka_unit_test(test_gemm_leading_dims),     cmocka_unit_test(test_gemm_nan_propagates),
-        cmocka_unit_test(test_gemm_subblock_bitwise), cmocka_unit_test(test_gemm_dispatch),
+        cmocka_unit_test(test_gemm_subblock_bitwise), cmocka_unit_test(test_gemm_subblock_bitwise_blocks),
+        cmocka_unit_test(test_gemm_parallel_bitwise), cmocka_unit_test(test_gemm_dispatch),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    for (size_t t = 0; t < sizeof par_ctx / sizeof *par_ctx; t++) cnn_ctx_free(par_ctx[t]);
+    return rc;
 }

@@ -1,6 +1,7 @@
 /* test_net.c — the network core: model text parsing (good and bad), names, printing round trip, memory
  * planning, API misuse, initialisation statistics. */
 #include "harness.h"
+#include "core/net_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -283,6 +284,91 @@ static void test_status_strings(void **state) {
     assert_string_equal(cnn_status_string((cnn_status)999), "unknown status");
 }
 
+/* Aliases and fusion (net.c): flatten as a view and relu fused into a 2x2 maxpool give bit-identical
+ * outputs, loss, parameter and input gradients to the plain plan, in training and in inference; the
+ * plan is smaller. Odd sizes, a relu whose input has two readers (not fused), a maxpool that is not 2x2. */
+static const char *FUSE_NET = "input c=2 h=11 w=13\n"
+                              "conv2d name=c1 k=5 kh=3 kw=3 pad=1\n"
+                              "relu\n"
+                              "maxpool2d size=2\n"
+                              "conv2d name=c2 k=6 kh=3 kw=3 pad=1\n"
+                              "relu name=r2\n"
+                              "maxpool2d size=2\n"
+                              "relu name=r3 from=c2\n"
+                              "maxpool2d size=3 stride=2\n"
+                              "flatten\n"
+                              "dense name=fa out=4\n"
+                              "flatten name=f2 from=maxpool2d2\n"
+                              "dense name=fb out=4\n"
+                              "add from=fa,fb\n"
+                              "relu\n"
+                              "dense out=3\n"
+                              "softmax_ce\n";
+
+static void fuse_run(int no_fuse, unsigned flags, size_t threads, float *out, float *grads, float *dx, double *loss,
+                     size_t *act_bytes) {
+    cnn_ctx *ctx = NULL;
+    cnn_ctx_options o = cnn_ctx_options_default();
+    o.threads = threads;
+    assert_int_equal(cnn_ctx_create(&ctx, &o), CNN_OK);
+    cnn_net *net = parse_ok(ctx, FUSE_NET);
+    net->no_fuse = no_fuse;
+    const size_t n = 3, in = 2 * 11 * 13;
+    assert_int_equal(cnn_net_compile(net, n, flags), CNN_OK);
+    assert_int_equal(cnn_net_activation_bytes(net, n, flags, act_bytes), CNN_OK);
+    assert_int_equal(cnn_net_init_params(net, 11, CNN_INIT_DEFAULT), CNN_OK);
+    float x[3 * 2 * 11 * 13];
+    th_fill_uniform(x, n * in, 5, -1.0f, 1.0f);
+    int32_t labels[3] = {0, 2, 1};
+    int train = (flags & CNN_COMPILE_TRAIN) != 0;
+    assert_int_equal(cnn_net_forward(net, x, n, train), CNN_OK);
+    size_t got = 0;
+    const float *y = cnn_net_output(net, &got);
+    memcpy(out, y, n * 3 * sizeof *out);
+    cnn_loss_stats ls;
+    assert_int_equal(cnn_net_loss(net, labels, NULL, &ls), CNN_OK);
+    *loss = ls.loss;
+    if (train) {
+        assert_int_equal(cnn_net_backward(net, NULL), CNN_OK);
+        float *p, *g;
+        size_t count;
+        assert_int_equal(cnn_net_arenas(net, &p, &g, &count), CNN_OK);
+        memcpy(grads, g, count * sizeof *g);
+        memcpy(dx, cnn_net_input_grad(net), n * in * sizeof *dx);
+    }
+    /* which layers were fused: the relu of c1 (not r2, r3: their input c2 has two readers), both flattens */
+    if (!no_fuse) {
+        assert_true(net->rt[2].skip && !net->rt[5].skip && !net->rt[7].skip && net->rt[9].skip && net->rt[11].skip);
+        cnn_layer_info li;
+        assert_int_equal(cnn_net_layer_info(net, 3, &li), CNN_OK);
+        assert_string_equal(li.algorithm, "relu+maxpool");
+    }
+    cnn_net_free(net);
+    cnn_ctx_free(ctx);
+}
+
+static void test_fusion_bit_identical(void **state) {
+    (void)state;
+    static float out0[9], out1[9], g0[4096], g1[4096], dx0[858], dx1[858];
+    for (size_t threads = 1; threads <= 2; threads++)
+        for (int mode = 0; mode < 2; mode++) {
+            unsigned flags = mode ? CNN_COMPILE_TRAIN | CNN_COMPILE_INPUT_GRAD : 0;
+            double l0, l1;
+            size_t b0, b1;
+            memset(g0, 0, sizeof g0);
+            memset(g1, 0, sizeof g1);
+            fuse_run(1, flags, threads, out0, g0, dx0, &l0, &b0);
+            fuse_run(0, flags, threads, out1, g1, dx1, &l1, &b1);
+            assert_memory_equal(out0, out1, sizeof out0);
+            assert_true(l0 == l1);
+            assert_true(b1 < b0);
+            if (mode) {
+                assert_memory_equal(g0, g1, sizeof g0);
+                assert_memory_equal(dx0, dx1, sizeof dx0);
+            }
+        }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_names_and_shapes), cmocka_unit_test(test_print_round_trip),
@@ -290,6 +376,7 @@ int main(void) {
         cmocka_unit_test(test_inference_plan_reuses_memory), cmocka_unit_test(test_inference_plan_dag),
         cmocka_unit_test(test_init_statistics),        cmocka_unit_test(test_status_strings),
         cmocka_unit_test(test_run_layer),
+        cmocka_unit_test(test_fusion_bit_identical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 #include "harness.h"
 #include "ref/ref_pool.h"
 #include "core/net_internal.h"
+#include "kernels/f32_pool2d/pool2d_kernels.h"
 
 enum { K_MAX, K_AVG, K_GAVG, K_GMAX, K_MAX_PLUS_AVG, K_GMAX_PLUS_GAVG };
 
@@ -62,6 +63,12 @@ static const pcase max_cases[] = {
     {K_MAX, 2, 3, 5, "size=1", G(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0, 1), 3, 5},
     /* ceil mode lets a window exceed the padded input (as PyTorch): 2x2 input, window 3 */
     {K_MAX, 2, 2, 2, "size=3 stride=2 ceil=1", G(3, 3, 2, 2, 0, 0, 0, 0, 1, 1, 1, 1), 1, 1},
+    /* 2x2 stride 2: the f32_pool2d kernels; odd sizes leave a last row / column unread, ow = 17 and 9
+     * give full 8-wide vectors plus tails, ow = 1 a tail only */
+    {K_MAX, 3, 9, 11, "size=2", G(2, 2, 2, 2, 0, 0, 0, 0, 1, 1, 0, 1), 4, 5},
+    {K_MAX, 2, 6, 34, "size=2 stride=2", G(2, 2, 2, 2, 0, 0, 0, 0, 1, 1, 0, 1), 3, 17},
+    {K_MAX, 2, 5, 19, "size=2", G(2, 2, 2, 2, 0, 0, 0, 0, 1, 1, 0, 1), 2, 9},
+    {K_MAX, 5, 2, 3, "size=2", G(2, 2, 2, 2, 0, 0, 0, 0, 1, 1, 0, 1), 1, 1},
 };
 
 static const pcase avg_cases[] = {
@@ -650,9 +657,108 @@ static void test_bad_parameters(void **state) {
     th_expect_error("input c=1 h=4 w=4\n\nmaxpool2d size=9\n", CNN_ERR_SHAPE, ":3: maxpool2d");
 }
 
+/* ---- the 2x2 stride-2 kernels (src/kernels/f32_pool2d) against a naive rule, every ISA the CPU has ---- */
+
+/* Naive: the sequential window rule, relu after, argmax as a plane index. */
+static void naive_2x2(const float *x, size_t w, size_t ow, size_t rows, int relu, float *y, int32_t *arg) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < ow; j++) {
+            float m = -INFINITY;
+            size_t best = 2 * r * w + 2 * j;
+            for (size_t di = 0; di < 2; di++)
+                for (size_t dj = 0; dj < 2; dj++) {
+                    size_t at = (2 * r + di) * w + 2 * j + dj;
+                    if (x[at] > m || x[at] != x[at]) {
+                        m = x[at];
+                        best = at;
+                    }
+                }
+            if (relu && !(m > 0.0f || m != m)) m = 0.0f;
+            y[r * ow + j] = m;
+            arg[r * ow + j] = (int32_t)best;
+        }
+}
+
+static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+static void test_kernel_2x2(void **state) {
+    (void)state;
+    const size_t shapes[][3] = {{1, 1, 1}, {2, 1, 3}, {16, 8, 2}, {17, 8, 3}, {14, 7, 4}, {28, 14, 2},
+                                {30, 15, 3}, {34, 17, 2}, {5, 2, 1}, {40, 19, 2}};
+    cnn_f32_maxpool2x2_fwd_fn fwd[2] = {cnn_f32_maxpool2x2_fwd_scalar, cnn_f32_maxpool2x2_fwd_avx2};
+    cnn_f32_maxpool2x2_bwd_fn bwd[2] = {cnn_f32_maxpool2x2_bwd_scalar, cnn_f32_maxpool2x2_bwd_avx2};
+    const int n_isa = cnn_cpu_isa() >= CNN_ISA_AVX2 ? 2 : 1;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const size_t w = shapes[si][0], ow = shapes[si][1], rows = shapes[si][2];
+        const size_t nin = 2 * rows * w, nout = rows * ow;
+        /* guard floats around every buffer catch over-reads (NaN there would show) and over-writes */
+        float *xb = malloc((nin + 32) * sizeof *xb), *x = xb + 16;
+        float y0[64 * 8], y1[64 * 8], dyv[64 * 8];
+        int32_t a0[64 * 8], a1[64 * 8];
+        float *dx0 = malloc((nin + 32) * sizeof *dx0), *dx1 = malloc((nin + 32) * sizeof *dx1);
+        assert_non_null(xb);
+        assert_non_null(dx0);
+        assert_non_null(dx1);
+        for (size_t i = 0; i < nin + 32; i++) xb[i] = NAN;
+        for (int trial = 0; trial < 4; trial++) {
+            th_fill_uniform(x, nin, 100 + si * 7 + (size_t)trial, -1.0f, 1.0f);
+            for (size_t i = 0; i < nin; i++) {
+                uint64_t h = (i * 0x9E3779B97F4A7C15ull + (uint64_t)trial) >> 58;
+                if (trial >= 1 && h == 1) x[i] = NAN;
+                if (trial >= 1 && h == 2) x[i] = INFINITY;
+                if (trial >= 1 && h == 3) x[i] = -INFINITY;
+                if (trial >= 2 && h >= 4 && h < 12) x[i] = 0.25f; /* ties */
+                if (trial == 3 && h >= 12 && h < 16) x[i] = -0.0f;
+            }
+            th_fill_uniform(dyv, nout, 300 + si, -1.0f, 1.0f);
+            for (int relu = 0; relu < 2; relu++) {
+                naive_2x2(x, w, ow, rows, relu, y0, a0);
+                for (int isa = 0; isa < n_isa; isa++) {
+                    for (size_t i = 0; i < nout + 8; i++) {
+                        y1[i] = 7.0f;
+                        a1[i] = -7;
+                    }
+                    fwd[isa](x, w, ow, rows, relu, y1, a1);
+                    for (size_t i = 0; i < nout; i++) {
+                        if (!same_bits(y0[i], y1[i]) || a0[i] != a1[i])
+                            fail_msg("fwd isa %d w %zu ow %zu rows %zu relu %d trial %d: out %zu: %g@%d vs %g@%d",
+                                     isa, w, ow, rows, relu, trial, i, (double)y1[i], a1[i], (double)y0[i], a0[i]);
+                    }
+                    assert_true(y1[nout] == 7.0f && a1[nout] == -7);
+                    for (int acc = 0; acc < 2; acc++) {
+                        /* naive backward: start from the same dx, scatter */
+                        for (size_t i = 0; i < nin + 32; i++) dx0[i] = dx1[i] = (float)(i % 5) - 2.0f;
+                        float *d0 = dx0 + 16, *d1 = dx1 + 16;
+                        for (size_t r = 0; r < 2 * rows; r++)
+                            for (size_t c = 0; c < 2 * ow; c++)
+                                if (!acc) d0[r * w + c] = 0.0f;
+                        for (size_t o = 0; o < nout; o++) {
+                            float g = relu && !(y0[o] > 0.0f) ? 0.0f : dyv[o];
+                            d0[a0[o]] += g;
+                        }
+                        bwd[isa](dyv, a1, relu ? y1 : NULL, w, ow, rows, relu, acc, d1);
+                        for (size_t i = 0; i < nin + 32; i++) {
+                            /* without acc, columns >= 2 * ow inside the rows are scratch (the driver clears) */
+                            if (!acc && i >= 16 && i < nin + 16 && (i - 16) % w >= 2 * ow) continue;
+                            if (!same_bits(dx0[i], dx1[i]) && !(dx0[i] == 0.0f && dx1[i] == 0.0f))
+                                fail_msg("bwd isa %d w %zu ow %zu rows %zu relu %d acc %d trial %d: at %zd: %g vs %g",
+                                         isa, w, ow, rows, relu, acc, trial, (ptrdiff_t)i - 16, (double)dx1[i],
+                                         (double)dx0[i]);
+                        }
+                    }
+                }
+            }
+        }
+        free(xb);
+        free(dx0);
+        free(dx1);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_worked_example),
+        cmocka_unit_test(test_kernel_2x2),
         cmocka_unit_test(test_maxpool_ties),
         cmocka_unit_test(test_maxpool_vs_ref),
         cmocka_unit_test(test_avgpool_vs_ref),

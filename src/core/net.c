@@ -7,8 +7,21 @@
  *            (best fit among buffers whose last reader has run). Saved state and per-thread workspace.
  *   forward  layers in order; backward in reverse order, gradients of a tensor read by several layers
  *            accumulate (the first writer stores, the others add).
- * Nothing allocates inside forward/backward. */
+ * Nothing allocates inside forward/backward.
+ *
+ * Aliases and fusion (compile; cnn_net.no_fuse turns them off):
+ *   flatten  whose input has no other reader is a view: its y and dy are its input's buffers, and it is
+ *            skipped in forward and backward (the bytes are already in flatten order).
+ *   relu     whose input has no other reader and whose only reader is a maxpool2d on the 2x2 stride-2
+ *            kernel path is fused into that maxpool (maxpool2d.c): the relu shares its input's y and dy
+ *            and is skipped; the maxpool reads the relu's input, writes relu(max), and in backward writes
+ *            the gradient of the relu's input directly. The values are those of the unfused pair.
+ *   Neither applies to the input layer's output (it may keep no gradient) or to the last layer.
+ *   In inference an alias shares its source's liveness slot, which is freed after the alias's last
+ *   reader. The saving in M1 training: the relu forward + backward passes over the two conv outputs and
+ *   their buffers (2 x 2 x 6.4 MB at batch 64), and the flatten copies. */
 #include "net_internal.h"
+#include "../layers/pool2d.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -186,6 +199,10 @@ cnn_status cnn_net_layer_info(const cnn_net *net, size_t i, cnn_layer_info *info
         if (net->tensors[k].layer == i && net->tensors[k].d.trainable) info->params += net->tensors[k].count;
     info->flops = L->sizes.flops;
     info->algorithm = L->sizes.algorithm ? L->sizes.algorithm : "";
+    if (net->compiled && net->rt[i].skip) /* aliases and fusion of the last compile */
+        info->algorithm = L->ops == &cnn_layer_flatten ? "view" : "fused into the next layer";
+    else if (L->ops == &cnn_layer_maxpool2d && ((const cnn_pool2d_params *)L->params)->fused_relu)
+        info->algorithm = "relu+maxpool";
     return CNN_OK;
 }
 
@@ -294,10 +311,35 @@ void cnn_net_set_seed(cnn_net *net, uint64_t seed) {
 
 typedef struct plan {
     size_t *y_off, *dy_off, *saved_off; /* bytes into the arena; SIZE_MAX = none */
+    size_t *alias, *fused;              /* find_aliases */
     size_t loss_dx_off;
     size_t total;
     size_t ws_stride; /* floats */
 } plan;
+
+/* alias[i]: the input layer whose buffers layer i's output shares, or SIZE_MAX; fused[i]: for a fused relu
+ * i, its maxpool, else SIZE_MAX. */
+static void find_aliases(const cnn_net *net, size_t *alias, size_t *fused) {
+    size_t n = net->n_layers;
+    for (size_t i = 0; i < n; i++) alias[i] = fused[i] = SIZE_MAX;
+    if (net->no_fuse) return;
+    for (size_t i = 1; i + 1 < n; i++) {
+        const cnn_layer *L = &net->layers[i];
+        if (L->n_inputs != 1) continue;
+        size_t src = L->inputs[0];
+        if (src == 0 || net->rt[src].consumers != 1) continue;
+        if (L->ops == &cnn_layer_flatten) {
+            alias[i] = src;
+        } else if (L->ops == &cnn_layer_relu && net->rt[i].consumers == 1) {
+            size_t c = net->rt[i].last_use; /* the only reader */
+            if (c < n && net->layers[c].n_inputs == 1 && net->layers[c].inputs[0] == i &&
+                cnn_maxpool2d_can_fuse_relu(&net->layers[c])) {
+                alias[i] = src;
+                fused[i] = c;
+            }
+        }
+    }
+}
 
 static cnn_status act_bytes(const cnn_net *net, size_t i, size_t batch, size_t *out) {
     size_t c;
@@ -317,6 +359,7 @@ static cnn_status make_plan(const cnn_net *net, size_t batch, unsigned flags, pl
     int *slot_free = NULL;
     for (size_t i = 0; i < n; i++) P->y_off[i] = P->dy_off[i] = P->saved_off[i] = SIZE_MAX;
     P->loss_dx_off = SIZE_MAX;
+    find_aliases(net, P->alias, P->fused);
 #define ADD_BYTES(var, bytes)                                                                                      \
     do {                                                                                                           \
         var = total;                                                                                               \
@@ -327,6 +370,11 @@ static cnn_status make_plan(const cnn_net *net, size_t batch, unsigned flags, pl
         for (size_t i = 0; i < n; i++) {
             size_t b;
             CNN_TRY(act_bytes(net, i, batch, &b));
+            if (P->alias[i] != SIZE_MAX) { /* a view of its input (no saved state: flatten, relu) */
+                P->y_off[i] = P->y_off[P->alias[i]];
+                P->dy_off[i] = P->dy_off[P->alias[i]];
+                continue;
+            }
             ADD_BYTES(P->y_off[i], b);
             int is_last_loss = i == n - 1 && net->layers[i].ops->is_loss;
             if ((i > 0 || (flags & CNN_COMPILE_INPUT_GRAD)) && !is_last_loss) ADD_BYTES(P->dy_off[i], b);
@@ -346,6 +394,10 @@ static cnn_status make_plan(const cnn_net *net, size_t batch, unsigned flags, pl
         for (size_t i = 0; i < n; i++) {
             size_t b;
             CNN_TRY(act_bytes(net, i, batch, &b));
+            if (P->alias[i] != SIZE_MAX) { /* shares its input's slot; freed after its own last reader */
+                slot_of[i] = slot_of[P->alias[i]];
+                continue;
+            }
             size_t best = SIZE_MAX, largest = SIZE_MAX;
             for (size_t s = 0; s < n_slots; s++) {
                 if (!slot_free[s]) continue;
@@ -400,10 +452,12 @@ cleanup:
 
 static cnn_status plan_alloc(const cnn_net *net, plan *P) {
     size_t n = net->n_layers;
-    P->y_off = calloc(3 * n, sizeof(size_t));
+    P->y_off = calloc(5 * n, sizeof(size_t));
     if (!P->y_off) return cnn_error(net->ctx, CNN_ERR_NOMEM, "out of memory planning");
     P->dy_off = P->y_off + n;
     P->saved_off = P->y_off + 2 * n;
+    P->alias = P->y_off + 3 * n;
+    P->fused = P->y_off + 4 * n;
     return CNN_OK;
 }
 
@@ -452,7 +506,12 @@ cnn_status cnn_net_compile(cnn_net *net, size_t max_batch, unsigned flags) {
         net->rt[i].y = (float *)(base + P.y_off[i]);
         net->rt[i].dy = P.dy_off[i] != SIZE_MAX ? (float *)(base + P.dy_off[i]) : NULL;
         net->rt[i].saved = P.saved_off[i] != SIZE_MAX ? base + P.saved_off[i] : NULL;
+        net->rt[i].alias = P.alias[i];
+        net->rt[i].skip = P.alias[i] != SIZE_MAX;
+        if (net->layers[i].ops == &cnn_layer_maxpool2d) cnn_maxpool2d_set_fused_relu(&net->layers[i], 0);
     }
+    for (size_t i = 0; i < net->n_layers; i++)
+        if (P.fused[i] != SIZE_MAX) cnn_maxpool2d_set_fused_relu(&net->layers[P.fused[i]], 1);
     /* scratch for the loss gradient when its input keeps none (inference, or a loss reading the input) */
     if (P.loss_dx_off != SIZE_MAX) net->rt[net->n_layers - 1].dy = (float *)(base + P.loss_dx_off);
     net->ws_stride = P.ws_stride;
@@ -499,6 +558,18 @@ static cnn_status check_ready(cnn_net *net, const char *what) {
     return CNN_OK;
 }
 
+/* Whether x[0, count) holds no NaN or infinity: x * 0 is 0 for finite x and NaN otherwise, so the sum is
+ * NaN exactly when one is not finite. One vectorised pass without branches; the caller looks for the
+ * element only when it fails. */
+static int all_finite(const float *x, size_t count) {
+    float acc = 0.0f;
+#if defined(_OPENMP)
+#pragma omp simd reduction(+ : acc)
+#endif
+    for (size_t i = 0; i < count; i++) acc += x[i] * 0.0f;
+    return acc == 0.0f;
+}
+
 cnn_status cnn_net_forward(cnn_net *net, const float *x, size_t n, int training) {
     if (!net) return CNN_ERR_INVALID_ARG;
     cnn_status st = check_ready(net, "cnn_net_forward");
@@ -511,18 +582,20 @@ cnn_status cnn_net_forward(cnn_net *net, const float *x, size_t n, int training)
         return cnn_error(net->ctx, CNN_ERR_MISUSE, "cnn_net_forward: training pass on a network compiled for inference");
     size_t per = 0;
     cnn_shape_count(net->layers[0].out, &per);
-    for (size_t i = 0, total = n * per; i < total; i++)
-        if (!isfinite(x[i])) {
-            net->last_n = 0;
-            return cnn_error(net->ctx, CNN_ERR_NUMERIC, "cnn_net_forward: input sample %zu element %zu is %s", i / per,
-                             i % per, isnan(x[i]) ? "NaN" : "infinite");
-        }
+    if (!all_finite(x, n * per))
+        for (size_t i = 0, total = n * per; i < total; i++)
+            if (!isfinite(x[i])) {
+                net->last_n = 0;
+                return cnn_error(net->ctx, CNN_ERR_NUMERIC, "cnn_net_forward: input sample %zu element %zu is %s",
+                                 i / per, i % per, isnan(x[i]) ? "NaN" : "infinite");
+            }
     net->input_ptr = x;
     net->have_backward = 0;
     net->last_n = n;
     net->last_training = training != 0;
     net->loss_ready = 0;
     for (size_t i = 0; i < net->n_layers; i++) {
+        if (net->rt[i].skip) continue;
         cnn_layer_run r;
         fill_run(net, i, &r);
         net->layers[i].ops->forward(&r);
@@ -610,6 +683,10 @@ cnn_status cnn_net_backward(cnn_net *net, const float *dy) {
     for (size_t i = start; i-- > 1;) {
         const cnn_layer *L = &net->layers[i];
         net_layer_rt *rt = &net->rt[i];
+        if (rt->skip) { /* a view: its gradient is its input's (the only reader of that input) */
+            if (rt->dy_written && net->rt[L->inputs[0]].dy) net->rt[L->inputs[0]].dy_written = 1;
+            continue;
+        }
         if (!rt->dy_written) {
             if (rt->w_count) memset(net->grads + rt->w_off, 0, rt->w_count * sizeof(float));
             continue;
@@ -656,6 +733,7 @@ cnn_status cnn_net_run_layer(cnn_net *net, size_t layer, cnn_pass pass) {
     cnn_layer_run r;
     fill_run(net, layer, &r);
     if (layer == 0) return CNN_OK; /* the input copy reads a caller buffer that is gone */
+    if (net->rt[layer].skip) return CNN_OK; /* a view or fused into its reader: nothing to run */
     if (pass == CNN_PASS_FORWARD) {
         L->ops->forward(&r);
         return CNN_OK;

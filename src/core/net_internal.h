@@ -21,6 +21,9 @@ typedef struct net_layer_rt {
     float *dy;                 /* gradient w.r.t. y (training) */
     void *saved;               /* forward -> backward state (training) */
     int dy_written;            /* during backward: dy holds a gradient */
+    /* set by compile (see "Aliases and fusion" in net.c) */
+    size_t alias;              /* SIZE_MAX, or the input layer whose y and dy buffers this output shares */
+    int skip;                  /* forward and backward are not run (flatten as a view, relu fused) */
 } net_layer_rt;
 
 struct cnn_net {
@@ -49,6 +52,7 @@ struct cnn_net {
     int have_backward; /* a backward ran since the last forward */
     uint64_t seed, step;
     const float *input_ptr;
+    int no_fuse;      /* tests: compile without aliases and fusion (the plain plan) */
 };
 
 /* Build a net from layers whose ops, names, inputs, params, init, origin, line are set (model_text.c).

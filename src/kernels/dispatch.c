@@ -34,9 +34,19 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
         k->isa = CNN_ISA_AVX2;
         k->isa_name = "avx2";
         k->sgemm = cnn_f32_gemm_blocked_avx2;
+        k->conv_direct_fwd = cnn_f32_conv_direct_fwd_avx2;
+        k->conv_direct_wgrad = cnn_f32_conv_direct_wgrad_avx2;
+        k->winograd_weights = cnn_f32_winograd_f23_weights_avx2;
+        k->winograd_input = cnn_f32_winograd_f23_input_avx2;
+        k->winograd_output = cnn_f32_winograd_f23_output_avx2;
     } else {
         k->isa = CNN_ISA_SCALAR;
         k->isa_name = "scalar";
         k->sgemm = cnn_f32_gemm_blocked_scalar;
+        k->conv_direct_fwd = cnn_f32_conv_direct_fwd_scalar;
+        k->conv_direct_wgrad = cnn_f32_conv_direct_wgrad_scalar;
+        k->winograd_weights = cnn_f32_winograd_f23_weights_scalar;
+        k->winograd_input = cnn_f32_winograd_f23_input_scalar;
+        k->winograd_output = cnn_f32_winograd_f23_output_scalar;
     }
 }

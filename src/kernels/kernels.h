@@ -6,6 +6,9 @@
 
 #include <stddef.h>
 
+#include "f32_conv_direct/conv_direct.h"
+#include "f32_winograd/winograd.h"
+
 typedef enum cnn_isa { CNN_ISA_SCALAR = 0, CNN_ISA_AVX2 = 1, CNN_ISA_AVX512 = 2 } cnn_isa;
 
 /* Row-major SGEMM: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.
@@ -19,6 +22,11 @@ typedef struct cnn_kernels {
     cnn_isa isa;
     const char *isa_name;
     cnn_sgemm_fn sgemm;
+    cnn_conv_direct_fwd_fn conv_direct_fwd;     /* conv2d "direct": plane correlation (conv_direct.h) */
+    cnn_conv_direct_wgrad_fn conv_direct_wgrad; /* conv2d "direct": per-tap weight-gradient sums */
+    cnn_winograd_weights_fn winograd_weights;   /* conv2d "winograd" F(2x2,3x3) transforms (winograd.h) */
+    cnn_winograd_input_fn winograd_input;
+    cnn_winograd_output_fn winograd_output;
 } cnn_kernels;
 
 /* Detect the CPU (cpuid/xgetbv) and fill k with the widest ISA not above `limit`. */
@@ -26,11 +34,40 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit);
 /* Widest ISA this CPU and OS support. */
 cnn_isa cnn_cpu_isa(void);
 
+/* The f32 SGEMM kernels (src/kernels/f32_gemm/, docs/kernels.md). cnn_f32_gemm_blocked_<isa> is a
+ * cnn_sgemm_fn that keeps its packing buffers on the stack (avx2: 656 KiB, scalar: 328 KiB; fine on the
+ * 8 MiB main and GOMP/glibc thread stacks, not on a thread with OMP_STACKSIZE below ~1 MiB);
+ * cnn_f32_gemm_blocked_ws_<isa> is the same function with the caller's workspace `ws` of
+ * CNN_F32_GEMM_WS_FLOATS floats, 64-byte aligned (one per concurrent caller). Results are bit-identical
+ * between the two, and a sub-block of a product computed alone is bit-identical to the same block of the
+ * whole product (same ISA). */
+#define CNN_F32_GEMM_WS_FLOATS ((size_t)(144 * 256 + 256 * 512))
+typedef void (*cnn_sgemm_ws_fn)(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
+                                const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
+                                size_t ldc, float *ws);
+void cnn_f32_gemm_blocked_ws_scalar(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
+                                    const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                                    float *C, size_t ldc, float *ws);
+void cnn_f32_gemm_blocked_ws_avx2(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
+                                  const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
+                                  size_t ldc, float *ws);
 void cnn_f32_gemm_blocked_scalar(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
                                  const float *A, size_t lda, const float *B, size_t ldb, float beta,
                                  float *C, size_t ldc);
 void cnn_f32_gemm_blocked_avx2(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
                                const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
                                size_t ldc);
+
+/* Threaded SGEMM driver (src/core/gemm.c), the contract of cnn_sgemm_fn plus the context: splits C into
+ * up to ctx->threads blocks (columns in multiples of 16, or rows in multiples of 6 when N is small) run
+ * through ctx->kernels.sgemm on cnn_pool_for. Each C element is computed by exactly one call with the
+ * same summation order, so the result is bit-identical for every thread count (and to one
+ * ctx->kernels.sgemm call). Allocates nothing. For layers whose batch-level parallelism is too small
+ * (dense layers, conv at batch 1) and for `cnn bench gemm`. Do not call it from inside a cnn_pool_for
+ * task (it would run single-threaded there: nested regions are serial). */
+struct cnn_ctx;
+void cnn_f32_gemm_parallel(const struct cnn_ctx *ctx, int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                           float alpha, const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                           float *C, size_t ldc);
 
 #endif

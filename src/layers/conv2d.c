@@ -54,7 +54,15 @@ typedef struct conv_params {
     size_t groups;
     int same;                 /* pad=same: padding computed from the input in shape */
     int bias;
+    int algo;                 /* algo=: ALGO_AUTO (0) or a forced algorithm (tests, benchmarks) */
 } conv_params;
+
+/* algo= values (index = value); "im2col" means im2col+gemm, or gemm-1x1 where that applies. */
+enum { ALGO_AUTO = 0, ALGO_IM2COL, ALGO_DIRECT, ALGO_WINOGRAD };
+static const char *const algo_names[] = {"auto", "im2col", "direct", "winograd", NULL};
+
+/* The algorithm a layer runs (conv_dims.algo). */
+typedef enum conv_algo { CONV_IM2COL = 0, CONV_GEMM_1X1, CONV_DIRECT, CONV_WINOGRAD } conv_algo;
 
 /* Everything a pass needs, derived from the params and the input shape. */
 typedef struct conv_dims {
@@ -63,7 +71,14 @@ typedef struct conv_dims {
     size_t rows;   /* Cg*kh*kw: rows of a column matrix, columns of W_g */
     size_t hw, ohw;
     int gemm_1x1;  /* kh = kw = 1, stride 1, no padding: x_g is the column matrix */
+    conv_algo algo;
     cnn_conv_geom geom; /* one group of one sample */
+    /* direct: the padded input plane is PR x PC (forward, weight gradient), the padded output-gradient
+     * plane QR x QC (input gradient); taps = kh*kw */
+    size_t PR, PC, QR, QC, taps;
+    cnn_plane_geom pg_fwd, pg_bwd;
+    /* winograd: 2x2 output tiles per sample (forward: of y, backward-data: of dx), tiles per GEMM */
+    size_t wt_fwd_h, wt_fwd_w, wt_bwd_h, wt_bwd_w, wino_nb;
 } conv_dims;
 
 /* ---- parse / print ---- */
@@ -161,6 +176,7 @@ static cnn_status conv_parse(struct cnn_kv *kv, void *params) {
         return cnn_kv_error(kv, "groups", "k=%zu output channels are not divisible by groups=%zu", p->k,
                             p->groups);
     CNN_TRY(cnn_kv_bool(kv, "bias", &p->bias, NULL));
+    CNN_TRY(cnn_kv_enum(kv, "algo", algo_names, &p->algo, NULL));
 cleanup:
     return st;
 }
@@ -193,6 +209,7 @@ static void conv_print(const void *params, cnn_strbuf *out) {
     print_pair(out, "dilation", p->dil_h, p->dil_w, 1);
     if (p->groups != 1) cnn_strbuf_printf(out, " groups=%zu", p->groups);
     if (!p->bias) cnn_strbuf_printf(out, " bias=0");
+    if (p->algo != ALGO_AUTO) cnn_strbuf_printf(out, " algo=%s", algo_names[p->algo]);
 }
 
 /* ---- shape ---- */
@@ -221,6 +238,21 @@ static int conv_axis(size_t in, size_t k, size_t stride, size_t dil, int same, s
     return 0;
 }
 
+/* The direct algorithm handles stride 1 (any kernel, padding, dilation, groups); auto picks it when a
+ * group has at most DIRECT_MAX_CG input channels (depthwise layers, small-channel stems), where the
+ * column matrix would have only Cg*kh*kw rows and the GEMM would be short and inefficient. */
+#define DIRECT_MAX_CG 4
+static int direct_possible(const conv_params *p) { return p->stride_h == 1 && p->stride_w == 1; }
+
+/* Winograd F(2x2,3x3) handles 3x3 kernels with stride 1, dilation 1 and one group (any padding), in
+ * forward and backward-data (backward-weights uses im2col+gemm); auto picks it when both channel
+ * counts are at least WINO_MIN_CH, so that the 16 GEMMs are large next to the transforms. */
+#define WINO_MIN_CH 16
+static int winograd_possible(const conv_params *p) {
+    return p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->dil_h == 1 && p->dil_w == 1 &&
+           p->groups == 1;
+}
+
 /* Fill d from params and input shape (shape has validated them). */
 static void conv_dims_of(const conv_params *p, cnn_shape in, conv_dims *d) {
     size_t pt = 0, pb = 0, pl = 0, pr = 0, ext, padded;
@@ -243,6 +275,30 @@ static void conv_dims_of(const conv_params *p, cnn_shape in, conv_dims *d) {
     d->geom = (cnn_conv_geom){.c = d->Cg, .h = d->H, .w = d->W, .kh = p->kh, .kw = p->kw,
                               .stride_h = p->stride_h, .stride_w = p->stride_w, .pad_top = pt, .pad_left = pl,
                               .dil_h = p->dil_h, .dil_w = p->dil_w, .oh = d->OH, .ow = d->OW};
+    d->taps = p->kh * p->kw;
+    d->PR = d->OH + p->dil_h * (p->kh - 1);
+    d->PC = d->OW + p->dil_w * (p->kw - 1);
+    d->QR = d->H + p->dil_h * (p->kh - 1);
+    d->QC = d->W + p->dil_w * (p->kw - 1);
+    d->pg_fwd = (cnn_plane_geom){.oh = d->OH, .ow = d->OW, .kh = p->kh, .kw = p->kw, .dh = p->dil_h,
+                                 .dw = p->dil_w, .ldx = d->PC + 8, .ldy = d->OW};
+    d->pg_bwd = (cnn_plane_geom){.oh = d->H, .ow = d->W, .kh = p->kh, .kw = p->kw, .dh = p->dil_h,
+                                 .dw = p->dil_w, .ldx = d->QC + 8, .ldy = d->W};
+    d->wt_fwd_h = (d->OH + 1) / 2;
+    d->wt_fwd_w = (d->OW + 1) / 2;
+    d->wt_bwd_h = (d->H + 1) / 2;
+    d->wt_bwd_w = (d->W + 1) / 2;
+    /* V and M of one chunk (16 * (C + K) * nb floats) within about 2 MiB, nb a multiple of 16 */
+    size_t nb = ((size_t)1 << 19) / (16 * (d->C + d->K)) / 16 * 16;
+    d->wino_nb = nb < 16 ? 16 : nb > 1024 ? 1024 : nb;
+    const int direct_ok = direct_possible(p);
+    if (p->algo == ALGO_DIRECT || (p->algo == ALGO_AUTO && direct_ok && d->Cg <= DIRECT_MAX_CG))
+        d->algo = CONV_DIRECT;
+    else if (p->algo == ALGO_WINOGRAD ||
+             (p->algo == ALGO_AUTO && winograd_possible(p) && d->C >= WINO_MIN_CH && d->K >= WINO_MIN_CH))
+        d->algo = CONV_WINOGRAD;
+    else
+        d->algo = d->gemm_1x1 ? CONV_GEMM_1X1 : CONV_IM2COL;
 }
 
 static cnn_status conv_shape(cnn_layer *L) {
@@ -280,9 +336,51 @@ static cnn_status conv_shape(cnn_layer *L) {
         !cnn_size_mul3(p->k, oh, ow, &outc) || !cnn_size_mul(outc, rows, &flops) ||
         !cnn_size_mul(flops, 2, &flops))
         return cnn_layer_error(L, CNN_ERR_SHAPE, "output %zux%zux%zu is too large for the kernel", p->k, oh, ow);
+    if (p->algo == ALGO_DIRECT && !direct_possible(p))
+        return cnn_layer_error(L, CNN_ERR_SHAPE, "algo=direct needs stride 1 (stride is %zux%zu)", p->stride_h,
+                               p->stride_w);
+    if (p->algo == ALGO_WINOGRAD && !winograd_possible(p))
+        return cnn_layer_error(L, CNN_ERR_SHAPE,
+                               "algo=winograd needs a 3x3 kernel, stride 1, dilation 1 and groups=1");
+    if (winograd_possible(p)) {
+        /* U, V and M of the winograd algorithm (see wino_ws) */
+        size_t u, vm, a;
+        if (!cnn_size_mul3(16, p->k, in.c, &u) || !cnn_size_mul(in.c + p->k, (size_t)16 * 1024, &vm) ||
+            !cnn_size_add(u, vm + 64, &a) || !cnn_size_mul(a, sizeof(float), &a))
+            return cnn_layer_error(L, CNN_ERR_SHAPE, "winograd workspace for %zu -> %zu channels is too large",
+                                   in.c, p->k);
+    }
+    if (direct_possible(p)) {
+        /* the direct algorithm's padded planes (see direct_ws) */
+        size_t eh, ew, qr, qc, pr, pc, a, b2;
+        if (!cnn_size_mul(p->dil_h, p->kh - 1, &eh) || !cnn_size_mul(p->dil_w, p->kw - 1, &ew) ||
+            !cnn_size_add(oh, eh, &pr) || !cnn_size_add(ow, ew + 8, &pc) || !cnn_size_add(in.h, eh, &qr) ||
+            !cnn_size_add(in.w, ew + 8, &qc) || !cnn_size_mul3(pr, pc, in.c / p->groups + 1, &a) ||
+            !cnn_size_mul(qr, qc, &b2) || !cnn_size_add(a, b2, &a) || !cnn_size_add(a, 4 * rows, &a) ||
+            !cnn_size_mul(a, sizeof(float), &a))
+            return cnn_layer_error(L, CNN_ERR_SHAPE, "padded planes of %zux%zu are too large", in.h, in.w);
+    }
     L->out = (cnn_shape){p->k, oh, ow};
     return CNN_OK;
 }
+
+/* ---- the direct algorithm's workspace (floats per thread, each region a multiple of 16) ----
+ *   forward:          Cg padded input planes, PR rows of PC + 8 floats
+ *   backward data:    one padded dy plane, QR rows of QC + 8 floats, then the flipped filter (taps)
+ *   backward weights: Cg*taps doubles (the batch sums), one padded input plane, taps + 1 floats */
+static size_t ws16(size_t n) { return cnn_round_up(n, 16); }
+static size_t direct_ws(const conv_dims *d) {
+    const size_t pp = d->PR * d->pg_fwd.ldx, qq = d->QR * d->pg_bwd.ldx;
+    size_t f = d->Cg * ws16(pp);
+    size_t b = ws16(qq) + ws16(d->taps);
+    size_t w = ws16(2 * d->Cg * d->taps) + ws16(pp) + ws16(d->taps + 1);
+    size_t m = f > b ? f : b;
+    return m > w ? m : w;
+}
+
+/* winograd: U [16][K][C], then V [Cin][16][nb] and M [Kout][16][nb] of one chunk of nb tiles (Cin + Kout
+ * = C + K in both passes) */
+static size_t wino_ws(const conv_dims *d) { return ws16(16 * d->K * d->C) + ws16(16 * (d->C + d->K) * d->wino_nb); }
 
 static void conv_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
     const conv_params *p = L->params;
@@ -299,9 +397,28 @@ static void conv_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
                                           .role = CNN_ROLE_BIAS, .fan_in = fan_in, .fan_out = fan_out};
         s->n_tensors = 2;
     }
-    s->ws_per_thread = d.gemm_1x1 ? 0 : d.rows * d.ohw;
     s->flops = (uint64_t)2 * d.K * d.ohw * d.rows;
-    s->algorithm = d.gemm_1x1 ? "gemm-1x1" : "im2col+gemm";
+    switch (d.algo) {
+    case CONV_DIRECT:
+        s->ws_per_thread = direct_ws(&d);
+        s->algorithm = "direct";
+        break;
+    case CONV_WINOGRAD: {
+        /* backward-weights runs im2col+gemm with its column matrix */
+        size_t w = wino_ws(&d), c = d.rows * d.ohw;
+        s->ws_per_thread = w > c ? w : c;
+        s->algorithm = "winograd-f2x2";
+        break;
+    }
+    case CONV_GEMM_1X1:
+        s->ws_per_thread = 0;
+        s->algorithm = "gemm-1x1";
+        break;
+    default:
+        s->ws_per_thread = d.rows * d.ohw;
+        s->algorithm = "im2col+gemm";
+        break;
+    }
 }
 
 /* ---- passes ---- */
@@ -348,9 +465,205 @@ static void forward_task(void *arg, size_t task, size_t thread) {
     }
 }
 
+/* ---- the direct algorithm ---- */
+
+/* Padded planes: R rows of ld >= Cc + 8 floats; the kernels may read up to 7 floats past column Cc - 1
+ * of a row (conv_direct.h), which stay inside the row. zero_plane clears a whole plane once per task;
+ * copy_plane then writes only the part of the plane that comes from src, so the zero border survives
+ * any number of copies with the same offsets. */
+static void zero_plane(float *dst, size_t R, size_t ld) { memset(dst, 0, R * ld * sizeof(float)); }
+
+/* dst[r][q] = src[r - off_r][q - off_c] for the (r < R, q < Cc) that fall inside src (sr x sc,
+ * contiguous); other elements untouched. */
+static void copy_plane(float *dst, size_t R, size_t Cc, size_t ld, const float *src, size_t sr, size_t sc,
+                       ptrdiff_t off_r, ptrdiff_t off_c) {
+    const ptrdiff_t c0 = off_c > 0 ? off_c : 0, ce = (ptrdiff_t)sc + off_c;
+    const ptrdiff_t c1 = ce < (ptrdiff_t)Cc ? ce : (ptrdiff_t)Cc;
+    const ptrdiff_t r0 = off_r > 0 ? off_r : 0, re = (ptrdiff_t)sr + off_r;
+    const ptrdiff_t r1 = re < (ptrdiff_t)R ? re : (ptrdiff_t)R;
+    if (c1 <= c0) return;
+    for (ptrdiff_t r = r0; r < r1; r++)
+        memcpy(dst + (size_t)r * ld + (size_t)c0, src + (size_t)(r - off_r) * sc + (size_t)(c0 - off_c),
+               (size_t)(c1 - c0) * sizeof(float));
+}
+
+/* Task = (sample s, group g): pad the group's Cg input planes once, then per output channel o of the
+ * group y[o] = b[o] + sum_c corr(xp[c], W[o][c]) (one kernel call per (o, c), accumulating over c). */
+static void direct_forward_task(void *arg, size_t task, size_t thread) {
+    const conv_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = &j->d;
+    const conv_params *p = r->L->params;
+    const size_t s = task / d->G, g = task % d->G;
+    const size_t plane = ws16(d->PR * d->pg_fwd.ldx);
+    float *xp = thread_ws(r, thread);
+    for (size_t c = 0; c < d->Cg; c++) {
+        zero_plane(xp + c * plane, d->PR, d->pg_fwd.ldx);
+        copy_plane(xp + c * plane, d->PR, d->PC, d->pg_fwd.ldx, r->x[0] + (s * d->C + g * d->Cg + c) * d->hw, d->H,
+                   d->W, (ptrdiff_t)d->geom.pad_top, (ptrdiff_t)d->geom.pad_left);
+    }
+    const float *bias = p->bias ? r->w + d->K * d->rows : NULL;
+    for (size_t ko = 0; ko < d->Kg; ko++) {
+        const size_t o = g * d->Kg + ko;
+        float *y = r->y + (s * d->K + o) * d->ohw;
+        for (size_t c = 0; c < d->Cg; c++)
+            r->ctx->kernels.conv_direct_fwd(&d->pg_fwd, xp + c * plane, r->w + (o * d->Cg + c) * d->taps,
+                                            bias ? bias[o] : 0.0f, c > 0, y);
+    }
+}
+
+/* Task = (sample s, input channel ci): dx[ci] (+)= sum_{o in the group} corr(dyP[o], flip(W[o][c])), where
+ * dyP is dy[o] placed at offset ((kh-1)*dh - pt, (kw-1)*dw - pl) in a zero QR x QC plane (stride 1: the
+ * input gradient is the "full" correlation with the flipped filter). */
+static void direct_backward_data_task(void *arg, size_t task, size_t thread) {
+    const conv_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = &j->d;
+    const size_t s = task / d->C, ci = task % d->C, g = ci / d->Cg, c = ci % d->Cg;
+    float *dyp = thread_ws(r, thread), *wf = dyp + ws16(d->QR * d->pg_bwd.ldx);
+    float *dx = r->dx[0] + (s * d->C + ci) * d->hw;
+    const ptrdiff_t er = (ptrdiff_t)(d->geom.dil_h * (d->geom.kh - 1)) - (ptrdiff_t)d->geom.pad_top;
+    const ptrdiff_t ec = (ptrdiff_t)(d->geom.dil_w * (d->geom.kw - 1)) - (ptrdiff_t)d->geom.pad_left;
+    const int acc = r->dx_accumulate[0];
+    zero_plane(dyp, d->QR, d->pg_bwd.ldx);
+    for (size_t ko = 0; ko < d->Kg; ko++) {
+        const size_t o = g * d->Kg + ko;
+        copy_plane(dyp, d->QR, d->QC, d->pg_bwd.ldx, r->dy + (s * d->K + o) * d->ohw, d->OH, d->OW, er, ec);
+        const float *w = r->w + (o * d->Cg + c) * d->taps;
+        for (size_t t = 0; t < d->taps; t++) wf[t] = w[d->taps - 1 - t];
+        r->ctx->kernels.conv_direct_fwd(&d->pg_bwd, dyp, wf, 0.0f, acc || ko > 0, dx);
+    }
+}
+
+/* Task = output channel o: dW[o][c][tap] = sum over samples (in order, in double) of the kernel's per-plane
+ * sums; db[o] likewise. Every element has one owner and a fixed order: identical for any thread count. */
+static void direct_backward_weights_task(void *arg, size_t o, size_t thread) {
+    const conv_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = &j->d;
+    const conv_params *p = r->L->params;
+    const size_t g = o / d->Kg;
+    float *ws = thread_ws(r, thread);
+    double *acc = (double *)ws;
+    float *xp = ws + ws16(2 * d->Cg * d->taps), *part = xp + ws16(d->PR * d->pg_fwd.ldx);
+    for (size_t t = 0; t < d->Cg * d->taps; t++) acc[t] = 0.0;
+    zero_plane(xp, d->PR, d->pg_fwd.ldx);
+    double bsum = 0.0;
+    for (size_t s = 0; s < r->n; s++) {
+        const float *dy = r->dy + (s * d->K + o) * d->ohw;
+        for (size_t c = 0; c < d->Cg; c++) {
+            copy_plane(xp, d->PR, d->PC, d->pg_fwd.ldx, r->x[0] + (s * d->C + g * d->Cg + c) * d->hw, d->H, d->W,
+                       (ptrdiff_t)d->geom.pad_top, (ptrdiff_t)d->geom.pad_left);
+            /* the first input channel's call also sums dy into part[taps] for the bias */
+            const int b = p->bias && c == 0;
+            r->ctx->kernels.conv_direct_wgrad(&d->pg_fwd, xp, dy, b, part);
+            for (size_t t = 0; t < d->taps; t++) acc[c * d->taps + t] += part[t];
+            if (b) bsum += part[d->taps];
+        }
+    }
+    float *dw = r->dw + o * d->Cg * d->taps;
+    for (size_t t = 0; t < d->Cg * d->taps; t++) dw[t] = (float)acc[t];
+    if (p->bias) r->dw[d->K * d->rows + o] = (float)bsum;
+}
+
+/* ---- the winograd algorithm ----
+ * One pass (forward: x -> y with W; backward-data: dy -> dx with W flipped and transposed, "padding"
+ * 2 - pad so that the full correlation comes out) over the n * T tiles of the batch, in chunks of nb
+ * tiles: input transform of the chunk into V, 16 GEMMs M_e[kout, nb] = U_e[kout, cin] * V_e[cin, nb],
+ * output transform into the output (bias or accumulate there). Task p of `parts` transforms the weights
+ * into its own U and runs a contiguous range of chunks. Every output element comes from the same
+ * transforms and the same GEMM sum over cin wherever its tile falls, so results are identical for any
+ * thread count. */
+typedef struct wino_job {
+    const cnn_layer_run *r;
+    const conv_dims *d;
+    const float *in;
+    float *out;
+    size_t cin, kout, ih, iw, oh, ow, tw, T;
+    ptrdiff_t pt, pl;
+    int flip;
+    const float *bias;
+    int accumulate;
+    size_t parts;
+} wino_job;
+
+static void wino_task(void *arg, size_t part, size_t thread) {
+    const wino_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const cnn_kernels *kn = &r->ctx->kernels;
+    const size_t nb = j->d->wino_nb, total = r->n * j->T, chunks = (total + nb - 1) / nb;
+    size_t cb, ce;
+    cnn_split_range(chunks, j->parts, part, &cb, &ce);
+    if (cb >= ce) return;
+    float *U = thread_ws(r, thread), *V = U + ws16(16 * j->kout * j->cin), *M = V + ws16(16 * j->cin * nb);
+    kn->winograd_weights(r->w, j->kout, j->cin, j->flip, U);
+    const size_t in_n = j->cin * j->ih * j->iw, out_n = j->kout * j->oh * j->ow;
+    for (size_t ch = cb; ch < ce; ch++) {
+        const size_t g0 = ch * nb, g1 = g0 + nb < total ? g0 + nb : total, cols = g1 - g0;
+        for (size_t gt = g0; gt < g1;) {
+            const size_t s = gt / j->T, t = gt % j->T, cnt = j->T - t < g1 - gt ? j->T - t : g1 - gt;
+            kn->winograd_input(j->in + s * in_n, j->cin, j->ih, j->iw, j->pt, j->pl, j->tw, t, cnt, V + (gt - g0), nb);
+            gt += cnt;
+        }
+        for (size_t e = 0; e < 16; e++)
+            kn->sgemm(0, 0, j->kout, cols, j->cin, 1.0f, U + e * j->kout * j->cin, j->cin, V + e * nb, 16 * nb, 0.0f,
+                      M + e * nb, 16 * nb);
+        for (size_t gt = g0; gt < g1;) {
+            const size_t s = gt / j->T, t = gt % j->T, cnt = j->T - t < g1 - gt ? j->T - t : g1 - gt;
+            kn->winograd_output(M + (gt - g0), j->kout, nb, j->oh, j->ow, j->tw, t, cnt, j->bias, j->accumulate,
+                                j->out + s * out_n);
+            gt += cnt;
+        }
+    }
+}
+
+static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
+    const conv_params *p = r->L->params;
+    wino_job j = {.r = r, .d = d, .parts = r->ctx->threads ? r->ctx->threads : 1};
+    if (!backward) {
+        j.in = r->x[0];
+        j.out = r->y;
+        j.cin = d->C;
+        j.kout = d->K;
+        j.ih = d->H;
+        j.iw = d->W;
+        j.oh = d->OH;
+        j.ow = d->OW;
+        j.tw = d->wt_fwd_w;
+        j.T = d->wt_fwd_h * d->wt_fwd_w;
+        j.pt = (ptrdiff_t)d->geom.pad_top;
+        j.pl = (ptrdiff_t)d->geom.pad_left;
+        j.bias = p->bias ? r->w + d->K * d->rows : NULL;
+    } else {
+        j.in = r->dy;
+        j.out = r->dx[0];
+        j.cin = d->K;
+        j.kout = d->C;
+        j.ih = d->OH;
+        j.iw = d->OW;
+        j.oh = d->H;
+        j.ow = d->W;
+        j.tw = d->wt_bwd_w;
+        j.T = d->wt_bwd_h * d->wt_bwd_w;
+        j.pt = 2 - (ptrdiff_t)d->geom.pad_top;
+        j.pl = 2 - (ptrdiff_t)d->geom.pad_left;
+        j.flip = 1;
+        j.accumulate = r->dx_accumulate[0];
+    }
+    cnn_pool_for(r->ctx, j.parts, wino_task, &j);
+}
+
 static void conv_forward(const cnn_layer_run *r) {
     conv_job j;
     conv_job_init(&j, r);
+    if (j.d.algo == CONV_DIRECT) {
+        cnn_pool_for(r->ctx, r->n * j.d.G, direct_forward_task, &j);
+        return;
+    }
+    if (j.d.algo == CONV_WINOGRAD) {
+        wino_run(r, &j.d, 0);
+        return;
+    }
     cnn_pool_for(r->ctx, r->n * j.d.G, forward_task, &j);
 }
 
@@ -381,7 +694,26 @@ static void conv_backward_data(const cnn_layer_run *r) {
     if (!r->dx[0]) return;
     conv_job j;
     conv_job_init(&j, r);
+    if (j.d.algo == CONV_DIRECT) {
+        cnn_pool_for(r->ctx, r->n * j.d.C, direct_backward_data_task, &j);
+        return;
+    }
+    if (j.d.algo == CONV_WINOGRAD) {
+        wino_run(r, &j.d, 1);
+        return;
+    }
     cnn_pool_for(r->ctx, r->n * j.d.G, backward_data_task, &j);
+}
+
+/* Sum of n floats: 8 interleaved float partial sums (independent chains, so not latency-bound), added in
+ * a fixed order; the order depends only on n. */
+static double plane_sum(const float *v, size_t n) {
+    float a[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (size_t k = 0; k < 8; k++) a[k] += v[i + k];
+    for (size_t k = 0; i < n; i++, k++) a[k] += v[i];
+    return (double)((a[0] + a[1]) + (a[2] + a[3])) + (double)((a[4] + a[5]) + (a[6] + a[7]));
 }
 
 /* Range i of `parts` over [0, n) in blocks of `align` (the last block takes the tail). */
@@ -428,10 +760,7 @@ static void backward_weights_task(void *arg, size_t task, size_t thread) {
         cnn_split_range(d->K, j->parts, task, &o0, &o1);
         for (size_t o = o0; o < o1; o++) {
             double sum = 0.0;
-            for (size_t s = 0; s < r->n; s++) {
-                const float *dy = r->dy + (s * d->K + o) * d->ohw;
-                for (size_t i = 0; i < d->ohw; i++) sum += dy[i];
-            }
+            for (size_t s = 0; s < r->n; s++) sum += plane_sum(r->dy + (s * d->K + o) * d->ohw, d->ohw);
             db[o] = (float)sum;
         }
     }
@@ -444,6 +773,10 @@ static void conv_backward_weights(const cnn_layer_run *r) {
     if (r->n == 0) {
         const conv_params *p = r->L->params;
         memset(r->dw, 0, (j.d.K * j.d.rows + (p->bias ? j.d.K : 0)) * sizeof(float));
+        return;
+    }
+    if (j.d.algo == CONV_DIRECT) {
+        cnn_pool_for(r->ctx, j.d.K, direct_backward_weights_task, &j);
         return;
     }
     cnn_pool_for(r->ctx, j.parts, backward_weights_task, &j);

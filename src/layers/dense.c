@@ -13,7 +13,7 @@
  *           product (aligned to 16) so that a batch of one still uses every thread. dW is split over its
  *           rows (or, with few rows, its columns): every element is produced by exactly one thread, so no
  *           reduction is needed and the result is independent of the thread count. db sums dY over the
- *           batch in sample order in double.
+ *           batch in sample order in double. Products under SMALL_MACS multiply-adds run on one thread.
  * References PyTorch torch.nn.Linear; Goodfellow et al., Deep Learning, 6.5.
  */
 #include "layer.h"
@@ -91,7 +91,15 @@ static void split_aligned(size_t n, size_t parts, size_t i, size_t align, size_t
     *e = be * align < n ? be * align : n;
 }
 
-static size_t dense_parts(const cnn_layer_run *r) { return r->ctx->threads ? r->ctx->threads : 1; }
+/* Threads for one product: one when it is small (M1's fc2, 64 x 128 x 10, takes a few microseconds, less
+ * than a parallel region costs on a busy machine). The split depends only on the shape and the thread
+ * count, so results stay deterministic. */
+#define SMALL_MACS ((size_t)1 << 20)
+static size_t dense_parts(const cnn_layer_run *r) {
+    size_t macs = r->n * dense_in(r->L) * ((const dense_params *)r->L->params)->out;
+    if (macs < SMALL_MACS) return 1;
+    return r->ctx->threads ? r->ctx->threads : 1;
+}
 
 static void forward_task(void *arg, size_t task, size_t thread) {
     (void)thread;

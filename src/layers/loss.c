@@ -22,7 +22,7 @@
  * Layouts   x, y, dx: n x K floats, NCHW.
  * Algorithm the loss callbacks run serially over the batch in sample order (n*K is tiny next to the
  *           layers before; the order makes the mean deterministic); the softmax forward splits samples
- *           over threads. backward_data is NULL: the network takes dx from the loss callback.
+ *           over threads when the batch has at least SMALL_WORK logits (else one thread: M1's 64 x 10). backward_data is NULL: the network takes dx from the loss callback.
  * References PyTorch torch.nn.CrossEntropyLoss and torch.nn.MSELoss documentation; Szegedy et al.,
  *           "Rethinking the Inception Architecture" (2016) for label smoothing.
  */
@@ -30,6 +30,8 @@
 
 #include <math.h>
 #include <string.h>
+
+#define SMALL_WORK ((size_t)16384) /* elements below which the softmax runs on the calling thread */
 
 static size_t loss_count(const cnn_layer *L) { return L->in[0].c * L->in[0].h * L->in[0].w; }
 
@@ -112,6 +114,8 @@ static void softmax_rows_task(void *arg, size_t task, size_t thread) {
 
 static void softmax_ce_forward(const cnn_layer_run *r) {
     rows_job j = {.r = r, .c = r->L->in[0].c, .parts = r->ctx->threads ? r->ctx->threads : 1};
+    /* a few thousand exps take microseconds: less than waking a second thread (pool.c) */
+    if (r->n * j.c < SMALL_WORK) j.parts = 1;
     cnn_pool_for(r->ctx, j.parts, softmax_rows_task, &j);
 }
 

@@ -20,11 +20,21 @@
  *   the border columns, by max_one, the plain sequential rule clipped to the input. Both give the same
  *   result, so the output is what the sequential rule gives everywhere. Workspace: ow floats per thread
  *   (the flags of one row). Backward scatters dy into the argmax positions of its own plane: planes are
- *   disjoint, so results do not depend on the thread count. No ISA-specific kernel (memory-bound; an
- *   AVX2 row kernel would be the next step).
+ *   disjoint, so results do not depend on the thread count.
+ *   2x2 windows with stride 2, no padding, no dilation (the common case) go through the kernels of
+ *   src/kernels/f32_pool2d/ instead (scalar and AVX2, bit-identical to the rule above): one pass that
+ *   reads x once and writes y and the argmax; backward writes every dx element of the pooled rows once
+ *   (dy at the argmax, 0 elsewhere) instead of clearing the plane and scattering.
+ * Fused ReLU (2x2 stride-2 path only): when the network compiles a `relu` whose only reader is this layer
+ *   (and whose input has no other reader), it skips the relu and sets p->fused_relu. Forward then reads
+ *   the relu's input and writes y = relu(max x) = max relu(x); the argmax is that of x. Backward writes
+ *   dy into the relu's input gradient where y > 0 and 0 elsewhere. This is exactly "relu then maxpool":
+ *   where max x > 0 both pick the same first maximum; where max x <= 0 (or is NaN) the unfused relu
+ *   backward zeroes the gradient of the whole window, as the fused rule does.
  * References: PyTorch aten/src/ATen/native/cpu/MaxPoolKernel.cpp (index and NaN rule), Pool.h (sizes);
  *   ONNX MaxPool (pads). */
 #include "pool2d.h"
+#include "../kernels/f32_pool2d/pool2d_kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -45,6 +55,81 @@ static void mp_print(const void *params, cnn_strbuf *out) {
 
 static cnn_status mp_shape(cnn_layer *L) {
     return cnn_pool2d_shape(L, L->params, CNN_POOL2D_MAX);
+}
+
+/* The 2x2 stride-2 fast path: no padding, no dilation, every window inside the input. */
+static int is_2x2s2(const cnn_pool2d_params *p, size_t h, size_t w) {
+    return p->kh == 2 && p->kw == 2 && p->stride_h == 2 && p->stride_w == 2 && p->dilation_h == 1 &&
+           p->dilation_w == 1 && p->pad_top == 0 && p->pad_left == 0 && 2 * p->oh <= h && 2 * p->ow <= w;
+}
+
+int cnn_maxpool2d_can_fuse_relu(const cnn_layer *L) {
+    return L->ops == &cnn_layer_maxpool2d && is_2x2s2(L->params, L->in[0].h, L->in[0].w);
+}
+
+void cnn_maxpool2d_set_fused_relu(cnn_layer *L, int on) {
+    cnn_pool2d_params *p = L->params;
+    p->fused_relu = on && cnn_maxpool2d_can_fuse_relu(L);
+}
+
+static cnn_f32_maxpool2x2_fwd_fn fwd_kernel(const cnn_ctx *ctx) {
+    return ctx->kernels.isa >= CNN_ISA_AVX2 ? cnn_f32_maxpool2x2_fwd_avx2 : cnn_f32_maxpool2x2_fwd_scalar;
+}
+
+static cnn_f32_maxpool2x2_bwd_fn bwd_kernel(const cnn_ctx *ctx) {
+    return ctx->kernels.isa >= CNN_ISA_AVX2 ? cnn_f32_maxpool2x2_bwd_avx2 : cnn_f32_maxpool2x2_bwd_scalar;
+}
+
+typedef struct fast_args {
+    const cnn_layer_run *r;
+    const cnn_pool2d_params *p;
+    size_t h, w, plane_in, plane_out, per_task;
+    cnn_f32_maxpool2x2_fwd_fn fwd;
+    cnn_f32_maxpool2x2_bwd_fn bwd;
+} fast_args;
+
+#define FAST_PLANES 8 /* planes per task: fewer, larger tasks for small planes */
+
+static void fast_forward_task(void *arg, size_t task, size_t thread) {
+    (void)thread;
+    const fast_args *a = arg;
+    const cnn_layer_run *r = a->r;
+    const size_t total = r->n * r->L->in[0].c;
+    const size_t b = task * a->per_task, e = b + a->per_task < total ? b + a->per_task : total;
+    for (size_t pl = b; pl < e; pl++)
+        a->fwd(r->x[0] + pl * a->plane_in, a->w, a->p->ow, a->p->oh, a->p->fused_relu, r->y + pl * a->plane_out,
+               r->training ? (int32_t *)r->saved + pl * a->plane_out : NULL);
+}
+
+static void fast_backward_task(void *arg, size_t task, size_t thread) {
+    (void)thread;
+    const fast_args *a = arg;
+    const cnn_layer_run *r = a->r;
+    const size_t total = r->n * r->L->in[0].c;
+    const size_t b = task * a->per_task, e = b + a->per_task < total ? b + a->per_task : total;
+    const size_t oh = a->p->oh, ow = a->p->ow, w = a->w;
+    const int acc = r->dx_accumulate[0];
+    for (size_t pl = b; pl < e; pl++) {
+        float *dx = r->dx[0] + pl * a->plane_in;
+        a->bwd(r->dy + pl * a->plane_out, (const int32_t *)r->saved + pl * a->plane_out,
+               a->p->fused_relu ? r->y + pl * a->plane_out : NULL, w, ow, oh, a->p->fused_relu, acc, dx);
+        if (acc) continue;
+        if (2 * ow < w) /* an odd last column no window reads */
+            for (size_t i = 0; i < 2 * oh; i++) memset(dx + i * w + 2 * ow, 0, (w - 2 * ow) * sizeof(float));
+        if (2 * oh < a->h) memset(dx + 2 * oh * w, 0, (a->h - 2 * oh) * w * sizeof(float));
+    }
+}
+
+static int run_fast(const cnn_layer_run *r, int backward) {
+    const cnn_layer *L = r->L;
+    const cnn_pool2d_params *p = L->params;
+    if (!is_2x2s2(p, L->in[0].h, L->in[0].w)) return 0;
+    fast_args a = {r, p, L->in[0].h, L->in[0].w, L->in[0].h * L->in[0].w, L->out.h * L->out.w, FAST_PLANES,
+                   fwd_kernel(r->ctx), bwd_kernel(r->ctx)};
+    const size_t total = r->n * L->in[0].c;
+    cnn_pool_for(r->ctx, (total + a.per_task - 1) / a.per_task, backward ? fast_backward_task : fast_forward_task,
+                 &a);
+    return 1;
 }
 
 static void mp_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
@@ -194,6 +279,7 @@ static void mp_forward_task(void *arg, size_t plane, size_t thread) {
 
 static void mp_forward(const cnn_layer_run *r) {
     const cnn_layer *L = r->L;
+    if (run_fast(r, 0)) return;
     mp_args a = {r, L->params, L->in[0].h, L->in[0].w, L->in[0].h * L->in[0].w, L->out.h * L->out.w};
     cnn_pool_for(r->ctx, r->n * L->in[0].c, mp_forward_task, &a);
 }
@@ -215,6 +301,7 @@ static void mp_backward_data(const cnn_layer_run *r) {
     const cnn_layer *L = r->L;
     if (!r->dx[0])
         return;
+    if (run_fast(r, 1)) return;
     mp_args a = {r, L->params, L->in[0].h, L->in[0].w, L->in[0].h * L->in[0].w, L->out.h * L->out.w};
     cnn_pool_for(r->ctx, r->n * L->in[0].c, mp_backward_task, &a);
 }

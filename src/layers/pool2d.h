@@ -38,6 +38,8 @@ typedef struct cnn_pool2d_params {
     size_t out_count;              /* c * oh * ow */
     uint64_t flops;                /* c * oh * ow * kh * kw */
     size_t ow_a, ow_b;             /* output columns [ow_a, ow_b) read no left/right padding */
+    /* set by the network when it compiles (src/core/net.c), not by model text */
+    int fused_relu;                /* maxpool: the input is a relu's input; y = relu(max), see maxpool2d.c */
 } cnn_pool2d_params;
 
 /* Reads size|kh,kw  stride|stride_h,stride_w  pad|pad_top,pad_bottom,pad_left,pad_right  ceil, and
@@ -46,6 +48,12 @@ cnn_status cnn_pool2d_parse(struct cnn_kv *kv, cnn_pool2d_params *p, int kind);
 void cnn_pool2d_print(const cnn_pool2d_params *p, int kind, cnn_strbuf *out);
 /* Checks the parameters against L->in[0], fills the derived fields of p and L->out. */
 cnn_status cnn_pool2d_shape(cnn_layer *L, cnn_pool2d_params *p, int kind);
+
+/* maxpool2d.c: whether L (a maxpool2d layer) can take over a relu that feeds it (the 2x2 stride-2 fast
+ * path), and switch that on or off. With it on, the network skips the relu and hands the maxpool the
+ * relu's input and gradient buffers. */
+int cnn_maxpool2d_can_fuse_relu(const cnn_layer *L);
+void cnn_maxpool2d_set_fused_relu(cnn_layer *L, int on);
 
 /* The taps i in [lo, hi) of a window starting at `start` (k taps, `dilation` apart) that fall inside
  * [0, len). hi > lo for every window of a shape that cnn_pool2d_shape accepted. */

@@ -4,35 +4,45 @@
  * kernels.h (beta == 0 writes C without reading it, so C may hold NaN garbage; alpha == 0 or K == 0 only
  * scales C).
  *
- * Algorithm (the Goto/BLIS loop nest, without threads):
- *   1. C *= beta (C = 0 when beta == 0).
- *   2. for pc in K by KC:                      a KC slice of the sum
- *        for ic in M by MC:   pack op(A)[ic:+MC, pc:+KC] into Ap: MR-row panels, p-major
- *                             (Ap[panel][p][0..MR)), rows past M zero-filled
- *          for jc in N by NC: pack op(B)[pc:+KC, jc:+NC] into Bp: NR-column panels, p-major
- *                             (Bp[panel][p][0..NR)), columns past N zero-filled
- *            for each NR panel, each MR panel: acc[MR][NR] = sum_p Ap[p][i] * Bp[p][j]   (microkernel)
- *                                              C[tile] += alpha * acc (only the valid mr x nr part)
- *   Packing turns all four transpose combinations into the same contiguous microkernel loop; the
- *   microkernel's innermost loop is a contiguous axpy over NR columns that the compiler vectorises (or,
- *   when the includer defines GEMM_UKERNEL, an ISA-specific register-blocked version of the same loop).
+ * Algorithm: the Goto/BLIS loop nest (Goto & van de Geijn, "Anatomy of High-Performance Matrix
+ * Multiplication", TOMS 2008; BLIS's haswell/zen sgemm), single-threaded:
+ *   for jc in N by NC:                          (5th loop)
+ *     for pc in K by kc:                        (4th loop; kc = the K slice, see gemm_kc)
+ *       pack op(B)[pc:+kc, jc:+NC] into Bp:     NR-column micro-panels, p-major (Bp[panel][p][0..NR)),
+ *                                               columns past N zero-filled           -> lives in L2/L3
+ *       for ic in M by MC:                      (3rd loop)
+ *         pack op(A)[ic:+MC, pc:+kc] into Ap:   MR-row micro-panels, p-major (Ap[panel][p][0..MR)),
+ *                                               rows past M zero-filled              -> lives in L2
+ *         for jr in NC by NR:                   (2nd loop; one B micro-panel, kc*NR floats, stays in L1)
+ *           for ir in MC by MR:                 (1st loop; A micro-panels stream from L2)
+ *             microkernel: acc[MR][NR] = sum_p Ap[p][i] * Bp[p][j]  (p ascending from 0)
+ *                          C[tile] = alpha*acc + (pc == 0 ? beta*C : C)   (valid mr x nr part only;
+ *                          beta == 0 on the first slice: C is not read)
+ * Packing turns all four transpose combinations into the same contiguous microkernel loop.
  *
- * Buffers: Ap (MC*KC floats) and Bp (KC*NC floats) live on the stack, 64-byte aligned:
- *   Bp = 256*64*4 = 64 KiB (fits L2, one NR panel of 16 KiB streams through L1), Ap = 72*256*4 = 72 KiB.
- *   No allocation, no threads, no over-read of A, B or C.
+ * K slices: K is cut into ceil(K / GEMM_KC) slices of equal length (rounded up to a multiple of 4; the
+ * last one takes the rest), so K = 288 runs as 2 x 144, not 256 + 32. The cut depends on K only.
  *
- * Determinism: every C element is summed in the same order (p ascending within a KC slice, slices
- * ascending) whatever M, N or its position in a tile, so a sub-block of a product computed alone is
- * bit-identical to the same block of the full product (the conv2d drivers rely on this).
+ * Determinism: every C element is summed in the same order (p ascending within a K slice, slices
+ * ascending, the slice cut a function of K alone, partial tiles through the same arithmetic as full
+ * ones) whatever M, N, the block sizes or its position in a tile, so a sub-block of a product computed
+ * alone is bit-identical to the same block of the whole product. The conv2d and dense drivers and
+ * cnn_f32_gemm_parallel (src/core/gemm.c) rely on this to split products over threads.
+ *
+ * Buffers: the packed panels live in the caller's workspace (GEMM_FN_WS: GEMM_WS_FLOATS floats, 64-byte
+ * aligned) or, for GEMM_FN, on the stack: Ap = MC*KC floats, Bp = KC*NC floats (sizes in the includer;
+ * see docs/kernels.md). No allocation, no threads, no over-read of A, B or C.
  *
  * The includer defines, before including:
- *   GEMM_FN       name of the exported function
- *   GEMM_MR       rows of the microkernel tile (divides GEMM_MC)
- *   GEMM_NR       columns of the microkernel tile (divides GEMM_NC)
- *   GEMM_UKERNEL  optional: name of a function
- *                   void f(size_t kc, const float *Ap, const float *Bp, float alpha, float *C, size_t ldc)
- *                 that does C[0:MR, 0:NR] += alpha * Ap^T Bp for a full tile; partial tiles go through
- *                 a local copy of the valid part (ldc = GEMM_NR), so they get the same arithmetic.
+ *   GEMM_FN, GEMM_FN_WS   names of the exported functions (cnn_sgemm_fn, and the same with a workspace)
+ *   GEMM_MR, GEMM_NR      the microkernel tile
+ *   GEMM_KC, GEMM_MC, GEMM_NC   the cache blocks (MR divides MC, NR divides NC, 4 divides KC)
+ *   GEMM_UKERNEL   optional: void f(size_t kc, const float *Ap, const float *Bp, float *C, size_t ldc,
+ *                                   float alpha, float beta, size_t mr, size_t nr)
+ *                  C[0:mr, 0:nr] = alpha * (Ap^T Bp)[0:mr, 0:nr] + beta * C (beta == 0: C not read;
+ *                  beta == 1: C + alpha*acc); Ap and Bp are full, zero-padded MR x kc / kc x NR panels.
+ *                  The same arithmetic for every mr, nr.
+ *   GEMM_PACK_A, GEMM_PACK_B   optional: faster versions of gemm_pack_a / gemm_pack_b (same layout).
  */
 #include <stddef.h>
 #include <string.h>
@@ -43,41 +53,39 @@
 #error "define GEMM_FN before including gemm_impl.h"
 #endif
 
-#define GEMM_KC 256
-#define GEMM_MC 72
-#define GEMM_NC 64
-
-#if GEMM_MC % GEMM_MR != 0 || GEMM_NC % GEMM_NR != 0
-#error "GEMM_MR must divide GEMM_MC and GEMM_NR must divide GEMM_NC"
+#if GEMM_MC % GEMM_MR != 0 || GEMM_NC % GEMM_NR != 0 || GEMM_KC % 4 != 0
+#error "GEMM_MR must divide GEMM_MC, GEMM_NR must divide GEMM_NC and 4 must divide GEMM_KC"
 #endif
+
+#define GEMM_WS_FLOATS (GEMM_MC * GEMM_KC + GEMM_KC * GEMM_NC)
 
 #ifndef GEMM_UKERNEL
-#if GEMM_MR != 4
-#error "the portable microkernel is written for GEMM_MR == 4"
-#endif
-/* Portable microkernel: C[0:4, 0:NR] += alpha * sum_p a[p][i] * b[p][j]. Four accumulator rows with fixed
- * trip counts so the compiler keeps them in vector registers; the j loop is the contiguous axpy. */
-static void gemm_ukernel_portable(size_t kc, const float *restrict a, const float *restrict b, float alpha,
-                                  float *restrict c, size_t ldc) {
-    float acc0[GEMM_NR], acc1[GEMM_NR], acc2[GEMM_NR], acc3[GEMM_NR];
-    for (size_t j = 0; j < GEMM_NR; j++) acc0[j] = acc1[j] = acc2[j] = acc3[j] = 0.0f;
+/* Portable microkernel: acc[MR][NR] with fixed trip counts so the compiler keeps it in vector registers
+ * (GEMM_MR x GEMM_NR = 4 x 8: 8 SSE registers); the j loop is the contiguous axpy the compiler
+ * vectorises. Write-back of the valid part with the contract's beta rules. */
+static void gemm_ukernel_portable(size_t kc, const float *restrict a, const float *restrict b,
+                                  float *restrict c, size_t ldc, float alpha, float beta, size_t mr,
+                                  size_t nr) {
+    float acc[GEMM_MR][GEMM_NR];
+    for (size_t i = 0; i < GEMM_MR; i++)
+        for (size_t j = 0; j < GEMM_NR; j++) acc[i][j] = 0.0f;
     for (size_t p = 0; p < kc; p++) {
-        const float *bp = b + p * GEMM_NR;
-        const float a0 = a[p * 4 + 0], a1 = a[p * 4 + 1], a2 = a[p * 4 + 2], a3 = a[p * 4 + 3];
+        const float *bp = b + p * GEMM_NR, *ap = a + p * GEMM_MR;
+#pragma GCC unroll 8
+        for (size_t i = 0; i < GEMM_MR; i++) {
+            const float ai = ap[i];
 #pragma GCC unroll 16
-        for (size_t j = 0; j < GEMM_NR; j++) {
-            const float bj = bp[j];
-            acc0[j] += a0 * bj;
-            acc1[j] += a1 * bj;
-            acc2[j] += a2 * bj;
-            acc3[j] += a3 * bj;
+            for (size_t j = 0; j < GEMM_NR; j++) acc[i][j] += ai * bp[j];
         }
     }
-    for (size_t j = 0; j < GEMM_NR; j++) {
-        c[0 * ldc + j] += alpha * acc0[j];
-        c[1 * ldc + j] += alpha * acc1[j];
-        c[2 * ldc + j] += alpha * acc2[j];
-        c[3 * ldc + j] += alpha * acc3[j];
+    for (size_t i = 0; i < mr; i++) {
+        float *ci = c + i * ldc;
+        if (beta == 0.0f)
+            for (size_t j = 0; j < nr; j++) ci[j] = alpha * acc[i][j];
+        else if (beta == 1.0f)
+            for (size_t j = 0; j < nr; j++) ci[j] = alpha * acc[i][j] + ci[j];
+        else
+            for (size_t j = 0; j < nr; j++) ci[j] = alpha * acc[i][j] + beta * ci[j];
     }
 }
 #define GEMM_UKERNEL gemm_ukernel_portable
@@ -95,6 +103,7 @@ static void gemm_scale_c(size_t M, size_t N, float beta, float *C, size_t ldc) {
     }
 }
 
+#ifndef GEMM_PACK_A
 /* Pack op(A)[i0:i0+mc, p0:p0+kc] into MR-row panels: out[(i/MR)*kc*MR + p*MR + i%MR]. */
 static void gemm_pack_a(int trans_a, const float *A, size_t lda, size_t i0, size_t mc, size_t p0, size_t kc,
                         float *restrict out) {
@@ -119,7 +128,10 @@ static void gemm_pack_a(int trans_a, const float *A, size_t lda, size_t i0, size
                 for (size_t i = mr; i < GEMM_MR; i++) panel[p * GEMM_MR + i] = 0.0f;
     }
 }
+#define GEMM_PACK_A gemm_pack_a
+#endif
 
+#ifndef GEMM_PACK_B
 /* Pack op(B)[p0:p0+kc, j0:j0+nc] into NR-column panels: out[(j/NR)*kc*NR + p*NR + j%NR]. */
 static void gemm_pack_b(int trans_b, const float *B, size_t ldb, size_t p0, size_t kc, size_t j0, size_t nc,
                         float *restrict out) {
@@ -147,47 +159,52 @@ static void gemm_pack_b(int trans_b, const float *B, size_t ldb, size_t p0, size
         }
     }
 }
+#define GEMM_PACK_B gemm_pack_b
+#endif
 
-void GEMM_FN(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
-             const float *B, size_t ldb, float beta, float *C, size_t ldc) {
+/* The K slice length: ceil(K / slices) rounded up to a multiple of 4 (a function of K alone). */
+static size_t gemm_kc(size_t K) {
+    const size_t slices = (K + GEMM_KC - 1) / GEMM_KC;
+    size_t kc = (K + slices - 1) / slices;
+    kc = (kc + 3) & ~(size_t)3;
+    return kc < GEMM_KC ? kc : GEMM_KC;
+}
+
+void GEMM_FN_WS(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha, const float *A,
+                size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc, float *ws) {
     if (M == 0 || N == 0) return;
-    gemm_scale_c(M, N, beta, C, ldc);
-    if (K == 0 || alpha == 0.0f) return;
+    if (K == 0 || alpha == 0.0f) {
+        gemm_scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    float *Ap = ws, *Bp = ws + GEMM_MC * GEMM_KC;
+    const size_t kc_full = gemm_kc(K);
 
-    _Alignas(64) float Ap[GEMM_MC * GEMM_KC];
-    _Alignas(64) float Bp[GEMM_KC * GEMM_NC];
-    _Alignas(64) float tile[GEMM_MR * GEMM_NR];
-
-    for (size_t pc = 0; pc < K; pc += GEMM_KC) {
-        const size_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
-        for (size_t ic = 0; ic < M; ic += GEMM_MC) {
-            const size_t mc = M - ic < GEMM_MC ? M - ic : GEMM_MC;
-            gemm_pack_a(trans_a, A, lda, ic, mc, pc, kc, Ap);
-            for (size_t jc = 0; jc < N; jc += GEMM_NC) {
-                const size_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
-                gemm_pack_b(trans_b, B, ldb, pc, kc, jc, nc, Bp);
+    for (size_t jc = 0; jc < N; jc += GEMM_NC) {
+        const size_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
+        for (size_t pc = 0; pc < K; pc += kc_full) {
+            const size_t kc = K - pc < kc_full ? K - pc : kc_full;
+            const float beta_eff = pc == 0 ? beta : 1.0f;
+            GEMM_PACK_B(trans_b, B, ldb, pc, kc, jc, nc, Bp);
+            for (size_t ic = 0; ic < M; ic += GEMM_MC) {
+                const size_t mc = M - ic < GEMM_MC ? M - ic : GEMM_MC;
+                GEMM_PACK_A(trans_a, A, lda, ic, mc, pc, kc, Ap);
                 for (size_t jr = 0; jr < nc; jr += GEMM_NR) {
                     const size_t nr = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
                     const float *bp = Bp + jr * kc;
                     for (size_t ir = 0; ir < mc; ir += GEMM_MR) {
                         const size_t mr = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
-                        const float *ap = Ap + ir * kc;
-                        float *c = C + (ic + ir) * ldc + jc + jr;
-                        if (mr == GEMM_MR && nr == GEMM_NR) {
-                            GEMM_UKERNEL(kc, ap, bp, alpha, c, ldc);
-                        } else {
-                            /* Partial tile: run the same kernel on a local copy of the valid part
-                             * (same arithmetic as a full tile), then copy it back. */
-                            for (size_t i = 0; i < GEMM_MR; i++)
-                                for (size_t j = 0; j < GEMM_NR; j++)
-                                    tile[i * GEMM_NR + j] = i < mr && j < nr ? c[i * ldc + j] : 0.0f;
-                            GEMM_UKERNEL(kc, ap, bp, alpha, tile, GEMM_NR);
-                            for (size_t i = 0; i < mr; i++)
-                                for (size_t j = 0; j < nr; j++) c[i * ldc + j] = tile[i * GEMM_NR + j];
-                        }
+                        GEMM_UKERNEL(kc, Ap + ir * kc, bp, C + (ic + ir) * ldc + jc + jr, ldc, alpha, beta_eff,
+                                     mr, nr);
                     }
                 }
             }
         }
     }
+}
+
+void GEMM_FN(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
+             const float *B, size_t ldb, float beta, float *C, size_t ldc) {
+    _Alignas(64) float ws[GEMM_WS_FLOATS];
+    GEMM_FN_WS(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ws);
 }
