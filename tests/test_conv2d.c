@@ -207,6 +207,76 @@ static void test_conv_direct(void **state) {
              mk(4, 13, 18, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4, 1), 40);
 }
 
+/* Winograd F(2x2,3x3) forced on small odd shapes, against the float64 reference at the same tolerance as
+ * the other algorithms (forward 1e-5 relative to max(max|y|, 1), gradients 1e-4): 19 columns (10 tiles
+ * per row: the AVX2 transforms' 8-tile groups spill into the next row), odd heights and widths (partial
+ * tiles), no padding (backward-data then pads by 2), padding 3 on one side (backward-data "pads" by -1),
+ * a single pixel, no bias, batch 1. Backward-weights runs im2col+gemm for these layers. */
+static void test_conv_winograd(void **state) {
+    (void)state;
+    run_case("input c=5 h=11 w=19\nconv2d k=7 size=3 pad=1 algo=winograd\n", 3, 2,
+             mk(5, 11, 19, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1), 40);
+    run_case("input c=3 h=6 w=5\nconv2d k=4 size=3 algo=winograd\n", 2, 1, mk(3, 6, 5, 4, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1),
+             0);
+    run_case("input c=4 h=7 w=9\nconv2d k=5 size=3 pad_top=3 pad_bottom=0 pad_left=0 pad_right=2 bias=0 "
+             "algo=winograd\n",
+             2, 2, mk(4, 7, 9, 5, 3, 3, 1, 1, 3, 0, 0, 2, 1, 1, 1, 0), 40);
+    run_case("input c=2 h=1 w=1\nconv2d k=3 size=3 pad=1 algo=winograd\n", 2, 1, mk(2, 1, 1, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+             0);
+    run_case("input c=16 h=8 w=8\nconv2d k=16 size=3 pad=1\n", 1, 1, mk(16, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+             20);
+}
+
+/* Forward output and input gradient of `model` with algo=winograd against algo=im2col on the same
+ * weights, input and dy, at shapes too large for the float64 reference: chunks of tile rows that span
+ * samples and chunks that split a sample, over 1 and 2 threads. Winograd's tolerance: 2e-5 relative to
+ * max(max|im2col|, 1). Also 1 vs 2 threads bit-identical. */
+static void check_winograd_vs_im2col(const char *model, size_t n) {
+    char bw[512], bi[512];
+    th_net w1, w2, im;
+    th_build(&w1, with_algo(bw, sizeof bw, model, "winograd"), n, 555, 1);
+    th_build(&w2, bw, n, 555, 2);
+    th_build(&im, with_algo(bi, sizeof bi, model, "im2col"), n, 555, 2);
+    cnn_layer_info info;
+    assert_int_equal(cnn_net_layer_info(w1.net, 1, &info), CNN_OK);
+    assert_string_equal(info.algorithm, "winograd-f2x2");
+    const size_t ycount = n * w1.out_count, xcount = n * w1.in_count;
+    float *dy = malloc(ycount * sizeof(float));
+    double *ref = malloc((ycount > xcount ? ycount : xcount) * sizeof(double));
+    assert_true(dy && ref);
+    th_fill_uniform(dy, ycount, 8, -1, 1);
+    th_net *nets[3] = {&w1, &w2, &im};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cnn_net_forward(nets[i]->net, nets[i]->x, n, 1), CNN_OK);
+        assert_int_equal(cnn_net_backward(nets[i]->net, dy), CNN_OK);
+    }
+    size_t got = 0, worst = 0;
+    const float *y_im = cnn_net_output(im.net, &got);
+    for (size_t i = 0; i < ycount; i++) ref[i] = y_im[i];
+    double e = th_rel_err(cnn_net_output(w1.net, &got), ref, ycount, 1.0, &worst);
+    if (e > 2e-5) fail_msg("winograd forward differs from im2col by %g at %zu", e, worst);
+    const float *dx_im = cnn_net_input_grad(im.net);
+    for (size_t i = 0; i < xcount; i++) ref[i] = dx_im[i];
+    e = th_rel_err(cnn_net_input_grad(w1.net), ref, xcount, 1.0, &worst);
+    if (e > 2e-5) fail_msg("winograd input gradient differs from im2col by %g at %zu", e, worst);
+    assert_memory_equal(cnn_net_output(w1.net, &got), cnn_net_output(w2.net, &got), ycount * sizeof(float));
+    assert_memory_equal(cnn_net_input_grad(w1.net), cnn_net_input_grad(w2.net), xcount * sizeof(float));
+    free(dy);
+    free(ref);
+    th_free(&w1);
+    th_free(&w2);
+    th_free(&im);
+}
+
+static void test_conv_winograd_large(void **state) {
+    (void)state;
+    /* 256 tiles per chunk, 10x10 tiles per sample: chunks span samples */
+    check_winograd_vs_im2col("input c=64 h=20 w=19\nconv2d k=64 size=3 pad=1\n", 5);
+    /* 128 tiles per chunk, 20 tiles per row: 6 tile rows per chunk, 20 per sample */
+    check_winograd_vs_im2col("input c=128 h=40 w=40\nconv2d k=128 size=3 pad=1\n", 2);
+    check_winograd_vs_im2col("input c=96 h=13 w=30\nconv2d k=160 size=3 pad_top=2 pad_left=0 bias=0\n", 3);
+}
+
 /* Rows of the column matrix (32*9 = 288) cross the SGEMM's K block (256); 80 output channels cross its
  * M block (72). */
 static void test_conv_large_gemm(void **state) {
@@ -247,6 +317,13 @@ static void test_conv_dx_accumulate(void **state) {
     two_conv tc = {mk(3, 9, 8, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1), mk(3, 9, 8, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1)};
     run_two_conv("input name=in c=3 h=9 w=8\nconv2d name=a k=4 size=3 pad=1\nconv2d name=b from=in k=4 size=1\n"
                  "add from=a,b\n",
+                 tc, 1);
+    /* the same with forced algorithms: winograd and direct store / accumulate */
+    run_two_conv("input name=in c=3 h=9 w=8\nconv2d name=a k=4 size=3 pad=1 algo=winograd\nconv2d name=b from=in k=4 "
+                 "size=3 pad=1 algo=winograd\nadd from=a,b\n",
+                 (two_conv){tc.a, tc.a}, 2);
+    run_two_conv("input name=in c=3 h=9 w=8\nconv2d name=a k=4 size=3 pad=1 algo=direct\nconv2d name=b from=in k=4 "
+                 "size=1 algo=im2col\nadd from=a,b\n",
                  tc, 1);
     two_conv tc2 = {tc.b, tc.a};
     run_two_conv("input name=in c=3 h=9 w=8\nconv2d name=a k=4 size=1\nconv2d name=b from=in k=4 size=3 pad=1\n"
@@ -296,6 +373,7 @@ static void test_conv_threads_bitwise(void **state) {
     check_threads_bitwise("input c=6 h=9 w=11\nconv2d k=6 size=3 pad=1 groups=6\n", 5);
     check_threads_bitwise("input c=20 h=9 w=9\nconv2d k=24 size=3 pad=same stride=2\n", 3);
     check_threads_bitwise("input c=1 h=19 w=21\nconv2d k=5 size=3 pad=1\n", 3);
+    check_threads_bitwise("input c=16 h=9 w=19\nconv2d k=16 size=3 pad=1\n", 3);
     check_threads_bitwise("input c=4 h=7 w=7\nconv2d k=6 size=3 dilation=2 pad=3 groups=2 algo=direct\n", 3);
 }
 
@@ -371,6 +449,12 @@ static void test_conv_scalar_isa(void **state) {
     run_case("input c=4 h=7 w=7\nconv2d k=6 size=3 dilation=2 pad_top=3 pad_bottom=1 pad_left=0 pad_right=4 "
              "groups=2 bias=0 algo=direct\n",
              3, 2, mk(4, 7, 7, 6, 3, 3, 1, 1, 3, 1, 0, 4, 2, 2, 2, 0), 40);
+    run_case("input c=5 h=11 w=19\nconv2d k=7 size=3 pad=1 algo=winograd\n", 3, 2,
+             mk(5, 11, 19, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1), 40);
+    run_case("input c=4 h=7 w=9\nconv2d k=5 size=3 pad_top=3 pad_bottom=0 pad_left=0 pad_right=2 bias=0 "
+             "algo=winograd\n",
+             2, 2, mk(4, 7, 9, 5, 3, 3, 1, 1, 3, 0, 0, 2, 1, 1, 1, 0), 40);
+    check_winograd_vs_im2col("input c=64 h=20 w=19\nconv2d k=64 size=3 pad=1\n", 5);
     if (saved) {
         setenv("CNN_ISA", saved, 1);
         free(saved);
@@ -410,8 +494,11 @@ static void test_conv_worked_example(void **state) {
 static void test_conv_nan_propagates(void **state) {
     (void)state;
     const char *models[] = {"input c=2 h=6 w=7\nconv2d name=c k=3 size=3 pad=1\n",
-                            "input c=2 h=6 w=7\nconv2d name=c k=3 size=1\n"};
-    for (int m = 0; m < 2; m++) {
+                            "input c=2 h=6 w=7\nconv2d name=c k=3 size=1\n",
+                            "input c=2 h=6 w=7\nconv2d name=c k=3 size=3 pad=1 algo=winograd\n",
+                            "input c=2 h=6 w=7\nconv2d name=c k=3 size=3 pad=1 algo=im2col\n",
+                            "input c=8 h=6 w=7\nconv2d name=c k=3 size=1\n"};
+    for (int m = 0; m < 5; m++) {
         th_net t;
         th_build(&t, models[m], 2, 3, 2);
         cnn_param w;
@@ -476,12 +563,14 @@ static void test_conv_params_info(void **state) {
     const char *m2 = "input c=16 h=9 w=9\n"
                      "conv2d name=dw k=16 size=3 pad=1 groups=16\n"
                      "conv2d name=few k=8 size=3 pad=1 groups=4\n"
-                     "conv2d name=many k=8 size=3 pad=1\n"
+                     "conv2d name=many k=16 size=3 pad=1\n"
+                     "conv2d name=wino k=16 size=3 pad=1\n"
                      "conv2d name=forced k=8 size=3 pad=1 groups=8 algo=im2col\n"
                      "conv2d name=s2 k=8 size=3 stride=2 groups=8\n";
     assert_int_equal(cnn_net_parse(ctx, m2, strlen(m2), "t.cnn", &net), CNN_OK);
-    static const char *const want[] = {"direct", "direct", "im2col+gemm", "im2col+gemm", "im2col+gemm"};
-    for (size_t i = 0; i < 5; i++) {
+    static const char *const want[] = {"direct", "direct", "im2col+gemm", "winograd-f2x2", "im2col+gemm",
+                                       "im2col+gemm"};
+    for (size_t i = 0; i < 6; i++) {
         assert_int_equal(cnn_net_layer_info(net, i + 1, &info), CNN_OK);
         assert_string_equal(info.algorithm, want[i]);
     }
@@ -571,6 +660,9 @@ static void test_conv_bad_params(void **state) {
     th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 strid=2\n", F, "unknown key 'strid'");
     th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 stride=2 algo=direct\n", S, "algo=direct needs stride 1");
     th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 algo=fast\n", F, "algo");
+    th_expect_error("input c=4 h=5 w=5\nconv2d k=4 size=3 groups=2 algo=winograd\n", S, "algo=winograd needs");
+    th_expect_error("input c=4 h=5 w=5\nconv2d k=4 size=5 algo=winograd\n", S, "algo=winograd needs");
+    th_expect_error("input c=4 h=9 w=9\nconv2d k=4 size=3 dilation=2 algo=winograd\n", S, "algo=winograd needs");
     /* sizes that overflow */
     th_expect_error("input c=4096 h=64 w=64\nconv2d k=16777216 size=65536 pad=40000\n", S, "too many elements");
 }
@@ -585,6 +677,8 @@ int main(void) {
         cmocka_unit_test(test_conv_pad_same),
         cmocka_unit_test(test_conv_no_bias),
         cmocka_unit_test(test_conv_direct),
+        cmocka_unit_test(test_conv_winograd),
+        cmocka_unit_test(test_conv_winograd_large),
         cmocka_unit_test(test_conv_repeat_bitwise),
         cmocka_unit_test(test_conv_large_gemm),
         cmocka_unit_test(test_conv_dx_accumulate),

@@ -1,10 +1,13 @@
 /* test_gemm.c — the SGEMM kernels (cnn_f32_gemm_blocked_scalar and, when the CPU has AVX2+FMA,
- * cnn_f32_gemm_blocked_avx2), called directly, against the float64 reference ref_gemm (tests/ref/ref_conv.c):
- * all four transpose combinations at sizes around the tiles (MR 4/6, NR 8/16) and the cache blocks
- * (MC 72, NC 64, KC 256), K up to 600, alpha/beta (beta == 0 must not read C: C starts as NaN), K == 0,
- * leading dimensions larger than the rows (padding filled with NaN, so a read of it shows; C's padding must
- * stay untouched), NaN propagation, bit-identical sub-blocks (the conv2d and dense drivers split products
- * over threads and rely on it), and the dispatch table (CNN_ISA=scalar selects the scalar kernel).
+ * cnn_f32_gemm_blocked_avx2), their workspace entry points (_ws_), and the threaded driver
+ * cnn_f32_gemm_parallel with 2 and 3 threads, against the float64 reference ref_gemm
+ * (tests/ref/ref_conv.c): all four transpose combinations at sizes around the tiles (MR 4/6, NR 8/16) and
+ * the cache blocks (MC 72/144, NC 256/512, K slices of <= 256), alpha/beta (beta == 0 must not read C: C
+ * starts as NaN), K == 0, leading dimensions larger than the rows (padding filled with NaN, so a read of
+ * it shows; C's padding must stay untouched), NaN propagation, bit-identical sub-blocks, also across the
+ * cache blocks (the conv2d and dense drivers split products over threads and rely on it), the parallel
+ * driver bit-identical to one kernel call for 1, 2 and 3 threads, and the dispatch table
+ * (CNN_ISA=scalar selects the scalar kernel).
  *
  * Tolerance, per element: |got - ref| <= 1e-5 * sqrt(K) * (|alpha| sum_p |a_ip b_pj| + |beta c_ij|). */
 #include <stdarg.h>

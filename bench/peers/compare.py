@@ -6,8 +6,8 @@
 
 Runs ours and theirs ALTERNATELY, row by row, for --rounds rounds (the machine is shared and noisy: pairs
 run seconds apart see the same load), then prints one table: per row the median over rounds of each side's
-median, the ratio ours/theirs (> 1: we are faster), and the geometric mean of the ratios (all rows, and the
-21 conv rows alone). The header gives the date, the CPU and the peak measured at the start (`cnn bench peak`).
+median, the ratio ours/theirs (> 1: we are faster; the median of the per-round ratios), and the geometric
+mean of the ratios (all rows, and the 21 conv rows alone). The header gives the date, the CPU and the peak measured at the start (`cnn bench peak`).
 
 Rows
   conv   B1 c1..c7 x fwd, bwd_data, bwd_weights: `cnn bench conv --shape cX --json` vs `onednn_conv conv
@@ -192,7 +192,10 @@ def main():
         r = tab.rows[key]
         o = median(r["ours"]) if r["ours"] else None
         t = median(r["theirs"]) if r["theirs"] else None
-        ratio = o / t if o and t else None
+        # Each round ran ours and theirs seconds apart, under the same load: the ratio is the median of the
+        # per-round ratios (more robust on a shared machine than the ratio of the medians).
+        pairs = [x / y for x, y in zip(r["ours"], r["theirs"])] if len(r["ours"]) == len(r["theirs"]) else []
+        ratio = median(pairs) if pairs else (o / t if o and t else None)
         if ratio:
             if r["group"] != "conv-torch":
                 ratios.append(ratio)

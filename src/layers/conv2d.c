@@ -77,8 +77,6 @@ typedef struct conv_dims {
      * plane QR x QC (input gradient); taps = kh*kw */
     size_t PR, PC, QR, QC, taps;
     cnn_plane_geom pg_fwd, pg_bwd;
-    /* winograd: 2x2 output tiles per sample (forward: of y, backward-data: of dx), tiles per GEMM */
-    size_t wt_fwd_h, wt_fwd_w, wt_bwd_h, wt_bwd_w, wino_nb;
 } conv_dims;
 
 /* ---- parse / print ---- */
@@ -284,13 +282,6 @@ static void conv_dims_of(const conv_params *p, cnn_shape in, conv_dims *d) {
                                  .dw = p->dil_w, .ldx = d->PC + 8, .ldy = d->OW};
     d->pg_bwd = (cnn_plane_geom){.oh = d->H, .ow = d->W, .kh = p->kh, .kw = p->kw, .dh = p->dil_h,
                                  .dw = p->dil_w, .ldx = d->QC + 8, .ldy = d->W};
-    d->wt_fwd_h = (d->OH + 1) / 2;
-    d->wt_fwd_w = (d->OW + 1) / 2;
-    d->wt_bwd_h = (d->H + 1) / 2;
-    d->wt_bwd_w = (d->W + 1) / 2;
-    /* V and M of one chunk (16 * (C + K) * nb floats) within about 2 MiB, nb a multiple of 16 */
-    size_t nb = ((size_t)1 << 19) / (16 * (d->C + d->K)) / 16 * 16;
-    d->wino_nb = nb < 16 ? 16 : nb > 1024 ? 1024 : nb;
     const int direct_ok = direct_possible(p);
     if (p->algo == ALGO_DIRECT || (p->algo == ALGO_AUTO && direct_ok && d->Cg <= DIRECT_MAX_CG))
         d->algo = CONV_DIRECT;
@@ -378,9 +369,7 @@ static size_t direct_ws(const conv_dims *d) {
     return m > w ? m : w;
 }
 
-/* winograd: U [16][K][C], then V [Cin][16][nb] and M [Kout][16][nb] of one chunk of nb tiles (Cin + Kout
- * = C + K in both passes) */
-static size_t wino_ws(const conv_dims *d) { return ws16(16 * d->K * d->C) + ws16(16 * (d->C + d->K) * d->wino_nb); }
+static size_t wino_ws(const conv_dims *d);
 
 static void conv_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
     const conv_params *p = L->params;
@@ -567,20 +556,63 @@ static void direct_backward_weights_task(void *arg, size_t o, size_t thread) {
 }
 
 /* ---- the winograd algorithm ----
- * One pass (forward: x -> y with W; backward-data: dy -> dx with W flipped and transposed, "padding"
- * 2 - pad so that the full correlation comes out) over the n * T tiles of the batch, in chunks of nb
- * tiles: input transform of the chunk into V, 16 GEMMs M_e[kout, nb] = U_e[kout, cin] * V_e[cin, nb],
- * output transform into the output (bias or accumulate there). Task p of `parts` transforms the weights
- * into its own U and runs a contiguous range of chunks. Every output element comes from the same
+ * One pass (forward: x -> y with W; backward-data: dy -> dx with W flipped and transposed and "padding"
+ * 2 - pad, which gives the full correlation) over the batch's tile rows (2x2 output tiles, tw per row,
+ * th rows per sample), in chunks of rpc tile rows: per piece of a chunk (the part of it in one sample)
+ * the input planes are zero-padded into P and transformed into V; then 16 GEMMs
+ * M_e[kout, cols] = U_e[kout, cin] * V_e[cin, cols]; then per piece the output transform into Y and the
+ * copy of its valid part into the output (bias added, or accumulated). Task p of `parts` transforms the
+ * weights into its own U and runs a contiguous range of chunks. Every output element comes from the same
  * transforms and the same GEMM sum over cin wherever its tile falls, so results are identical for any
  * thread count. */
+typedef struct wino_plan {
+    size_t cin, kout, ih, iw, oh, ow, th, tw, rpc, nb, ld, ldp, ldo, pstride, ystride;
+    ptrdiff_t pt, pl;
+} wino_plan;
+
+static void wino_plan_of(const conv_dims *d, int backward, wino_plan *w) {
+    memset(w, 0, sizeof *w);
+    if (!backward) {
+        w->cin = d->C, w->kout = d->K, w->ih = d->H, w->iw = d->W, w->oh = d->OH, w->ow = d->OW;
+        w->pt = (ptrdiff_t)d->geom.pad_top, w->pl = (ptrdiff_t)d->geom.pad_left;
+    } else {
+        w->cin = d->K, w->kout = d->C, w->ih = d->OH, w->iw = d->OW, w->oh = d->H, w->ow = d->W;
+        w->pt = 2 - (ptrdiff_t)d->geom.pad_top, w->pl = 2 - (ptrdiff_t)d->geom.pad_left;
+    }
+    w->th = (w->oh + 1) / 2;
+    w->tw = (w->ow + 1) / 2;
+    const size_t tw8 = cnn_round_up(w->tw, 8);
+    /* V and M of one chunk (16 * (C + K) * cols floats) within about 2 MiB */
+    const size_t target = ((size_t)1 << 19) / (16 * (d->C + d->K));
+    w->rpc = target / w->tw ? target / w->tw : 1;
+    w->nb = w->rpc * w->tw;
+    w->ld = w->nb + 8; /* the kernels' 7 columns of slack */
+    const size_t rows = w->rpc < w->th ? w->rpc : w->th; /* tile rows of one piece */
+    w->ldp = 2 * tw8 + 2;
+    w->pstride = ws16((2 * rows + 2) * w->ldp);
+    w->ldo = 2 * tw8;
+    w->ystride = ws16(2 * rows * w->ldo);
+}
+
+/* U [16][K][C], V [cin][16][ld], M [kout][16][ld], P (cin padded planes), Y (kout output planes) */
+static size_t wino_ws_plan(const conv_dims *d, const wino_plan *w) {
+    return ws16(16 * d->K * d->C) + ws16(16 * w->cin * w->ld) + ws16(16 * w->kout * w->ld) +
+           w->cin * w->pstride + w->kout * w->ystride;
+}
+
+static size_t wino_ws(const conv_dims *d) {
+    wino_plan f, b;
+    wino_plan_of(d, 0, &f);
+    wino_plan_of(d, 1, &b);
+    size_t a = wino_ws_plan(d, &f), c = wino_ws_plan(d, &b);
+    return a > c ? a : c;
+}
+
 typedef struct wino_job {
     const cnn_layer_run *r;
-    const conv_dims *d;
+    wino_plan w;
     const float *in;
     float *out;
-    size_t cin, kout, ih, iw, oh, ow, tw, T;
-    ptrdiff_t pt, pl;
     int flip;
     const float *bias;
     int accumulate;
@@ -590,63 +622,69 @@ typedef struct wino_job {
 static void wino_task(void *arg, size_t part, size_t thread) {
     const wino_job *j = arg;
     const cnn_layer_run *r = j->r;
+    const wino_plan *w = &j->w;
     const cnn_kernels *kn = &r->ctx->kernels;
-    const size_t nb = j->d->wino_nb, total = r->n * j->T, chunks = (total + nb - 1) / nb;
+    const size_t rows_total = r->n * w->th, chunks = (rows_total + w->rpc - 1) / w->rpc;
     size_t cb, ce;
     cnn_split_range(chunks, j->parts, part, &cb, &ce);
     if (cb >= ce) return;
-    float *U = thread_ws(r, thread), *V = U + ws16(16 * j->kout * j->cin), *M = V + ws16(16 * j->cin * nb);
-    kn->winograd_weights(r->w, j->kout, j->cin, j->flip, U);
-    const size_t in_n = j->cin * j->ih * j->iw, out_n = j->kout * j->oh * j->ow;
+    float *U = thread_ws(r, thread);
+    float *V = U + ws16(16 * w->kout * w->cin), *M = V + ws16(16 * w->cin * w->ld);
+    float *P = M + ws16(16 * w->kout * w->ld), *Y = P + w->cin * w->pstride;
+    kn->winograd_weights(r->w, w->kout, w->cin, j->flip, U);
+    const size_t in_n = w->cin * w->ih * w->iw, out_n = w->kout * w->oh * w->ow, ohw = w->oh * w->ow;
     for (size_t ch = cb; ch < ce; ch++) {
-        const size_t g0 = ch * nb, g1 = g0 + nb < total ? g0 + nb : total, cols = g1 - g0;
-        for (size_t gt = g0; gt < g1;) {
-            const size_t s = gt / j->T, t = gt % j->T, cnt = j->T - t < g1 - gt ? j->T - t : g1 - gt;
-            kn->winograd_input(j->in + s * in_n, j->cin, j->ih, j->iw, j->pt, j->pl, j->tw, t, cnt, V + (gt - g0), nb);
-            gt += cnt;
+        const size_t r0 = ch * w->rpc, r1 = r0 + w->rpc < rows_total ? r0 + w->rpc : rows_total;
+        for (size_t gr = r0; gr < r1;) {
+            const size_t s = gr / w->th, ty0 = gr % w->th;
+            const size_t nty = w->th - ty0 < r1 - gr ? w->th - ty0 : r1 - gr;
+            for (size_t c = 0; c < w->cin; c++) {
+                float *pc = P + c * w->pstride;
+                zero_plane(pc, 2 * nty + 2, w->ldp);
+                copy_plane(pc, 2 * nty + 2, w->ldp, w->ldp, j->in + s * in_n + c * w->ih * w->iw, w->ih, w->iw,
+                           w->pt - (ptrdiff_t)(2 * ty0), w->pl);
+            }
+            kn->winograd_input(P, w->cin, w->pstride, w->ldp, w->tw, nty, V + (gr - r0) * w->tw, w->ld);
+            gr += nty;
         }
+        const size_t cols = (r1 - r0) * w->tw;
         for (size_t e = 0; e < 16; e++)
-            kn->sgemm(0, 0, j->kout, cols, j->cin, 1.0f, U + e * j->kout * j->cin, j->cin, V + e * nb, 16 * nb, 0.0f,
-                      M + e * nb, 16 * nb);
-        for (size_t gt = g0; gt < g1;) {
-            const size_t s = gt / j->T, t = gt % j->T, cnt = j->T - t < g1 - gt ? j->T - t : g1 - gt;
-            kn->winograd_output(M + (gt - g0), j->kout, nb, j->oh, j->ow, j->tw, t, cnt, j->bias, j->accumulate,
-                                j->out + s * out_n);
-            gt += cnt;
+            kn->sgemm(0, 0, w->kout, cols, w->cin, 1.0f, U + e * w->kout * w->cin, w->cin, V + e * w->ld,
+                      16 * w->ld, 0.0f, M + e * w->ld, 16 * w->ld);
+        for (size_t gr = r0; gr < r1;) {
+            const size_t s = gr / w->th, ty0 = gr % w->th;
+            const size_t nty = w->th - ty0 < r1 - gr ? w->th - ty0 : r1 - gr;
+            kn->winograd_output(M + (gr - r0) * w->tw, w->kout, w->ld, w->tw, nty, Y, w->ystride, w->ldo);
+            const size_t oy0 = 2 * ty0, oy1 = 2 * (ty0 + nty) < w->oh ? 2 * (ty0 + nty) : w->oh;
+            for (size_t k = 0; k < w->kout; k++) {
+                float *dst = j->out + s * out_n + k * ohw;
+                const float *src = Y + k * w->ystride;
+                const float b = j->bias ? j->bias[k] : 0.0f;
+                for (size_t oy = oy0; oy < oy1; oy++) {
+                    float *restrict dr = dst + oy * w->ow;
+                    const float *restrict sr = src + (oy - oy0) * w->ldo;
+                    if (j->accumulate)
+                        for (size_t i = 0; i < w->ow; i++) dr[i] += sr[i];
+                    else
+                        for (size_t i = 0; i < w->ow; i++) dr[i] = sr[i] + b;
+                }
+            }
+            gr += nty;
         }
     }
 }
 
 static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
     const conv_params *p = r->L->params;
-    wino_job j = {.r = r, .d = d, .parts = r->ctx->threads ? r->ctx->threads : 1};
+    wino_job j = {.r = r, .parts = r->ctx->threads ? r->ctx->threads : 1};
+    wino_plan_of(d, backward, &j.w);
     if (!backward) {
         j.in = r->x[0];
         j.out = r->y;
-        j.cin = d->C;
-        j.kout = d->K;
-        j.ih = d->H;
-        j.iw = d->W;
-        j.oh = d->OH;
-        j.ow = d->OW;
-        j.tw = d->wt_fwd_w;
-        j.T = d->wt_fwd_h * d->wt_fwd_w;
-        j.pt = (ptrdiff_t)d->geom.pad_top;
-        j.pl = (ptrdiff_t)d->geom.pad_left;
         j.bias = p->bias ? r->w + d->K * d->rows : NULL;
     } else {
         j.in = r->dy;
         j.out = r->dx[0];
-        j.cin = d->K;
-        j.kout = d->C;
-        j.ih = d->OH;
-        j.iw = d->OW;
-        j.oh = d->H;
-        j.ow = d->W;
-        j.tw = d->wt_bwd_w;
-        j.T = d->wt_bwd_h * d->wt_bwd_w;
-        j.pt = 2 - (ptrdiff_t)d->geom.pad_top;
-        j.pl = 2 - (ptrdiff_t)d->geom.pad_left;
         j.flip = 1;
         j.accumulate = r->dx_accumulate[0];
     }

@@ -1,17 +1,27 @@
 /* winograd.h — Winograd F(2x2, 3x3) transforms for conv2d's "winograd" algorithm (3x3, stride 1,
  * dilation 1, one group), forward and backward-data (Lavin & Gray, "Fast Algorithms for Convolutional
  * Neural Networks", CVPR 2016). Every 2x2 output tile is A^T [ (G g G^T) .* (B^T d B) ] A with d the 4x4
- * input tile at (2*ty - pad_top, 2*tx - pad_left) (zero outside the image) and
+ * input tile at rows 2*ty.., columns 2*tx.. of the zero-padded input plane and
  *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
  *   A^T = [1 1 1 0; 0 1 -1 -1].
  * The sum over input channels of the 16 element-wise products is 16 GEMMs (done by the driver with the
- * SGEMM): M[e][k][j] = sum_c U[e][k][c] * V[e][c][j], e = 4*row + column of the 4x4 tile, j = tile.
+ * SGEMM): M[e][k][j] = sum_c U[e][k][c] * V[e][c][j], e = 4*row + column within the 4x4 tile, j = tile.
  * Layouts: U [16][kout][cin]; V element (e, c, j) at V[(c*16 + e)*ldv + j]; M element (e, k, j) at
- * M[(k*16 + e)*ldm + j] (a channel's 16 rows together, so a tile's 16 values lie in 16 nearby rows, not
- * 16 far-apart matrices; the GEMM of element e reads V and writes M with leading dimension 16*ld).
- * Tiles of one sample are numbered t = ty*tw + tx.
- * Pure, single-threaded, no allocation; reads and writes only inside the given planes (border tiles are
- * bounds-checked). The transforms are plain C compiled per ISA (winograd_impl.h).
+ * M[(k*16 + e)*ldm + j] (a channel's 16 rows together, so a tile's 16 values lie in 16 nearby rows; the
+ * GEMM of element e reads V and writes M with leading dimension 16*ld).
+ * A call covers nty whole rows of tiles, tw tiles each: tile (ty, tx) is column j = ty*tw + tx.
+ * Let TW8 = tw rounded up to a multiple of 8.
+ *   input:  xp holds cin padded planes (plane_stride floats apart, rows of ldp floats); tile (ty, tx)
+ *           reads xp rows 2*ty .. 2*ty+3, columns 2*tx .. 2*tx+3. The caller gives 2*nty + 2 rows and
+ *           ldp >= 2*TW8 + 2 with zeros past the image (the AVX2 kernel reads 8 tiles at a time, up to
+ *           column 2*TW8 + 1). Writes V columns [0, nty*tw); the AVX2 kernel also writes up to 7 columns
+ *           past that (so ldv >= nty*tw + 7); columns a later row rewrites come out right.
+ *   output: Y gets kout planes (plane_stride floats apart, rows of ldo >= 2*TW8 floats) of 2*nty rows:
+ *           Y[k][2*ty + r][2*tx + q] = (A^T m A)[r][q]. The AVX2 kernel reads M columns up to nty*tw + 6
+ *           (ldm >= nty*tw + 7; the extra lanes only reach Y columns >= 2*tw) and writes Y columns up to
+ *           2*TW8 - 1. The driver copies the valid part (adding the bias or accumulating).
+ * Both ISAs evaluate the same expressions in the same order (additions only), so they agree bitwise.
+ * Pure, single-threaded, no allocation.
  */
 #ifndef CNN_WINOGRAD_H
 #define CNN_WINOGRAD_H
@@ -21,23 +31,18 @@
 /* U[e][k][c] = (G g G^T)[e] for g = w[k][c] (w: [kout][cin][3][3]); with flip_transpose, w is [cin][kout]
  * [3][3] (a forward weight read for backward-data) and g = w[c][k] rotated by 180 degrees. */
 typedef void (*cnn_winograd_weights_fn)(const float *w, size_t kout, size_t cin, int flip_transpose, float *U);
-/* V columns [0, nt) = B^T d B of tiles t0 .. t0+nt-1 of one sample x [cin][ih][iw]. */
-typedef void (*cnn_winograd_input_fn)(const float *x, size_t cin, size_t ih, size_t iw, ptrdiff_t pad_top,
-                                      ptrdiff_t pad_left, size_t tw, size_t t0, size_t nt, float *V, size_t ldv);
-/* y[k] tiles t0 .. t0+nt-1 (=|+=) A^T M A (+ bias[k] when bias != NULL and !accumulate); y is one sample
- * [kout][oh][ow]; outputs past oh, ow are dropped. */
-typedef void (*cnn_winograd_output_fn)(const float *M, size_t kout, size_t ldm, size_t oh, size_t ow, size_t tw,
-                                       size_t t0, size_t nt, const float *bias, int accumulate, float *y);
+typedef void (*cnn_winograd_input_fn)(const float *xp, size_t cin, size_t plane_stride, size_t ldp, size_t tw,
+                                      size_t nty, float *V, size_t ldv);
+typedef void (*cnn_winograd_output_fn)(const float *M, size_t kout, size_t ldm, size_t tw, size_t nty, float *Y,
+                                       size_t plane_stride, size_t ldo);
 
 #define CNN_WINOGRAD_DECL(isa)                                                                             \
     void cnn_f32_winograd_f23_weights_##isa(const float *w, size_t kout, size_t cin, int flip_transpose,   \
                                             float *U);                                                     \
-    void cnn_f32_winograd_f23_input_##isa(const float *x, size_t cin, size_t ih, size_t iw,                \
-                                          ptrdiff_t pad_top, ptrdiff_t pad_left, size_t tw, size_t t0,     \
-                                          size_t nt, float *V, size_t ldv);                                \
-    void cnn_f32_winograd_f23_output_##isa(const float *M, size_t kout, size_t ldm, size_t oh, size_t ow,  \
-                                           size_t tw, size_t t0, size_t nt, const float *bias,             \
-                                           int accumulate, float *y);
+    void cnn_f32_winograd_f23_input_##isa(const float *xp, size_t cin, size_t plane_stride, size_t ldp,    \
+                                          size_t tw, size_t nty, float *V, size_t ldv);                    \
+    void cnn_f32_winograd_f23_output_##isa(const float *M, size_t kout, size_t ldm, size_t tw, size_t nty, \
+                                           float *Y, size_t plane_stride, size_t ldo);
 CNN_WINOGRAD_DECL(scalar)
 CNN_WINOGRAD_DECL(avx2)
 #undef CNN_WINOGRAD_DECL
