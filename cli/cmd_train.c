@@ -8,12 +8,24 @@
  *     epoch 3/5  loss 0.2841  train_acc 0.8967  test_acc 0.9012  12.4 s  4838 img/s
  * loss and train_acc are means over the epoch's samples (the running mean of the batch statistics weighted by
  * batch size); seconds and img/s time the training part only. With --json one JSON object follows the lines.
- * The same --seed and --threads give the same numbers (the library is deterministic for a thread count). */
+ * The same --seed and --threads give the same numbers (the library is deterministic for a thread count).
+ *
+ * Progress (stderr, not with --quiet): on a terminal (isatty) one line per epoch redrawn in place with "\r"
+ * and "ESC[K" at most 10 times a second (batch n/N, running loss and accuracy, img/s, ETA); otherwise
+ * plain lines at every tenth of the epoch, no control characters. --log FILE appends one JSON object per
+ * epoch; --report DIR writes the HTML report (report.c) at the end.
+ * SIGINT/SIGTERM: the current batch finishes, then training stops (the partial epoch is not evaluated),
+ * --out and --report are still written, a line says how to continue (--weights), exit status 130.
+ * (Checkpoints with optimizer state do not exist yet: continuing restarts the optimizer and schedule.) */
+#define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+#include "report.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char train_help[] =
     "usage: cnn train MODEL.cnn --data DIR [options]\n"
@@ -42,7 +54,14 @@ static const char train_help[] =
     "                           evaluated and printed)\n"
     "  --no-shuffle             keep the dataset order\n"
     "  --normalize MEAN,STD     normalise every channel as (x - MEAN) / STD after scaling to [0,1]\n"
-    "  --out FILE               save the weights (safetensors) at the end\n"
+    "  --out FILE               save the weights (safetensors) at the end (also after Ctrl-C)\n"
+    "  --weights FILE           start from these weights (e.g. an earlier --out) instead of a fresh\n"
+    "                           initialisation; the optimizer state starts afresh\n"
+    "  --quiet                  no start line and no progress on stderr (epoch lines still go to stdout)\n"
+    "  --log FILE               write one JSON object per epoch to FILE: epoch, epochs, steps, train_loss,\n"
+    "                           train_acc, test_loss, test_acc, seconds, images_per_second, lr\n"
+    "  --report DIR             write DIR/index.html (curves, confusion matrix, mistakes, filters, layers,\n"
+    "                           settings; open it in a browser) and DIR/metrics.csv at the end\n"
     "  --json                   after the epoch lines, one JSON object: epochs, steps, loss, train_acc,\n"
     "                           test_acc, test_loss, seconds, images_per_second\n";
 
@@ -59,8 +78,41 @@ static uint64_t mix64(uint64_t x) {
 
 static uint64_t epoch_seed(uint64_t seed, size_t epoch) { return mix64(mix64(seed) ^ (uint64_t)epoch); }
 
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+/* SIGINT and SIGTERM set stop_signal; a second one kills as usual (SA_RESETHAND). */
+static void catch_signals(struct sigaction *old_int, struct sigaction *old_term) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, old_int);
+    sigaction(SIGTERM, &sa, old_term);
+}
+
+static void format_eta(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
+    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, n, "%.0fs", s);
+}
+
+/* the progress line's text: "epoch 1/3  batch 120/938  loss 0.5123  acc 0.8120  4838 img/s  ETA 12s" */
+static void progress_text(char *buf, size_t n, size_t e, size_t epochs, size_t b, size_t nb, double loss,
+                          double acc, double ips, double eta) {
+    char t[32];
+    format_eta(t, sizeof t, eta);
+    snprintf(buf, n, "epoch %zu/%zu  batch %zu/%zu  loss %.4f  acc %.4f  %.0f img/s  ETA %s", e, epochs, b, nb, loss,
+             acc, ips, t);
+}
+
 static int run_train(int argc, char **argv) {
-    const char *data = NULL, *out = NULL, *normalize = NULL;
+    const char *data = NULL, *out = NULL, *normalize = NULL, *log_path = NULL, *report_dir = NULL,
+               *init_weights = NULL;
+    int quiet = 0;
     size_t epochs = 1, batch = 64, threads = 0;
     uint64_t seed = 1, max_steps = 0;
     double lr = 0.05, momentum = 0.9, weight_decay = 0, warmup_epochs = 0, step_epochs = 0, gamma = 0.1;
@@ -91,6 +143,10 @@ static int run_train(int argc, char **argv) {
         {.name = "out", .kind = CLI_OPT_STRING, .out = &out},
         {.name = "json", .kind = CLI_OPT_FLAG, .out = &json},
         {.name = "normalize", .kind = CLI_OPT_STRING, .out = &normalize},
+        {.name = "quiet", .kind = CLI_OPT_FLAG, .out = &quiet},
+        {.name = "log", .kind = CLI_OPT_STRING, .out = &log_path},
+        {.name = "report", .kind = CLI_OPT_STRING, .out = &report_dir},
+        {.name = "weights", .kind = CLI_OPT_STRING, .out = &init_weights},
     };
     const char *pos[1];
     size_t n_pos;
@@ -124,6 +180,10 @@ static int run_train(int argc, char **argv) {
         return rc;
     if (out && (rc = cli_check_output(out, "--out")) != 0)
         return rc;
+    if (log_path && (rc = cli_check_output(log_path, "--log")) != 0)
+        return rc;
+    if (init_weights && (rc = cli_check_file(init_weights, "--weights file")) != 0)
+        return rc;
 
     cnn_ctx *ctx = NULL;
     cnn_net *net = NULL;
@@ -132,6 +192,13 @@ static int run_train(int argc, char **argv) {
     float *x = NULL;
     int32_t *labels = NULL;
     size_t *idx = NULL;
+    FILE *logf = NULL;
+    cli_epoch_metrics *hist = NULL;
+    cli_train_point *pts = NULL;
+    size_t n_pts = 0, cap_pts = 0;
+    struct sigaction old_int, old_term;
+    int signals_caught = 0;
+    int tty = !quiet && isatty(fileno(stderr));
     cnn_status st;
     rc = CLI_EXIT_FAIL;
 
@@ -169,7 +236,15 @@ static int run_train(int argc, char **argv) {
         cli_lib_error(ctx, st, "initialising the parameters");
         goto cleanup;
     }
+    if (init_weights && (st = cnn_net_load_weights(net, init_weights)) != CNN_OK) {
+        cli_lib_error(ctx, st, init_weights);
+        goto cleanup;
+    }
     cnn_net_set_seed(net, seed);
+    if (log_path && !(logf = fopen(log_path, "w"))) {
+        cli_error("--log '%s': cannot open for writing", log_path);
+        goto cleanup;
+    }
 
     cnn_optimizer_options oo = cnn_optimizer_options_default((cnn_optimizer_kind)optimizer);
     oo.lr = (float)lr;
@@ -186,7 +261,8 @@ static int run_train(int argc, char **argv) {
     x = malloc(batch * sample * sizeof *x);
     labels = malloc(batch * sizeof *labels);
     idx = malloc(n_train * sizeof *idx);
-    if (!x || !labels || !idx) {
+    hist = calloc(epochs < 100000 ? epochs : 100000, sizeof *hist);
+    if (!x || !labels || !idx || !hist) {
         cli_error("out of memory allocating a batch of %zu samples", batch);
         goto cleanup;
     }
@@ -204,7 +280,7 @@ static int run_train(int argc, char **argv) {
         .min_lr = 0,
     };
 
-    {
+    if (!quiet) {
         char shape[64];
         cli_format_shape(shape, sizeof shape, cnn_dataset_shape(train));
         fprintf(stderr,
@@ -215,6 +291,13 @@ static int run_train(int argc, char **argv) {
         fflush(stderr);
     }
 
+    catch_signals(&old_int, &old_term);
+    signals_caught = 1;
+    /* train points for the report's curves: running means over about 25 stretches of each epoch */
+    size_t pt_every = steps_per_epoch / 25 ? steps_per_epoch / 25 : 1;
+    size_t plain_every = steps_per_epoch / 10 ? steps_per_epoch / 10 : 1;
+    size_t stopped_epoch = 0, stopped_batch = 0;
+    float last_lr = (float)lr;
     uint64_t step = 0; /* optimizer steps so far */
     size_t epochs_run = 0;
     double total_seconds = 0, total_images = 0;
@@ -227,12 +310,21 @@ static int run_train(int argc, char **argv) {
                 idx[i] = i;
             cnn_shuffle_indices(idx, n_train, epoch_seed(seed, e));
         }
-        double loss_sum = 0;
-        size_t correct = 0, seen = 0;
-        double t0 = cli_now();
+        double loss_sum = 0, pt_loss = 0;
+        size_t correct = 0, seen = 0, pt_correct = 0, pt_seen = 0;
+        double t0 = cli_now(), last_draw = 0;
+        size_t batches_run = 0;
+        size_t epoch_steps = steps_per_epoch; /* what this epoch will run (--steps may cut it) */
+        if (max_steps && max_steps - step < epoch_steps)
+            epoch_steps = (size_t)(max_steps - step);
         for (size_t b = 0; b < steps_per_epoch; b++) {
             if (max_steps && step >= max_steps)
                 break;
+            if (stop_signal) {
+                stopped_epoch = e + 1;
+                stopped_batch = b;
+                break;
+            }
             size_t off = b * batch;
             size_t nb = n_train - off < batch ? n_train - off : batch;
             const char *what = "gathering a batch";
@@ -256,12 +348,52 @@ static int run_train(int argc, char **argv) {
                 goto step_failed;
             what = "optimizer step";
             float step_lr = cnn_schedule_lr(&sched, (double)step);
+            last_lr = step_lr;
             if ((st = cnn_optimizer_step(opt, step_lr)) != CNN_OK)
                 goto step_failed;
             step++;
             loss_sum += ls.loss * (double)nb;
             correct += ls.correct;
             seen += nb;
+            batches_run++;
+            pt_loss += ls.loss * (double)nb;
+            pt_correct += ls.correct;
+            pt_seen += nb;
+            if ((b + 1) % pt_every == 0 || b + 1 == epoch_steps) {
+                if (n_pts == cap_pts) {
+                    size_t nc = cap_pts ? 2 * cap_pts : 64;
+                    cli_train_point *np = realloc(pts, nc * sizeof *np);
+                    if (!np) {
+                        cli_error("out of memory recording the training curve");
+                        goto cleanup;
+                    }
+                    pts = np;
+                    cap_pts = nc;
+                }
+                pts[n_pts].x = (double)e + (double)(b + 1) / (double)steps_per_epoch;
+                pts[n_pts].loss = pt_loss / (double)pt_seen;
+                pts[n_pts].acc = (double)pt_correct / (double)pt_seen;
+                n_pts++;
+                pt_loss = 0;
+                pt_correct = pt_seen = 0;
+            }
+            if (!quiet) {
+                double now = cli_now(), el = now - t0;
+                int last = b + 1 == epoch_steps;
+                if (tty ? (now - last_draw >= 0.1 || last) : ((b + 1) % plain_every == 0 && !last)) {
+                    char line[256];
+                    double ips = el > 0 ? (double)seen / el : 0;
+                    double eta = batches_run ? el / (double)batches_run * (double)(epoch_steps - (b + 1)) : -1;
+                    progress_text(line, sizeof line, e + 1, epochs, b + 1, steps_per_epoch, loss_sum / (double)seen,
+                                  (double)correct / (double)seen, ips, eta);
+                    if (tty)
+                        fprintf(stderr, "\r%s\033[K", line);
+                    else
+                        fprintf(stderr, "train: %s\n", line);
+                    fflush(stderr);
+                    last_draw = now;
+                }
+            }
             continue;
         step_failed: {
             const char *msg = cnn_ctx_last_error(ctx);
@@ -278,6 +410,12 @@ static int run_train(int argc, char **argv) {
         }
         }
         double seconds = cli_now() - t0;
+        if (tty) {
+            fputs("\r\033[K", stderr); /* the epoch line replaces the progress line */
+            fflush(stderr);
+        }
+        if (stop_signal)
+            break; /* the partial epoch is not evaluated */
         epochs_run++;
         total_seconds += seconds;
         total_images += (double)seen;
@@ -299,6 +437,50 @@ static int run_train(int argc, char **argv) {
         printf("epoch %zu/%zu  loss %.4f  train_acc %.4f  test_acc %.4f  %.1f s  %.0f img/s\n", e + 1, epochs,
                last_loss, last_train_acc, last_test_acc, seconds, seconds > 0 ? (double)seen / seconds : 0.0);
         fflush(stdout);
+        if (epochs_run <= 100000) {
+            cli_epoch_metrics *h = &hist[epochs_run - 1];
+            h->epoch = e + 1;
+            h->steps = step;
+            h->train_loss = last_loss;
+            h->train_acc = last_train_acc;
+            h->test_loss = last_test_loss;
+            h->test_acc = last_test_acc;
+            h->seconds = seconds;
+            h->images_per_second = seconds > 0 ? (double)seen / seconds : 0.0;
+            h->lr = last_lr;
+            h->x = (double)e + (double)batches_run / (double)steps_per_epoch;
+        }
+        if (logf) {
+            cli_json j;
+            cli_json_init(&j, logf);
+            cli_json_begin_object(&j);
+            cli_json_key(&j, "epoch");
+            cli_json_uint(&j, e + 1);
+            cli_json_key(&j, "epochs");
+            cli_json_uint(&j, epochs);
+            cli_json_key(&j, "steps");
+            cli_json_uint(&j, step);
+            cli_json_key(&j, "train_loss");
+            cli_json_double(&j, last_loss);
+            cli_json_key(&j, "train_acc");
+            cli_json_double(&j, last_train_acc);
+            cli_json_key(&j, "test_loss");
+            cli_json_double(&j, last_test_loss);
+            cli_json_key(&j, "test_acc");
+            cli_json_double(&j, last_test_acc);
+            cli_json_key(&j, "seconds");
+            cli_json_double(&j, seconds);
+            cli_json_key(&j, "images_per_second");
+            cli_json_double(&j, seconds > 0 ? (double)seen / seconds : 0.0);
+            cli_json_key(&j, "lr");
+            cli_json_double(&j, last_lr);
+            cli_json_end_object(&j);
+            cli_json_finish(&j);
+            if (ferror(logf)) {
+                cli_error("--log '%s': write failed", log_path);
+                goto cleanup;
+            }
+        }
     }
 
     if (out) {
@@ -306,7 +488,64 @@ static int run_train(int argc, char **argv) {
             cli_lib_error(ctx, st, out);
             goto cleanup;
         }
-        fprintf(stderr, "train: weights saved to %s\n", out);
+        if (!quiet)
+            fprintf(stderr, "train: weights saved to %s\n", out);
+    }
+    if (report_dir) {
+        char s_epochs[32], s_batch[32], s_lr[48], s_mom[48], s_wd[48], s_seed[32], s_thr[48], s_steps[48],
+            s_par[32], s_norm[64], s_data[64];
+        snprintf(s_epochs, sizeof s_epochs, "%zu (ran %zu)", epochs, epochs_run);
+        snprintf(s_batch, sizeof s_batch, "%zu", batch);
+        snprintf(s_lr, sizeof s_lr, "%g (%s schedule)", lr, schedule_names[schedule]);
+        snprintf(s_mom, sizeof s_mom, "%g%s", optimizer == CNN_OPT_SGD ? momentum : 0.0, nesterov ? " (Nesterov)" : "");
+        snprintf(s_wd, sizeof s_wd, "%g", weight_decay);
+        snprintf(s_seed, sizeof s_seed, "%llu", (unsigned long long)seed);
+        snprintf(s_thr, sizeof s_thr, "%zu, isa %s", cnn_ctx_threads(ctx), cnn_ctx_isa(ctx));
+        snprintf(s_steps, sizeof s_steps, "%llu (%zu per epoch)%s", (unsigned long long)step, steps_per_epoch,
+                 stop_signal ? ", interrupted" : "");
+        snprintf(s_par, sizeof s_par, "%zu", cnn_net_param_count(net));
+        snprintf(s_norm, sizeof s_norm, "%s", normalize ? normalize : "none");
+        snprintf(s_data, sizeof s_data, "%zu train / %zu test", n_train, n_test);
+        const char *settings[] = {"model",      model,          "data",          data,
+                                  "samples",    s_data,         "parameters",    s_par,
+                                  "epochs",     s_epochs,       "steps",         s_steps,
+                                  "batch",      s_batch,        "optimizer",     optimizer_names[optimizer],
+                                  "learning rate", s_lr,        "momentum",      s_mom,
+                                  "weight decay", s_wd,         "normalize",     s_norm,
+                                  "seed",       s_seed,         "threads",       s_thr,
+                                  "initial weights", init_weights ? init_weights : "fresh initialisation",
+                                  "weights saved to", out ? out : "(not saved: no --out)"};
+        cli_report_input ri = {
+            .title = model,
+            .settings = settings,
+            .n_settings = sizeof settings / sizeof settings[0] / 2,
+            .epochs = hist,
+            .n_epochs = epochs_run < 100000 ? epochs_run : 100000,
+            .points = pts,
+            .n_points = n_pts,
+            .net = net,
+            .batch = batch,
+            .test = test,
+            .class_names = cli_class_names_for(data, cnn_dataset_classes(test)),
+            .gallery = 24,
+        };
+        if (cli_report_write(report_dir, &ri) != 0)
+            goto cleanup;
+        if (!quiet)
+            fprintf(stderr, "train: report written to %s/index.html (open it in a browser)\n", report_dir);
+    }
+    if (stop_signal) {
+        fprintf(stderr, "train: %s: stopped at epoch %zu/%zu, batch %zu of %zu (optimizer step %llu)", 
+                stop_signal == SIGTERM ? "terminated" : "interrupted", stopped_epoch ? stopped_epoch : epochs_run,
+                epochs, stopped_batch, steps_per_epoch, (unsigned long long)step);
+        if (out)
+            fprintf(stderr, "; to continue: cnn train %s --data %s --weights %s --out %s ... (the optimizer state "
+                            "and schedule start afresh)\n",
+                    model, data, out, out);
+        else
+            fprintf(stderr, "; no weights saved (give --out FILE to keep them next time)\n");
+        rc = 130;
+        goto cleanup;
     }
     if (json) {
         cli_json j;
@@ -334,6 +573,14 @@ static int run_train(int argc, char **argv) {
     rc = CLI_EXIT_OK;
 
 cleanup:
+    if (signals_caught) {
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+    }
+    if (logf && fclose(logf) != 0 && rc == CLI_EXIT_OK)
+        rc = cli_error("--log '%s': write failed", log_path);
+    free(pts);
+    free(hist);
     free(idx);
     free(labels);
     free(x);

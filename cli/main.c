@@ -4,11 +4,23 @@
 
 #include <string.h>
 
+/* ONNX commands (cmd_run.c, cmd_onnx_test.c, cmd_export.c) */
+extern const cli_command cli_cmd_run, cli_cmd_onnx_test, cli_cmd_export;
+/* Visualisation commands (cmd_predict.c, cmd_viz.c, cmd_report.c, cmd_explain.c; docs/viz.md) */
+extern const cli_command cli_cmd_predict, cli_cmd_viz, cli_cmd_report, cli_cmd_explain;
+
 static const cli_command *const commands[] = {
     &cli_cmd_train,
     &cli_cmd_eval,
     &cli_cmd_info,
     &cli_cmd_bench,
+    &cli_cmd_run,
+    &cli_cmd_onnx_test,
+    &cli_cmd_export,
+    &cli_cmd_predict,
+    &cli_cmd_viz,
+    &cli_cmd_report,
+    &cli_cmd_explain,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

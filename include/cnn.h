@@ -242,6 +242,76 @@ cnn_status cnn_bench_peak(cnn_ctx *ctx, size_t threads, double seconds, double *
 cnn_status cnn_sgemm(cnn_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
                      const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
 
+/* ==== ONNX: import, run, export (src/io/onnx_*.c; docs/onnx.md) ====
+ * Built when protobuf-c and onnx.proto were found at build time (cnn_onnx_available() != 0); otherwise every
+ * call below returns CNN_ERR_UNSUPPORTED. */
+#define CNN_ONNX_MAX_DIMS 8
+#define CNN_ONNX_NAME_MAX 128
+/* One tensor, converted to float32 (ONNX TensorProto files such as test_data_set_0/input_0.pb). */
+typedef struct cnn_onnx_tensor {
+    char name[CNN_ONNX_NAME_MAX]; /* TensorProto.name, "" when none (truncated if longer) */
+    int32_t dtype;                /* ONNX element type it was stored as: 1 FLOAT, 7 INT64, 11 DOUBLE, ... */
+    size_t ndim;                  /* 0 for a scalar */
+    int64_t dims[CNN_ONNX_MAX_DIMS];
+    size_t count;                 /* product of dims (1 for a scalar) */
+    float *data;                  /* count floats from cnn_alloc (NULL when count is 0) */
+} cnn_onnx_tensor;
+int cnn_onnx_available(void);
+/* Read a serialized TensorProto. On failure *out is zeroed. */
+cnn_status cnn_onnx_tensor_read(cnn_ctx *ctx, const char *path, cnn_onnx_tensor *out);
+/* Write t as a FLOAT TensorProto (raw_data, little-endian). */
+cnn_status cnn_onnx_tensor_write(cnn_ctx *ctx, const char *path, const cnn_onnx_tensor *t);
+/* Free t->data and zero t (NULL or an already released tensor is a no-op). */
+void cnn_onnx_tensor_release(cnn_ctx *ctx, cnn_onnx_tensor *t);
+
+/* The graph's data input and output as ONNX sees them (dims[0] is the batch; 0 where the graph leaves a
+ * dimension symbolic). */
+typedef struct cnn_onnx_io {
+    char input_name[CNN_ONNX_NAME_MAX], output_name[CNN_ONNX_NAME_MAX];
+    size_t input_ndim, output_ndim;
+    int64_t input_dims[CNN_ONNX_MAX_DIMS], output_dims[CNN_ONNX_MAX_DIMS];
+} cnn_onnx_io;
+typedef struct cnn_onnx_import_options {
+    /* Values for graph inputs, matched by name: those inputs become constants (weights that a model takes
+     * as inputs, as ONNX backend tests do). An entry with an empty name binds by position: constants[k] is
+     * the graph input k + 1 among those that are not initializers. The one graph input left is the
+     * network's input. */
+    const cnn_onnx_tensor *constants;
+    size_t n_constants;
+    /* Optional: a sample of the data input; its dims fix what the graph leaves symbolic. */
+    const cnn_onnx_tensor *input;
+    cnn_onnx_io *io; /* out (may be NULL) */
+} cnn_onnx_import_options;
+/* Import an ONNX model (opsets 1 to 17) as a network of the library's layers, compiled for inference with
+ * max_batch = the input's batch dimension (1 when symbolic) and its weights set; recompile for other
+ * batches (the weights are kept). An unsupported op, attribute, data type or external data is
+ * CNN_ERR_UNSUPPORTED with a message naming the node; a malformed file CNN_ERR_FORMAT. */
+cnn_status cnn_net_import_onnx(cnn_ctx *ctx, const char *path, cnn_net **out);
+cnn_status cnn_net_import_onnx_ex(cnn_ctx *ctx, const char *path, const cnn_onnx_import_options *opt,
+                                  cnn_net **out);
+/* The same from bytes in memory; `origin` names them in messages. */
+cnn_status cnn_net_import_onnx_memory(cnn_ctx *ctx, const void *data, size_t size, const char *origin,
+                                      const cnn_onnx_import_options *opt, cnn_net **out);
+/* Write the network (inference graph, weights as initializers) as an ONNX model, opset 13. Input "input"
+ * [N, c, h, w] and output "output" ([N, features] for (features,1,1) outputs), N symbolic. A loss layer
+ * is exported as what inference computes (softmax_ce: Softmax; mse: nothing). */
+cnn_status cnn_net_export_onnx(cnn_net *net, const char *path);
+
+/* ---- looking inside: layer activations (src/core/net_query.c; `cnn viz`, docs/viz.md) ---- */
+enum {
+    /* Compile flag (with or without CNN_COMPILE_TRAIN): every layer keeps its own output buffer after a
+     * forward (an inference plan otherwise reuses buffers by liveness), at the cost of more memory. */
+    CNN_COMPILE_KEEP_ACTIVATIONS = 1u << 2
+};
+/* Output of layer `layer` from the last forward: last_n * shape->c*h*w floats, NCHW; *shape gets the
+ * per-sample shape. NULL (and *shape zeroed) when there was no forward, `layer` is out of range, or the
+ * plan did not keep that layer's values: an inference compile without CNN_COMPILE_KEEP_ACTIVATIONS (every
+ * layer but the last), or in training a relu fused into the following maxpool. Valid until the next
+ * forward or compile. */
+const float *cnn_net_layer_output(const cnn_net *net, size_t layer, cnn_shape *shape);
+/* Index of the layer named `name`; SIZE_MAX when there is none. */
+size_t cnn_net_layer_find(const cnn_net *net, const char *name);
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

@@ -211,7 +211,8 @@ static void test_conv_direct(void **state) {
  * the other algorithms (forward 1e-5 relative to max(max|y|, 1), gradients 1e-4): 19 columns (10 tiles
  * per row: the AVX2 transforms' 8-tile groups spill into the next row), odd heights and widths (partial
  * tiles), no padding (backward-data then pads by 2), padding 3 on one side (backward-data "pads" by -1),
- * a single pixel, no bias, batch 1. Backward-weights runs im2col+gemm for these layers. */
+ * a single pixel, no bias, batch 1; all three passes (the weight gradient too is Winograd:
+ * G^T [sum over tiles (A dy A^T) .* (B^T d B)] G). */
 static void test_conv_winograd(void **state) {
     (void)state;
     run_case("input c=5 h=11 w=19\nconv2d k=7 size=3 pad=1 algo=winograd\n", 3, 2,
@@ -229,8 +230,8 @@ static void test_conv_winograd(void **state) {
 
 /* Forward output and input gradient of `model` with algo=winograd against algo=im2col on the same
  * weights, input and dy, at shapes too large for the float64 reference: chunks of tile rows that span
- * samples and chunks that split a sample, over 1 and 2 threads. Winograd's tolerance: 2e-5 relative to
- * max(max|im2col|, 1). Also 1 vs 2 threads bit-identical. */
+ * samples and chunks that split a sample, over 1 and 2 threads; also the weight and bias gradients.
+ * Winograd's tolerance: 2e-5 relative to max(max|im2col|, 1). Also 1 vs 2 threads bit-identical. */
 static void check_winograd_vs_im2col(const char *model, size_t n) {
     char bw[512], bi[512];
     th_net w1, w2, im;
@@ -261,6 +262,21 @@ static void check_winograd_vs_im2col(const char *model, size_t n) {
     if (e > 2e-5) fail_msg("winograd input gradient differs from im2col by %g at %zu", e, worst);
     assert_memory_equal(cnn_net_output(w1.net, &got), cnn_net_output(w2.net, &got), ycount * sizeof(float));
     assert_memory_equal(cnn_net_input_grad(w1.net), cnn_net_input_grad(w2.net), xcount * sizeof(float));
+    /* weight and bias gradients (winograd's weight gradient sums 16 GEMMs over all tiles of the batch) */
+    for (size_t i = 0; i < cnn_net_num_params(w1.net); i++) {
+        cnn_param pw, p2, pi;
+        assert_int_equal(cnn_net_param_at(w1.net, i, &pw), CNN_OK);
+        assert_int_equal(cnn_net_param_at(w2.net, i, &p2), CNN_OK);
+        assert_int_equal(cnn_net_param_at(im.net, i, &pi), CNN_OK);
+        if (!pw.trainable) continue;
+        double *gr = malloc(pi.count * sizeof(double));
+        assert_non_null(gr);
+        for (size_t k = 0; k < pi.count; k++) gr[k] = pi.grad[k];
+        e = th_rel_err(pw.grad, gr, pi.count, 1.0, &worst);
+        if (e > 2e-5) fail_msg("winograd %s gradient differs from im2col by %g at %zu", pw.name, e, worst);
+        assert_memory_equal(pw.grad, p2.grad, pw.count * sizeof(float));
+        free(gr);
+    }
     free(dy);
     free(ref);
     th_free(&w1);
@@ -279,10 +295,19 @@ static void test_conv_winograd_large(void **state) {
 
 /* Rows of the column matrix (32*9 = 288) cross the SGEMM's K block (256); 80 output channels cross its
  * M block (72). */
+static void check_threads_bitwise(const char *model, size_t n);
+
 static void test_conv_large_gemm(void **state) {
     (void)state;
     conv_case cc = mk(32, 10, 10, 80, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
-    run_case("input c=32 h=10 w=10\nconv2d k=80 size=3 pad=1\n", 2, 2, cc, 8);
+    run_case("input c=32 h=10 w=10\nconv2d k=80 size=3 pad=1 algo=im2col\n", 2, 2, cc, 8);
+    /* im2col+gemm in blocks of output rows (a block of column matrix within 64 Ki floats, >= 256 columns):
+     * 23 rows of 40 in blocks of 11 (the last of 1 row); 30 rows of 45 in blocks of 9 (the last of 3) */
+    run_case("input c=16 h=45 w=79\nconv2d k=6 size=3 stride=2 pad=1\n", 2, 2,
+             mk(16, 45, 79, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1), 20);
+    run_case("input c=3 h=60 w=90\nconv2d k=4 size=7 stride=2 pad=3\n", 2, 1,
+             mk(3, 60, 90, 4, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 1, 1), 20);
+    check_threads_bitwise("input c=3 h=60 w=90\nconv2d k=4 size=7 stride=2 pad=3\n", 3);
 }
 
 /* y = conv_a(x) + conv_b(x): the input has two consumers, so one conv stores its dx and the other adds. */

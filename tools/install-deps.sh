@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian packages the build, the tests and the demo need (apt-get when root; otherwise print
-# the one command to run and fail).
+# the one command to run and fail). --ci also installs test-only packages (a headless browser for the
+# report check, tests/cli_report.sh).
 set -euo pipefail
-PKGS="cmake gcc make pkg-config zlib1g-dev libjansson-dev libcmocka-dev dataset-fashion-mnist"
+PKGS="cmake gcc make pkg-config zlib1g-dev libjansson-dev libcmocka-dev dataset-fashion-mnist
+      protobuf-c-compiler libprotobuf-c-dev libonnx-dev libonnx-testdata python3-onnx
+      libpng-dev libjpeg-dev"
+CI_PKGS="chromium"
+[ "${1:-}" = "--ci" ] && PKGS="$PKGS $CI_PKGS"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

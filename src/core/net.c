@@ -8,6 +8,8 @@
  *   forward  layers in order; backward in reverse order, gradients of a tensor read by several layers
  *            accumulate (the first writer stores, the others add).
  * Nothing allocates inside forward/backward.
+ *   CNN_COMPILE_KEEP_ACTIVATIONS (inference only; visualisation, net_query.c) gives every layer its own
+ *            output buffer and turns relu fusion off, so every layer's output survives a forward.
  *
  * Aliases and fusion (compile; cnn_net.no_fuse turns them off):
  *   flatten  whose input has no other reader is a view: its y and dy are its input's buffers, and it is
@@ -319,7 +321,7 @@ typedef struct plan {
 
 /* alias[i]: the input layer whose buffers layer i's output shares, or SIZE_MAX; fused[i]: for a fused relu
  * i, its maxpool, else SIZE_MAX. */
-static void find_aliases(const cnn_net *net, size_t *alias, size_t *fused) {
+static void find_aliases(const cnn_net *net, size_t *alias, size_t *fused, int views_only) {
     size_t n = net->n_layers;
     for (size_t i = 0; i < n; i++) alias[i] = fused[i] = SIZE_MAX;
     if (net->no_fuse) return;
@@ -330,7 +332,7 @@ static void find_aliases(const cnn_net *net, size_t *alias, size_t *fused) {
         if (src == 0 || net->rt[src].consumers != 1) continue;
         if (L->ops == &cnn_layer_flatten) {
             alias[i] = src;
-        } else if (L->ops == &cnn_layer_relu && net->rt[i].consumers == 1) {
+        } else if (!views_only && L->ops == &cnn_layer_relu && net->rt[i].consumers == 1) {
             size_t c = net->rt[i].last_use; /* the only reader */
             if (c < n && net->layers[c].n_inputs == 1 && net->layers[c].inputs[0] == i &&
                 cnn_maxpool2d_can_fuse_relu(&net->layers[c])) {
@@ -359,7 +361,11 @@ static cnn_status make_plan(const cnn_net *net, size_t batch, unsigned flags, pl
     int *slot_free = NULL;
     for (size_t i = 0; i < n; i++) P->y_off[i] = P->dy_off[i] = P->saved_off[i] = SIZE_MAX;
     P->loss_dx_off = SIZE_MAX;
-    find_aliases(net, P->alias, P->fused);
+    /* CNN_COMPILE_KEEP_ACTIVATIONS (inference): every layer keeps its own output (no liveness reuse, no relu
+     * fused into a maxpool; flatten stays a view of its input, which holds the same values), so
+     * cnn_net_layer_output can show any layer after a forward. */
+    int keep = !train && (flags & CNN_COMPILE_KEEP_ACTIVATIONS) != 0;
+    find_aliases(net, P->alias, P->fused, keep);
 #define ADD_BYTES(var, bytes)                                                                                      \
     do {                                                                                                           \
         var = total;                                                                                               \
@@ -383,6 +389,16 @@ static cnn_status make_plan(const cnn_net *net, size_t batch, unsigned flags, pl
             if (!cnn_size_mul(s->saved_per_sample, batch, &sb) || !cnn_size_add(sb, s->saved_fixed, &sb))
                 CNN_TRY(cnn_layer_error(&net->layers[i], CNN_ERR_SHAPE, "saved state for batch %zu overflows", batch));
             if (sb) ADD_BYTES(P->saved_off[i], sb);
+        }
+    } else if (keep) {
+        for (size_t i = 0; i < n; i++) {
+            size_t b;
+            CNN_TRY(act_bytes(net, i, batch, &b));
+            if (P->alias[i] != SIZE_MAX) {
+                P->y_off[i] = P->y_off[P->alias[i]];
+                continue;
+            }
+            ADD_BYTES(P->y_off[i], b);
         }
     } else {
         /* liveness: a buffer is free once the last reader of its tensor has run */
@@ -477,7 +493,7 @@ cnn_status cnn_net_compile(cnn_net *net, size_t max_batch, unsigned flags) {
     if (!net) return CNN_ERR_INVALID_ARG;
     cnn_ctx *ctx = net->ctx;
     if (max_batch == 0) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_net_compile: max_batch must be at least 1");
-    if (flags & ~(unsigned)(CNN_COMPILE_TRAIN | CNN_COMPILE_INPUT_GRAD))
+    if (flags & ~(unsigned)(CNN_COMPILE_TRAIN | CNN_COMPILE_INPUT_GRAD | CNN_COMPILE_KEEP_ACTIVATIONS))
         return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_net_compile: unknown flags 0x%x", flags);
     if ((flags & CNN_COMPILE_INPUT_GRAD) && !(flags & CNN_COMPILE_TRAIN))
         return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_net_compile: CNN_COMPILE_INPUT_GRAD needs CNN_COMPILE_TRAIN");

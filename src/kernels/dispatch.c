@@ -39,6 +39,10 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
         k->winograd_weights = cnn_f32_winograd_f23_weights_avx2;
         k->winograd_input = cnn_f32_winograd_f23_input_avx2;
         k->winograd_output = cnn_f32_winograd_f23_output_avx2;
+        k->winograd_dyin = cnn_f32_winograd_f23_dyin_avx2;
+        k->winograd_wgrad = cnn_f32_winograd_f23_wgrad_avx2;
+        k->im2col = cnn_f32_im2col_avx2;
+        k->col2im = cnn_f32_col2im_avx2;
     } else {
         k->isa = CNN_ISA_SCALAR;
         k->isa_name = "scalar";
@@ -48,5 +52,9 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
         k->winograd_weights = cnn_f32_winograd_f23_weights_scalar;
         k->winograd_input = cnn_f32_winograd_f23_input_scalar;
         k->winograd_output = cnn_f32_winograd_f23_output_scalar;
+        k->winograd_dyin = cnn_f32_winograd_f23_dyin_scalar;
+        k->winograd_wgrad = cnn_f32_winograd_f23_wgrad_scalar;
+        k->im2col = cnn_f32_im2col_scalar;
+        k->col2im = cnn_f32_col2im_scalar;
     }
 }

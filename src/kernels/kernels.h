@@ -8,6 +8,7 @@
 
 #include "f32_conv_direct/conv_direct.h"
 #include "f32_winograd/winograd.h"
+#include "f32_im2col/im2col.h"
 
 typedef enum cnn_isa { CNN_ISA_SCALAR = 0, CNN_ISA_AVX2 = 1, CNN_ISA_AVX512 = 2 } cnn_isa;
 
@@ -27,6 +28,10 @@ typedef struct cnn_kernels {
     cnn_winograd_weights_fn winograd_weights;   /* conv2d "winograd" F(2x2,3x3) transforms (winograd.h) */
     cnn_winograd_input_fn winograd_input;
     cnn_winograd_output_fn winograd_output;
+    cnn_winograd_dyin_fn winograd_dyin;
+    cnn_winograd_wgrad_fn winograd_wgrad;
+    cnn_im2col_fn im2col;                       /* conv2d "im2col+gemm" lowering (im2col.h) */
+    cnn_col2im_fn col2im;
 } cnn_kernels;
 
 /* Detect the CPU (cpuid/xgetbv) and fill k with the widest ISA not above `limit`. */

@@ -14,27 +14,58 @@
  * Layouts   x [n, C, H, W], y [n, K, OH, OW] (NCHW); weight [K, C/G, kh, kw] (OIHW, PyTorch), bias [K].
  *           Parameter names <layer>.weight, <layer>.bias.
  * FLOPs     2 * K * OH * OW * (C/G) * kh * kw per sample (forward; the bias add is not counted).
- * Algorithm "im2col+gemm" in general; "gemm-1x1" for kh = kw = 1, stride 1, no padding, where x_g itself
- *           is the column matrix and im2col is skipped. The SGEMM is ctx->kernels.sgemm (row-major).
- *           forward        tasks = (sample, group) pairs over the threads; im2col into the thread's
- *                          workspace, Y_g = W_g * col (beta 0), then + bias.
- *           backward_data  tasks = (sample, group): dcol = W_g^T * dY_g (sgemm trans_a) into the workspace,
- *                          dx_g zeroed unless accumulating, dx_g += col2im(dcol). gemm-1x1 writes
- *                          dx_g (+)= W_g^T * dY_g directly.
- *           backward_wts   every dW element is produced by exactly one task, so no cross-thread reduction
- *                          is needed and the result does not depend on the thread count: the G*Cg*kh*kw
- *                          columns of dW (rows of the column matrices, over all groups) are split into
- *                          one contiguous range per thread (aligned to 16). A task loops over the samples
- *                          in order, builds only its rows of col (im2col of a row range) and accumulates
- *                          dW_g[:, its rows] += dY_g * col_rows^T (beta 0 for the first sample, then 1).
- *                          The SGEMM sums each element in an order independent of the block it is in, so
- *                          any split gives bit-identical results. db is split over output channels and
- *                          summed in double in sample, then pixel order.
- *           Workspace per thread: one column matrix, Cg*kh*kw*OH*OW floats (none for gemm-1x1).
- *           Nothing is saved from forward to backward (x is kept by the network).
+ * Algorithm chosen per layer when it is built (conv_dims_of; `cnn info` shows it), or forced with the
+ *           model-text key algo=auto|im2col|direct|winograd (tests, benchmarks; a forced algorithm that
+ *           cannot run the layer is a shape error):
+ *           "direct"        stride 1 and at most DIRECT_MAX_CG = 4 input channels per group (depthwise,
+ *                           small-channel stems such as M1's first layer): plane-by-plane correlation
+ *                           (kernels/f32_conv_direct) on zero-padded planes in the workspace.
+ *             forward       tasks = (sample, group): pad the group's Cg planes once, then per output
+ *                           channel y[o] = b[o] + sum_c corr(xp[c], W[o][c]) (one call per (o, c)).
+ *             backward_data tasks = (sample, input channel): with stride 1 the input gradient is the full
+ *                           correlation of dy with the flipped filter: dx[c] (+)= sum_o corr(dyP[o],
+ *                           flip(W[o][c])), dyP = dy placed at ((kh-1)*dh - pt, (kw-1)*dw - pl). When
+ *                           direct was chosen automatically and a group has more than 4 output channels
+ *                           (one pass over dx each), backward_data runs im2col+gemm instead (faster).
+ *             backward_wts  tasks = output channels: per sample (in order) the kernel's per-tap plane sums
+ *                           (and the dy sum for the bias), accumulated in double.
+ *           "winograd-f2x2" 3x3, stride 1, dilation 1, groups 1, with C >= 16 and K >= 16: Winograd
+ *                           F(2x2,3x3) (kernels/f32_winograd) in all three passes: backward-data is the
+ *                           same algorithm on dy with the flipped, transposed filter and padding 2 - pad;
+ *                           backward-weights is dW = G^T [sum over tiles (A dy A^T) .* (B^T d B)] G, 16
+ *                           GEMMs over the batch's tiles. 2.25x fewer multiplications; the GEMMs are
+ *                           ctx->kernels.sgemm. See wino_task and wino_wgrad_task.
+ *           "gemm-1x1"      kh = kw = 1, stride 1, no padding (and more than 4 channels per group): x_g
+ *                           itself is the column matrix and im2col is skipped.
+ *           "im2col+gemm"   everything else. The SGEMM is ctx->kernels.sgemm (row-major); im2col / col2im
+ *                           are ctx->kernels.im2col / col2im.
+ *             (all passes)  the column matrix is built and multiplied in blocks of output rows (brows
+ *                           rows, about 64 Ki floats but at least 256 columns; one block for small
+ *                           images), so that it stays in L2 (c6: 7.4 MB per sample unblocked).
+ *             forward       tasks = (sample, group, row block) over the threads; im2col of the block into
+ *                           the thread's workspace, Y_g[:, block] = W_g * col (beta 0), then + bias.
+ *             backward_data tasks = (sample, group): dx_g zeroed unless accumulating, then per row block
+ *                           dcol = W_g^T * dY_g[:, block] (sgemm trans_a) into the workspace and
+ *                           dx_g += col2im(dcol). gemm-1x1 writes dx_g (+)= W_g^T * dY_g directly.
+ *             backward_wts  every dW element is produced by exactly one task, so no cross-thread reduction
+ *                           is needed and the result does not depend on the thread count: the G*Cg*kh*kw
+ *                           columns of dW (rows of the column matrices, over all groups) are split into
+ *                           one contiguous range per thread (aligned to 16). A task loops over the samples
+ *                           in order (and the row blocks in order), builds only its rows of col (im2col
+ *                           of a row range) and accumulates dW_g[:, its rows] += dY_g[:, block] *
+ *                           col_rows^T (beta 0 for the first block of the first sample, then 1).
+ *                           The SGEMM sums each element in an order independent of the block it is in, so
+ *                           any split gives bit-identical results. db is split over output channels and
+ *                           summed in double, per sample, of 8 interleaved float partial sums.
+ *           Determinism: every algorithm gives bit-identical results for any thread count (each output
+ *           element has one owner and a summation order fixed by the shape).
+ *           Workspace per thread: im2col+gemm one block of the column matrix, Cg*kh*kw*brows*OW floats
+ *           (none for gemm-1x1); direct see direct_ws; winograd see wino_ws. Nothing is saved from forward to
+ *           backward (x is kept by the network).
  * References PyTorch torch.nn.Conv2d; Chellapilla, Puri, Simard, "High Performance Convolutional Neural
- *           Networks for Document Processing" (2006) for im2col; Dumoulin & Visin, "A guide to convolution
- *           arithmetic for deep learning", arXiv:1603.07285, for the output-size formulas.
+ *           Networks for Document Processing" (2006) for im2col; Lavin & Gray, "Fast Algorithms for
+ *           Convolutional Neural Networks" (CVPR 2016) for Winograd F(2x2,3x3); Dumoulin & Visin, "A guide
+ *           to convolution arithmetic for deep learning", arXiv:1603.07285, for the output-size formulas.
  */
 #include "layer.h"
 
@@ -77,6 +108,10 @@ typedef struct conv_dims {
      * plane QR x QC (input gradient); taps = kh*kw */
     size_t PR, PC, QR, QC, taps;
     cnn_plane_geom pg_fwd, pg_bwd;
+    int direct_bwd_gemm; /* direct chosen automatically, but backward-data runs im2col+gemm (Kg > 4) */
+    /* im2col+gemm: the column matrix is built and multiplied in blocks of brows output rows (nblocks
+     * blocks), so that a block (rows * brows * OW floats) stays in L2 for large images */
+    size_t brows, nblocks;
 } conv_dims;
 
 /* ---- parse / print ---- */
@@ -243,8 +278,8 @@ static int conv_axis(size_t in, size_t k, size_t stride, size_t dil, int same, s
 static int direct_possible(const conv_params *p) { return p->stride_h == 1 && p->stride_w == 1; }
 
 /* Winograd F(2x2,3x3) handles 3x3 kernels with stride 1, dilation 1 and one group (any padding), in
- * forward and backward-data (backward-weights uses im2col+gemm); auto picks it when both channel
- * counts are at least WINO_MIN_CH, so that the 16 GEMMs are large next to the transforms. */
+ * all three passes; auto picks it when both channel counts are at least WINO_MIN_CH, so that the 16
+ * GEMMs are large next to the transforms. */
 #define WINO_MIN_CH 16
 static int winograd_possible(const conv_params *p) {
     return p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->dil_h == 1 && p->dil_w == 1 &&
@@ -274,6 +309,16 @@ static void conv_dims_of(const conv_params *p, cnn_shape in, conv_dims *d) {
                               .stride_h = p->stride_h, .stride_w = p->stride_w, .pad_top = pt, .pad_left = pl,
                               .dil_h = p->dil_h, .dil_w = p->dil_w, .oh = d->OH, .ow = d->OW};
     d->taps = p->kh * p->kw;
+    {
+        /* about 64 Ki floats (256 KiB) per block, but at least 256 columns; whole planes when small */
+        const size_t per_row = d->rows * d->OW, min_rows = (256 + d->OW - 1) / d->OW;
+        size_t br = ((size_t)1 << 16) / (per_row ? per_row : 1);
+        if (br < min_rows) br = min_rows;
+        if (br < 1) br = 1;
+        if (br > d->OH) br = d->OH;
+        d->brows = br;
+        d->nblocks = (d->OH + br - 1) / br;
+    }
     d->PR = d->OH + p->dil_h * (p->kh - 1);
     d->PC = d->OW + p->dil_w * (p->kw - 1);
     d->QR = d->H + p->dil_h * (p->kh - 1);
@@ -283,8 +328,12 @@ static void conv_dims_of(const conv_params *p, cnn_shape in, conv_dims *d) {
     d->pg_bwd = (cnn_plane_geom){.oh = d->H, .ow = d->W, .kh = p->kh, .kw = p->kw, .dh = p->dil_h,
                                  .dw = p->dil_w, .ldx = d->QC + 8, .ldy = d->W};
     const int direct_ok = direct_possible(p);
-    if (p->algo == ALGO_DIRECT || (p->algo == ALGO_AUTO && direct_ok && d->Cg <= DIRECT_MAX_CG))
+    if (p->algo == ALGO_DIRECT || (p->algo == ALGO_AUTO && direct_ok && d->Cg <= DIRECT_MAX_CG)) {
         d->algo = CONV_DIRECT;
+        /* the direct input gradient makes one pass over a dx plane per output channel of the group; with
+         * many of them (a stem: C=1 -> 32) the GEMM form is faster (measured: M1 conv1 30 vs 21 GFLOP/s) */
+        d->direct_bwd_gemm = p->algo == ALGO_AUTO && d->Kg > DIRECT_MAX_CG;
+    }
     else if (p->algo == ALGO_WINOGRAD ||
              (p->algo == ALGO_AUTO && winograd_possible(p) && d->C >= WINO_MIN_CH && d->K >= WINO_MIN_CH))
         d->algo = CONV_WINOGRAD;
@@ -388,23 +437,22 @@ static void conv_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
     }
     s->flops = (uint64_t)2 * d.K * d.ohw * d.rows;
     switch (d.algo) {
-    case CONV_DIRECT:
-        s->ws_per_thread = direct_ws(&d);
+    case CONV_DIRECT: {
+        size_t w = direct_ws(&d), c = d.direct_bwd_gemm && !d.gemm_1x1 ? d.rows * d.brows * d.OW : 0;
+        s->ws_per_thread = w > c ? w : c;
         s->algorithm = "direct";
         break;
-    case CONV_WINOGRAD: {
-        /* backward-weights runs im2col+gemm with its column matrix */
-        size_t w = wino_ws(&d), c = d.rows * d.ohw;
-        s->ws_per_thread = w > c ? w : c;
+    }
+    case CONV_WINOGRAD:
+        s->ws_per_thread = wino_ws(&d);
         s->algorithm = "winograd-f2x2";
         break;
-    }
     case CONV_GEMM_1X1:
         s->ws_per_thread = 0;
         s->algorithm = "gemm-1x1";
         break;
     default:
-        s->ws_per_thread = d.rows * d.ohw;
+        s->ws_per_thread = d.rows * d.brows * d.OW;
         s->algorithm = "im2col+gemm";
         break;
     }
@@ -426,35 +474,62 @@ static void conv_job_init(conv_job *j, const cnn_layer_run *r) {
 
 static float *thread_ws(const cnn_layer_run *r, size_t thread) { return r->ws + thread * r->ws_stride; }
 
-/* Task = (sample s, group g): Y_g = W_g * col(x_g) + b_g. */
+/* Geometry of output-row block b (rows [b*brows, ...) of the output) of one group of one sample. */
+static cnn_conv_geom block_geom(const conv_dims *d, size_t b, size_t *oy0, size_t *nrows) {
+    cnn_conv_geom g = d->geom;
+    *oy0 = b * d->brows;
+    *nrows = d->OH - *oy0 < d->brows ? d->OH - *oy0 : d->brows;
+    g.oy0 = *oy0;
+    g.oh = *nrows;
+    return g;
+}
+
+/* Task = (sample s, group g, output-row block b): Y_g[:, block] = W_g * col(x_g)[:, block] + b_g. The
+ * SGEMM computes each column independently of the others, so blocking does not change the results. */
 static void forward_task(void *arg, size_t task, size_t thread) {
     const conv_job *j = arg;
     const cnn_layer_run *r = j->r;
     const conv_dims *d = &j->d;
     const conv_params *p = r->L->params;
-    const size_t s = task / d->G, g = task % d->G;
+    const size_t nbk = d->gemm_1x1 ? 1 : d->nblocks;
+    const size_t s = task / (d->G * nbk), g = task / nbk % d->G, b = task % nbk;
     const float *x = r->x[0] + s * d->C * d->hw + g * d->Cg * d->hw;
     float *y = r->y + s * d->K * d->ohw + g * d->Kg * d->ohw;
     const float *w = r->w + g * d->Kg * d->rows;
     const float *col = x;
+    size_t oy0 = 0, nrows = d->OH;
     if (!d->gemm_1x1) {
         float *ws = thread_ws(r, thread);
-        cnn_f32_im2col_scalar(&d->geom, x, 0, d->rows, ws);
+        const cnn_conv_geom bg = block_geom(d, b, &oy0, &nrows);
+        r->ctx->kernels.im2col(&bg, x, 0, d->rows, ws);
         col = ws;
     }
-    /* y_g[Kg, OHW] = W_g[Kg, rows] * col[rows, OHW] */
-    r->ctx->kernels.sgemm(0, 0, d->Kg, d->ohw, d->rows, 1.0f, w, d->rows, col, d->ohw, 0.0f, y, d->ohw);
+    const size_t cols = nrows * d->OW;
+    y += oy0 * d->OW;
+    /* y_g[Kg, block] = W_g[Kg, rows] * col[rows, block] */
+    r->ctx->kernels.sgemm(0, 0, d->Kg, cols, d->rows, 1.0f, w, d->rows, col, cols, 0.0f, y, d->ohw);
     if (p->bias) {
-        const float *b = r->w + d->K * d->rows + g * d->Kg;
+        const float *bias = r->w + d->K * d->rows + g * d->Kg;
         for (size_t o = 0; o < d->Kg; o++) {
             float *yo = y + o * d->ohw;
-            const float bo = b[o];
-            for (size_t i = 0; i < d->ohw; i++) yo[i] += bo;
+            const float bo = bias[o];
+            for (size_t i = 0; i < cols; i++) yo[i] += bo;
         }
     }
 }
 
 /* ---- the direct algorithm ---- */
+
+/* Sum of n floats: 8 interleaved float partial sums (independent chains, so not latency-bound), added in
+ * a fixed order; the order depends only on n. */
+static double plane_sum(const float *v, size_t n) {
+    float a[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (size_t k = 0; k < 8; k++) a[k] += v[i + k];
+    for (size_t k = 0; i < n; i++, k++) a[k] += v[i];
+    return (double)((a[0] + a[1]) + (a[2] + a[3])) + (double)((a[4] + a[5]) + (a[6] + a[7]));
+}
 
 /* Padded planes: R rows of ld >= Cc + 8 floats; the kernels may read up to 7 floats past column Cc - 1
  * of a row (conv_direct.h), which stay inside the row. zero_plane clears a whole plane once per task;
@@ -561,10 +636,11 @@ static void direct_backward_weights_task(void *arg, size_t o, size_t thread) {
  * th rows per sample), in chunks of rpc tile rows: per piece of a chunk (the part of it in one sample)
  * the input planes are zero-padded into P and transformed into V; then 16 GEMMs
  * M_e[kout, cols] = U_e[kout, cin] * V_e[cin, cols]; then per piece the output transform into Y and the
- * copy of its valid part into the output (bias added, or accumulated). Task p of `parts` transforms the
- * weights into its own U and runs a contiguous range of chunks. Every output element comes from the same
- * transforms and the same GEMM sum over cin wherever its tile falls, so results are identical for any
- * thread count. */
+ * copy of its valid part into the output (bias added, or accumulated). The weights are transformed once
+ * per pass into U (first pool_for, split over output channels; U lives in thread 0's workspace region
+ * and is read by all), then task p of `parts` runs a contiguous range of chunks. Every output element
+ * comes from the same transforms and the same GEMM sum over cin wherever its tile falls, so results are
+ * identical for any thread count. */
 typedef struct wino_plan {
     size_t cin, kout, ih, iw, oh, ow, th, tw, rpc, nb, ld, ldp, ldo, pstride, ystride;
     ptrdiff_t pt, pl;
@@ -600,12 +676,87 @@ static size_t wino_ws_plan(const conv_dims *d, const wino_plan *w) {
            w->cin * w->pstride + w->kout * w->ystride;
 }
 
+/* Backward-weights (forward plan f): V [C][16][ld], D [K][16][ld], P (C padded input planes), Q (K padded
+ * dy planes, qstride each), Macc [16][K][C] (a thread's k range uses its first rows). */
+static size_t wino_qstride(const wino_plan *f) {
+    const size_t rows = f->rpc < f->th ? f->rpc : f->th;
+    return ws16(2 * rows * f->ldo);
+}
+static size_t wino_ws_wgrad(const conv_dims *d, const wino_plan *f) {
+    return ws16(16 * d->C * f->ld) + ws16(16 * d->K * f->ld) + d->C * f->pstride + d->K * wino_qstride(f) +
+           ws16(16 * d->K * d->C);
+}
+
 static size_t wino_ws(const conv_dims *d) {
     wino_plan f, b;
     wino_plan_of(d, 0, &f);
     wino_plan_of(d, 1, &b);
-    size_t a = wino_ws_plan(d, &f), c = wino_ws_plan(d, &b);
-    return a > c ? a : c;
+    size_t a = wino_ws_plan(d, &f), c = wino_ws_plan(d, &b), g = wino_ws_wgrad(d, &f);
+    a = a > c ? a : c;
+    return a > g ? a : g;
+}
+
+/* Backward-weights, task p = output channels [k0, k1) (range p of parts): over all chunks of the batch in
+ * order, the input transform V of the chunk (all C channels; every task does it), the dy transform D of
+ * its channels, and 16 GEMMs Macc_e[k1-k0, C] (+)= D_e[k1-k0, cols] * V_e[C, cols]^T; at the end
+ * dW[k] = G^T Macc[k] G and db[k] = the dy sums (double, per sample). Each dW row has one owner and the
+ * chunks are summed in a fixed order: identical for any thread count. */
+typedef struct wino_wjob {
+    const cnn_layer_run *r;
+    const conv_dims *d;
+    wino_plan w;
+    size_t parts;
+} wino_wjob;
+
+static void wino_wgrad_task(void *arg, size_t part, size_t thread) {
+    const wino_wjob *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = j->d;
+    const conv_params *p = r->L->params;
+    const wino_plan *w = &j->w;
+    const cnn_kernels *kn = &r->ctx->kernels;
+    size_t k0, k1;
+    cnn_split_range(d->K, j->parts, part, &k0, &k1);
+    if (k0 >= k1) return;
+    const size_t kr = k1 - k0, qs = wino_qstride(w);
+    float *V = thread_ws(r, thread), *D = V + ws16(16 * d->C * w->ld), *P = D + ws16(16 * d->K * w->ld);
+    float *Q = P + d->C * w->pstride, *Macc = Q + d->K * qs;
+    const size_t rows_total = r->n * w->th, chunks = (rows_total + w->rpc - 1) / w->rpc;
+    for (size_t ch = 0; ch < chunks; ch++) {
+        const size_t r0 = ch * w->rpc, r1 = r0 + w->rpc < rows_total ? r0 + w->rpc : rows_total;
+        for (size_t gr = r0; gr < r1;) {
+            const size_t s = gr / w->th, ty0 = gr % w->th;
+            const size_t nty = w->th - ty0 < r1 - gr ? w->th - ty0 : r1 - gr;
+            for (size_t c = 0; c < d->C; c++) {
+                float *pc = P + c * w->pstride;
+                zero_plane(pc, 2 * nty + 2, w->ldp);
+                copy_plane(pc, 2 * nty + 2, w->ldp, w->ldp, r->x[0] + (s * d->C + c) * d->hw, d->H, d->W,
+                           w->pt - (ptrdiff_t)(2 * ty0), w->pl);
+            }
+            kn->winograd_input(P, d->C, w->pstride, w->ldp, w->tw, nty, V + (gr - r0) * w->tw, w->ld);
+            for (size_t k = 0; k < kr; k++) {
+                float *qk = Q + k * qs;
+                zero_plane(qk, 2 * nty, w->ldo);
+                copy_plane(qk, 2 * nty, w->ldo, w->ldo, r->dy + (s * d->K + k0 + k) * d->ohw, d->OH, d->OW,
+                           -(ptrdiff_t)(2 * ty0), 0);
+            }
+            kn->winograd_dyin(Q, kr, qs, w->ldo, w->tw, nty, D + (gr - r0) * w->tw, w->ld);
+            gr += nty;
+        }
+        const size_t cols = (r1 - r0) * w->tw;
+        for (size_t e = 0; e < 16; e++)
+            kn->sgemm(0, 1, kr, d->C, cols, 1.0f, D + e * w->ld, 16 * w->ld, V + e * w->ld, 16 * w->ld,
+                      ch ? 1.0f : 0.0f, Macc + e * kr * d->C, d->C);
+    }
+    kn->winograd_wgrad(Macc, kr, d->C, r->dw + k0 * d->C * 9);
+    if (p->bias) {
+        float *db = r->dw + d->K * d->rows;
+        for (size_t k = k0; k < k1; k++) {
+            double sum = 0.0;
+            for (size_t s = 0; s < r->n; s++) sum += plane_sum(r->dy + (s * d->K + k) * d->ohw, d->ohw);
+            db[k] = (float)sum;
+        }
+    }
 }
 
 typedef struct wino_job {
@@ -619,6 +770,16 @@ typedef struct wino_job {
     size_t parts;
 } wino_job;
 
+/* Part p of the weight transform: output channels (of this pass) in range p, into U at the start of
+ * thread 0's workspace, which every thread then reads (the regions of all threads are one allocation). */
+static void wino_weights_task(void *arg, size_t part, size_t thread) {
+    (void)thread;
+    const wino_job *j = arg;
+    size_t k0, k1;
+    cnn_split_range(j->w.kout, j->parts, part, &k0, &k1);
+    if (k0 < k1) j->r->ctx->kernels.winograd_weights(j->r->w, j->w.kout, j->w.cin, j->flip, k0, k1, j->r->ws);
+}
+
 static void wino_task(void *arg, size_t part, size_t thread) {
     const wino_job *j = arg;
     const cnn_layer_run *r = j->r;
@@ -628,10 +789,9 @@ static void wino_task(void *arg, size_t part, size_t thread) {
     size_t cb, ce;
     cnn_split_range(chunks, j->parts, part, &cb, &ce);
     if (cb >= ce) return;
-    float *U = thread_ws(r, thread);
-    float *V = U + ws16(16 * w->kout * w->cin), *M = V + ws16(16 * w->cin * w->ld);
+    const float *U = r->ws; /* thread 0's region: filled by wino_weights_task */
+    float *V = thread_ws(r, thread) + ws16(16 * w->kout * w->cin), *M = V + ws16(16 * w->cin * w->ld);
     float *P = M + ws16(16 * w->kout * w->ld), *Y = P + w->cin * w->pstride;
-    kn->winograd_weights(r->w, w->kout, w->cin, j->flip, U);
     const size_t in_n = w->cin * w->ih * w->iw, out_n = w->kout * w->oh * w->ow, ohw = w->oh * w->ow;
     for (size_t ch = cb; ch < ce; ch++) {
         const size_t r0 = ch * w->rpc, r1 = r0 + w->rpc < rows_total ? r0 + w->rpc : rows_total;
@@ -678,6 +838,15 @@ static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
     const conv_params *p = r->L->params;
     wino_job j = {.r = r, .parts = r->ctx->threads ? r->ctx->threads : 1};
     wino_plan_of(d, backward, &j.w);
+    /* balance: a multiple of `parts` chunks of (nearly) equal size, so that every thread gets the same
+     * number (the buffers, sized for rpc, still fit; the results do not depend on the chunking) */
+    const size_t rows_total = r->n * j.w.th;
+    if (rows_total) {
+        size_t chunks = (rows_total + j.w.rpc - 1) / j.w.rpc;
+        chunks = cnn_round_up(chunks, j.parts);
+        const size_t rpc = (rows_total + chunks - 1) / chunks;
+        if (rpc && rpc < j.w.rpc) j.w.rpc = rpc;
+    }
     if (!backward) {
         j.in = r->x[0];
         j.out = r->y;
@@ -688,6 +857,7 @@ static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
         j.flip = 1;
         j.accumulate = r->dx_accumulate[0];
     }
+    cnn_pool_for(r->ctx, j.parts, wino_weights_task, &j);
     cnn_pool_for(r->ctx, j.parts, wino_task, &j);
 }
 
@@ -702,7 +872,7 @@ static void conv_forward(const cnn_layer_run *r) {
         wino_run(r, &j.d, 0);
         return;
     }
-    cnn_pool_for(r->ctx, r->n * j.d.G, forward_task, &j);
+    cnn_pool_for(r->ctx, r->n * j.d.G * (j.d.gemm_1x1 ? 1 : j.d.nblocks), forward_task, &j);
 }
 
 /* Task = (sample s, group g): dx_g (+)= col2im(W_g^T * dY_g). */
@@ -722,17 +892,23 @@ static void backward_data_task(void *arg, size_t task, size_t thread) {
         return;
     }
     float *dcol = thread_ws(r, thread);
-    /* dcol[rows, OHW] = W_g[Kg, rows]^T * dY_g[Kg, OHW] */
-    r->ctx->kernels.sgemm(1, 0, d->rows, d->ohw, d->Kg, 1.0f, w, d->rows, dy, d->ohw, 0.0f, dcol, d->ohw);
     if (!acc) memset(dx, 0, d->Cg * d->hw * sizeof(float));
-    cnn_f32_col2im_scalar(&d->geom, dcol, dx);
+    for (size_t b = 0; b < d->nblocks; b++) {
+        size_t oy0, nrows;
+        const cnn_conv_geom bg = block_geom(d, b, &oy0, &nrows);
+        const size_t cols = nrows * d->OW;
+        /* dcol[rows, block] = W_g[Kg, rows]^T * dY_g[Kg, block] */
+        r->ctx->kernels.sgemm(1, 0, d->rows, cols, d->Kg, 1.0f, w, d->rows, dy + oy0 * d->OW, d->ohw, 0.0f, dcol,
+                              cols);
+        r->ctx->kernels.col2im(&bg, dcol, dx);
+    }
 }
 
 static void conv_backward_data(const cnn_layer_run *r) {
     if (!r->dx[0]) return;
     conv_job j;
     conv_job_init(&j, r);
-    if (j.d.algo == CONV_DIRECT) {
+    if (j.d.algo == CONV_DIRECT && !j.d.direct_bwd_gemm) {
         cnn_pool_for(r->ctx, r->n * j.d.C, direct_backward_data_task, &j);
         return;
     }
@@ -741,17 +917,6 @@ static void conv_backward_data(const cnn_layer_run *r) {
         return;
     }
     cnn_pool_for(r->ctx, r->n * j.d.G, backward_data_task, &j);
-}
-
-/* Sum of n floats: 8 interleaved float partial sums (independent chains, so not latency-bound), added in
- * a fixed order; the order depends only on n. */
-static double plane_sum(const float *v, size_t n) {
-    float a[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (size_t k = 0; k < 8; k++) a[k] += v[i + k];
-    for (size_t k = 0; i < n; i++, k++) a[k] += v[i];
-    return (double)((a[0] + a[1]) + (a[2] + a[3])) + (double)((a[4] + a[5]) + (a[6] + a[7]));
 }
 
 /* Range i of `parts` over [0, n) in blocks of `align` (the last block takes the tail). */
@@ -777,20 +942,26 @@ static void backward_weights_task(void *arg, size_t task, size_t thread) {
         const size_t rr1 = R1 - gb < d->rows ? R1 - gb : d->rows;
         if (rr0 >= rr1) continue;
         float *dw = r->dw + g * d->Kg * d->rows + rr0;
+        const size_t nbk = d->gemm_1x1 ? 1 : d->nblocks;
         for (size_t s = 0; s < r->n; s++) {
             const float *x = r->x[0] + s * d->C * d->hw + g * d->Cg * d->hw;
             const float *dy = r->dy + s * d->K * d->ohw + g * d->Kg * d->ohw;
-            const float *col;
-            if (d->gemm_1x1) {
-                col = x + rr0 * d->hw;
-            } else {
-                float *ws = thread_ws(r, thread);
-                cnn_f32_im2col_scalar(&d->geom, x, rr0, rr1, ws);
-                col = ws;
+            for (size_t b = 0; b < nbk; b++) {
+                const float *col;
+                size_t oy0 = 0, nrows = d->OH;
+                if (d->gemm_1x1) {
+                    col = x + rr0 * d->hw;
+                } else {
+                    float *ws = thread_ws(r, thread);
+                    const cnn_conv_geom bg = block_geom(d, b, &oy0, &nrows);
+                    r->ctx->kernels.im2col(&bg, x, rr0, rr1, ws);
+                    col = ws;
+                }
+                const size_t cols = nrows * d->OW;
+                /* dW_g[Kg, rr0:rr1] (+)= dY_g[Kg, block] * col[rr0:rr1, block]^T */
+                r->ctx->kernels.sgemm(0, 1, d->Kg, rr1 - rr0, cols, 1.0f, dy + oy0 * d->OW, d->ohw, col, cols,
+                                      s || b ? 1.0f : 0.0f, dw, d->rows);
             }
-            /* dW_g[Kg, rr0:rr1] (+)= dY_g[Kg, OHW] * col[rr0:rr1, OHW]^T */
-            r->ctx->kernels.sgemm(0, 1, d->Kg, rr1 - rr0, d->ohw, 1.0f, dy, d->ohw, col, d->ohw,
-                                  s ? 1.0f : 0.0f, dw, d->rows);
         }
     }
     if (p->bias) {
@@ -815,6 +986,12 @@ static void conv_backward_weights(const cnn_layer_run *r) {
     }
     if (j.d.algo == CONV_DIRECT) {
         cnn_pool_for(r->ctx, j.d.K, direct_backward_weights_task, &j);
+        return;
+    }
+    if (j.d.algo == CONV_WINOGRAD) {
+        wino_wjob wj = {.r = r, .d = &j.d, .parts = j.parts};
+        wino_plan_of(&j.d, 0, &wj.w);
+        cnn_pool_for(r->ctx, wj.parts, wino_wgrad_task, &wj);
         return;
     }
     cnn_pool_for(r->ctx, j.parts, backward_weights_task, &j);

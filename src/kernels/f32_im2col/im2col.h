@@ -7,7 +7,9 @@
  * [k/g, c*kh*kw] matrix the convolution is Y_g[k/g, oh*ow] = W_g * col.
  * col2im is the transpose: every col element is added back to the x position it was read from
  * (positions in the padding are dropped), which is the input gradient of im2col.
- * Bottom/right padding need not be given: oh and ow say how far the windows go.
+ * Bottom/right padding need not be given: oh and ow say how far the windows go. With oy0 > 0 the
+ * matrix covers output rows [oy0, oy0 + oh) only (a block of columns of the whole matrix; oy above is
+ * then counted from oy0).
  */
 #ifndef CNN_IM2COL_H
 #define CNN_IM2COL_H
@@ -20,7 +22,8 @@ typedef struct cnn_conv_geom {
     size_t stride_h, stride_w;
     size_t pad_top, pad_left; /* top/left zero padding (bottom/right follow from oh, ow) */
     size_t dil_h, dil_w;      /* dilation (1 = dense kernel) */
-    size_t oh, ow;            /* output size */
+    size_t oh, ow;            /* output size (of this block of output rows) */
+    size_t oy0;               /* first output row: the column matrix covers output rows [oy0, oy0 + oh) */
 } cnn_conv_geom;
 
 /* Rows [row_begin, row_end) of the column matrix of x (row_end <= c*kh*kw) into col, which holds
@@ -30,5 +33,13 @@ void cnn_f32_im2col_scalar(const cnn_conv_geom *g, const float *x, size_t row_be
 
 /* x += col2im(col): col has c*kh*kw rows of oh*ow floats; x is c*h*w floats (accumulated into). */
 void cnn_f32_col2im_scalar(const cnn_conv_geom *g, const float *col, float *x);
+
+/* The same with AVX2 row moves (avx2.c; bit-identical results). */
+void cnn_f32_im2col_avx2(const cnn_conv_geom *g, const float *x, size_t row_begin, size_t row_end, float *col);
+void cnn_f32_col2im_avx2(const cnn_conv_geom *g, const float *col, float *x);
+
+typedef void (*cnn_im2col_fn)(const cnn_conv_geom *g, const float *x, size_t row_begin, size_t row_end,
+                              float *col);
+typedef void (*cnn_col2im_fn)(const cnn_conv_geom *g, const float *col, float *x);
 
 #endif

@@ -29,7 +29,8 @@ void cnn_f32_im2col_scalar(const cnn_conv_geom *g, const float *x, size_t row_be
     const size_t khw = g->kh * g->kw, ohw = g->oh * g->ow, sw = g->stride_w;
     for (size_t r = row_begin; r < row_end; r++) {
         const size_t ci = r / khw, i = (r % khw) / g->kw, j = r % g->kw;
-        const ptrdiff_t offy = (ptrdiff_t)(i * g->dil_h) - (ptrdiff_t)g->pad_top;
+        const ptrdiff_t offy =
+            (ptrdiff_t)(i * g->dil_h) - (ptrdiff_t)g->pad_top + (ptrdiff_t)(g->oy0 * g->stride_h);
         const ptrdiff_t offx = (ptrdiff_t)(j * g->dil_w) - (ptrdiff_t)g->pad_left;
         size_t oy_lo, oy_hi, ox_lo, ox_hi;
         valid_range(g->oh, g->h, g->stride_h, offy, &oy_lo, &oy_hi);
@@ -60,7 +61,8 @@ void cnn_f32_col2im_scalar(const cnn_conv_geom *g, const float *col, float *x) {
     const size_t rows = g->c * khw;
     for (size_t r = 0; r < rows; r++) {
         const size_t ci = r / khw, i = (r % khw) / g->kw, j = r % g->kw;
-        const ptrdiff_t offy = (ptrdiff_t)(i * g->dil_h) - (ptrdiff_t)g->pad_top;
+        const ptrdiff_t offy =
+            (ptrdiff_t)(i * g->dil_h) - (ptrdiff_t)g->pad_top + (ptrdiff_t)(g->oy0 * g->stride_h);
         const ptrdiff_t offx = (ptrdiff_t)(j * g->dil_w) - (ptrdiff_t)g->pad_left;
         size_t oy_lo, oy_hi, ox_lo, ox_hi;
         valid_range(g->oh, g->h, g->stride_h, offy, &oy_lo, &oy_hi);

@@ -7,6 +7,8 @@
  *   row is done, rows go in order) or past nty*tw (the caller's slack).
  * output: 16 loads of 8 consecutive tiles, 24 additions, and the two output columns of each tile
  *   interleaved (vunpcklps/vunpckhps + vperm2f128) into 16 consecutive floats per output row.
+ * dyin: per 8 tiles 4 loads of the two dy rows, de-interleaved, 6 additions and 16 stores (negation is
+ *   a sign flip, as -x in scalar.c).
  * The same additions in the same order as scalar.c: bitwise the same results. Registers: 16 inputs of
  * a tile live at once at most (the compiler keeps them in ymm0-15, reloading where it must). */
 #define WINO_SUFFIX(name) name##_avx2
@@ -72,6 +74,35 @@ void cnn_f32_winograd_f23_output_avx2(const float *M, size_t kout, size_t ldm, s
                     const __m256 lo = _mm256_unpacklo_ps(o0, o1), hi = _mm256_unpackhi_ps(o0, o1);
                     _mm256_storeu_ps(y + (size_t)r * ldo, _mm256_permute2f128_ps(lo, hi, 0x20));
                     _mm256_storeu_ps(y + (size_t)r * ldo + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+                }
+            }
+}
+
+void cnn_f32_winograd_f23_dyin_avx2(const float *qp, size_t kout, size_t plane_stride, size_t ldq, size_t tw,
+                                    size_t nty, float *D, size_t ldd) {
+    const __m256 neg = _mm256_set1_ps(-0.0f);
+    for (size_t k = 0; k < kout; k++)
+        for (size_t ty = 0; ty < nty; ty++)
+            for (size_t tx = 0; tx < tw; tx += 8) {
+                const float *q = qp + k * plane_stride + 2 * ty * ldq + 2 * tx;
+                const __m256 a0 = _mm256_loadu_ps(q), a1 = _mm256_loadu_ps(q + 8);
+                const __m256 b0 = _mm256_loadu_ps(q + ldq), b1 = _mm256_loadu_ps(q + ldq + 8);
+                const __m256 q00 = even8(a0, a1), q01 = odd8(a0, a1), q10 = even8(b0, b1), q11 = odd8(b0, b1);
+                __m256 t[4][2];
+                t[0][0] = q00;
+                t[0][1] = q01;
+                t[1][0] = _mm256_add_ps(q00, q10);
+                t[1][1] = _mm256_add_ps(q01, q11);
+                t[2][0] = _mm256_sub_ps(q00, q10);
+                t[2][1] = _mm256_sub_ps(q01, q11);
+                t[3][0] = _mm256_xor_ps(q10, neg);
+                t[3][1] = _mm256_xor_ps(q11, neg);
+                float *d = D + k * 16 * ldd + ty * tw + tx;
+                for (int i = 0; i < 4; i++) {
+                    _mm256_storeu_ps(d + (size_t)(4 * i + 0) * ldd, t[i][0]);
+                    _mm256_storeu_ps(d + (size_t)(4 * i + 1) * ldd, _mm256_add_ps(t[i][0], t[i][1]));
+                    _mm256_storeu_ps(d + (size_t)(4 * i + 2) * ldd, _mm256_sub_ps(t[i][0], t[i][1]));
+                    _mm256_storeu_ps(d + (size_t)(4 * i + 3) * ldd, _mm256_xor_ps(t[i][1], neg));
                 }
             }
 }

@@ -48,3 +48,26 @@ void cnn_f32_winograd_f23_output_scalar(const float *M, size_t kout, size_t ldm,
                 }
             }
 }
+
+void cnn_f32_winograd_f23_dyin_scalar(const float *qp, size_t kout, size_t plane_stride, size_t ldq, size_t tw,
+                                      size_t nty, float *D, size_t ldd) {
+    for (size_t k = 0; k < kout; k++)
+        for (size_t ty = 0; ty < nty; ty++)
+            for (size_t tx = 0; tx < tw; tx++) {
+                const float *q = qp + k * plane_stride + 2 * ty * ldq + 2 * tx;
+                float t[4][2];
+                for (int c = 0; c < 2; c++) { /* A dy */
+                    t[0][c] = q[c];
+                    t[1][c] = q[c] + q[ldq + (size_t)c];
+                    t[2][c] = q[c] - q[ldq + (size_t)c];
+                    t[3][c] = -q[ldq + (size_t)c];
+                }
+                float *d = D + k * 16 * ldd + ty * tw + tx;
+                for (int i = 0; i < 4; i++) { /* (A dy) A^T */
+                    d[(size_t)(4 * i + 0) * ldd] = t[i][0];
+                    d[(size_t)(4 * i + 1) * ldd] = t[i][0] + t[i][1];
+                    d[(size_t)(4 * i + 2) * ldd] = t[i][0] - t[i][1];
+                    d[(size_t)(4 * i + 3) * ldd] = -t[i][1];
+                }
+            }
+}

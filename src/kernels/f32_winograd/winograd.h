@@ -28,21 +28,36 @@
 
 #include <stddef.h>
 
-/* U[e][k][c] = (G g G^T)[e] for g = w[k][c] (w: [kout][cin][3][3]); with flip_transpose, w is [cin][kout]
- * [3][3] (a forward weight read for backward-data) and g = w[c][k] rotated by 180 degrees. */
-typedef void (*cnn_winograd_weights_fn)(const float *w, size_t kout, size_t cin, int flip_transpose, float *U);
+/* U[e][k][c] = (G g G^T)[e] for k in [k0, k1), all c, with g = w[k][c] (w: [kout][cin][3][3]); with
+ * flip_transpose, w is [cin][kout][3][3] (a forward weight read for backward-data) and g = w[c][k]
+ * rotated by 180 degrees. Other rows of U are not touched (threads split k). */
+typedef void (*cnn_winograd_weights_fn)(const float *w, size_t kout, size_t cin, int flip_transpose, size_t k0,
+                                        size_t k1, float *U);
 typedef void (*cnn_winograd_input_fn)(const float *xp, size_t cin, size_t plane_stride, size_t ldp, size_t tw,
                                       size_t nty, float *V, size_t ldv);
 typedef void (*cnn_winograd_output_fn)(const float *M, size_t kout, size_t ldm, size_t tw, size_t nty, float *Y,
                                        size_t plane_stride, size_t ldo);
 
+/* Weight gradient (dL/dU[k][c] = sum over tiles of (A dy A^T) .* V[c], then dL/dg = G^T (dL/dU) G):
+ * dyin: D element (e, k, j) at D[(k*16 + e)*ldd + j] = (A dy A^T)[e] of the 2x2 tile (ty, tx) of
+ *       output-gradient plane k; qp holds kout planes (plane_stride apart, rows of ldq >= 2*TW8 floats,
+ *       2*nty rows, zeros past the output). Like input, the AVX2 kernel writes up to 7 columns past
+ *       nty*tw (ldd >= nty*tw + 7).
+ * wgrad: dw[k][c][3][3] = G^T Mk G with Mk[e] = Macc[(e*kout + k)*cin + c], for k < kout, c < cin. */
+typedef void (*cnn_winograd_dyin_fn)(const float *qp, size_t kout, size_t plane_stride, size_t ldq, size_t tw,
+                                     size_t nty, float *D, size_t ldd);
+typedef void (*cnn_winograd_wgrad_fn)(const float *Macc, size_t kout, size_t cin, float *dw);
+
 #define CNN_WINOGRAD_DECL(isa)                                                                             \
     void cnn_f32_winograd_f23_weights_##isa(const float *w, size_t kout, size_t cin, int flip_transpose,   \
-                                            float *U);                                                     \
+                                            size_t k0, size_t k1, float *U);                               \
     void cnn_f32_winograd_f23_input_##isa(const float *xp, size_t cin, size_t plane_stride, size_t ldp,    \
                                           size_t tw, size_t nty, float *V, size_t ldv);                    \
     void cnn_f32_winograd_f23_output_##isa(const float *M, size_t kout, size_t ldm, size_t tw, size_t nty, \
-                                           float *Y, size_t plane_stride, size_t ldo);
+                                           float *Y, size_t plane_stride, size_t ldo);                    \
+    void cnn_f32_winograd_f23_dyin_##isa(const float *qp, size_t kout, size_t plane_stride, size_t ldq,    \
+                                         size_t tw, size_t nty, float *D, size_t ldd);                     \
+    void cnn_f32_winograd_f23_wgrad_##isa(const float *Macc, size_t kout, size_t cin, float *dw);
 CNN_WINOGRAD_DECL(scalar)
 CNN_WINOGRAD_DECL(avx2)
 #undef CNN_WINOGRAD_DECL
