@@ -396,17 +396,6 @@ int cli_report_write(const char *dir, const cli_report_input *in) {
                 (unsigned long long)in->epochs[in->n_epochs - 1].steps);
     fputs("</p>\n", f);
 
-    /* settings */
-    fputs("<h2>Settings</h2>\n<div class=\"card\"><table class=\"settings\">\n", f);
-    for (size_t i = 0; i < in->n_settings; i++) {
-        fputs("<tr><th>", f);
-        esc(f, in->settings[2 * i]);
-        fputs("</th><td>", f);
-        esc(f, in->settings[2 * i + 1]);
-        fputs("</td></tr>\n", f);
-    }
-    fputs("</table></div>\n", f);
-
     /* curves */
     fputs("<h2>Loss and accuracy</h2>\n", f);
     if (!in->n_epochs && !in->n_points) {
@@ -558,7 +547,7 @@ int cli_report_write(const char *dir, const cli_report_input *in) {
             fprintf(f, "</b>: %zu filters of %zux%zu%s, each scaled to its own range (dark: negative, light: "
                        "positive weights).</p>\n",
                     K, kh, kw, C == 1 ? "" : C == 3 ? " (RGB)" : " (input channel 0 of each)");
-            if (img_uri(f, p.data, K, C * kh * kw, ch, kh, kw, K < 16 ? K : 16, scale, 3, 255, "filters",
+            if (img_uri(f, p.data, K, C * kh * kw, ch, kh, kw, K < 16 ? K : 16, scale, 3, 150, "filters",
                         "first-layer filters"))
                 goto done;
             shown = 1;
@@ -595,6 +584,17 @@ int cli_report_write(const char *dir, const cli_report_input *in) {
                 (unsigned long long)tp, (unsigned long long)tf);
     }
     fputs("</table></div>\n", f);
+    /* settings */
+    fputs("<h2>Settings</h2>\n<div class=\"card\"><table class=\"settings\">\n", f);
+    for (size_t i = 0; i < in->n_settings; i++) {
+        fputs("<tr><th>", f);
+        esc(f, in->settings[2 * i]);
+        fputs("</th><td>", f);
+        esc(f, in->settings[2 * i + 1]);
+        fputs("</td></tr>\n", f);
+    }
+    fputs("</table></div>\n", f);
+
     fputs("<p class=\"sub\">Written by <code>cnn</code>; self-contained (no scripts, no network).</p>\n"
           "</body></html>\n",
           f);
