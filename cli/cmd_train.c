@@ -22,7 +22,9 @@
 #include "report.h"
 
 #include <math.h>
+#include <errno.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -184,6 +186,13 @@ static int run_train(int argc, char **argv) {
         return rc;
     if (init_weights && (rc = cli_check_file(init_weights, "--weights file")) != 0)
         return rc;
+    if (report_dir) { /* fail before training, not after it */
+        struct stat sb;
+        if (mkdir(report_dir, 0777) != 0 && errno != EEXIST)
+            return cli_error("--report '%s': %s", report_dir, strerror(errno));
+        if (stat(report_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            return cli_error("--report '%s' is not a folder", report_dir);
+    }
 
     cnn_ctx *ctx = NULL;
     cnn_net *net = NULL;

@@ -66,14 +66,15 @@ static void test_clip_layer(void **state) {
     cnn_ctx *ctx;
     cnn_net *net;
     assert_int_equal(cnn_ctx_create(&ctx, NULL), CNN_OK);
-    const char *m = "input c=4 h=1 w=1\nclip min=0\n";
+    /* the network refuses non-finite inputs: make them with x / 0 (0/0 = NaN, +-1/0 = +-inf) */
+    const char *m = "input c=4 h=1 w=1\nconst_op op=div value=0\nclip min=0\n";
     assert_int_equal(cnn_net_parse(ctx, m, strlen(m), "t", &net), CNN_OK);
     assert_int_equal(cnn_net_compile(net, 1, 0), CNN_OK);
-    float x[4] = {NAN, -2.0f, 3.0f, -INFINITY};
+    float x[4] = {0.0f, -2.0f, 3.0f, -1.0f};
     assert_int_equal(cnn_net_forward(net, x, 1, 0), CNN_OK);
     const float *y = cnn_net_output(net, NULL);
     assert_true(isnan(y[0]));
-    assert_true(y[1] == 0.0f && y[2] == 3.0f && y[3] == 0.0f);
+    assert_true(y[1] == 0.0f && y[2] == INFINITY && y[3] == 0.0f);
     cnn_net_free(net);
     cnn_ctx_free(ctx);
     th_expect_error("input c=4 h=1 w=1\nclip min=2 max=1\n", CNN_ERR_FORMAT, "max");
@@ -508,6 +509,7 @@ static void test_import_elementwise(void **state) {
         if (opset < 11) {
             n = mb_node(b, "Pad", "pad", "b2", "c");
             mb_ints(b, n, "pads", pads, 8);
+            mb_str_attr(b, n, "mode", "constant");
             mb_float(b, n, "value", 0.5f);
             n = mb_node(b, "Clip", "clip", "c", "d");
             mb_float(b, n, "min", -1.5f), mb_float(b, n, "max", 1.0f);
@@ -653,11 +655,17 @@ static void test_import_errors(void **state) {
     uint8_t *buf = mb_pack(b, &len);
     assert_int_equal(cnn_net_import_onnx_memory(ctx, buf, len, "ok.onnx", NULL, &net), CNN_OK);
     cnn_net_free(net);
+    /* a cut at a field boundary can still be a valid (smaller) model: no crash, no half-built net */
+    size_t failed = 0;
     for (size_t cut = 1; cut < len; cut++) {
         cnn_status st = cnn_net_import_onnx_memory(ctx, buf, cut, "cut.onnx", NULL, &net);
-        assert_true(st != CNN_OK);
-        assert_null(net);
+        if (st != CNN_OK) {
+            assert_null(net);
+            failed++;
+        }
+        cnn_net_free(net);
     }
+    assert_true(failed > len / 2);
     free(buf);
     mb_free(b);
     assert_int_equal(cnn_net_import_onnx(ctx, "/nonexistent/m.onnx", &net), CNN_ERR_IO);

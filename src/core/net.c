@@ -21,8 +21,24 @@
  *   Neither applies to the input layer's output (it may keep no gradient) or to the last layer.
  *   In inference an alias shares its source's liveness slot, which is freed after the alias's last
  *   reader. The saving in M1 training: the relu forward + backward passes over the two conv outputs and
- *   their buffers (2 x 2 x 6.4 MB at batch 64), and the flatten copies. */
+ *   their buffers (2 x 2 x 6.4 MB at batch 64), and the flatten copies.
+ *
+ * Batchnorm folding and packed weights (inference compile only; src/layers/fold.h):
+ *   batchnorm whose input is a conv2d with no other reader, compiled without CNN_COMPILE_TRAIN and without
+ *            CNN_COMPILE_KEEP_ACTIVATIONS (and not turned off by no_fold / CNN_FOLD=0), is folded into the
+ *            conv: W' = W * gamma / sqrt(var + eps) per output channel, b' = (b - mean) * that + beta. The
+ *            batchnorm is then an alias of the conv output, skipped like a view.
+ *   Every conv2d that folds a batchnorm or runs winograd gets an inference weight block (W' and b', or b'
+ *            and the winograd transform U of W'), computed into infer_arena at compile: the trained
+ *            parameters are never touched (saving weights after an inference compile saves the originals).
+ *   Refolding: param_gen counts calls that may have changed parameter values (cnn_net_init_params, handing
+ *            out parameter pointers through cnn_net_param_at / _find / cnn_net_arenas, which loading
+ *            weights uses, and every cnn_optimizer_step); an inference forward that sees it moved remakes the
+ *            blocks first (ResNet-18: about the cost of one forward at batch 1). Writes through a cnn_param
+ *            pointer kept from before the last forward are not seen: fetch it again (or reload).
+ *   Values: the folded conv rounds differently from conv-then-batchnorm (about 1e-6 relative). */
 #include "net_internal.h"
+#include "../layers/fold.h"
 #include "../layers/pool2d.h"
 
 #include <math.h>
@@ -61,11 +77,16 @@ cnn_ctx *cnn_net_ctx(const cnn_net *net) { return net ? net->ctx : NULL; }
 static void free_compiled(cnn_net *net) {
     cnn_mem_free(net->ctx, net->act_arena);
     cnn_mem_free(net->ctx, net->ws);
+    cnn_mem_free(net->ctx, net->infer_arena);
     net->act_arena = NULL;
     net->ws = NULL;
+    net->infer_arena = NULL;
+    net->fold_scratch = NULL;
     for (size_t i = 0; i < net->n_layers; i++) {
         net->rt[i].y = net->rt[i].dy = NULL;
         net->rt[i].saved = NULL;
+        net->rt[i].wblock = NULL;
+        net->rt[i].fold_bn = SIZE_MAX;
     }
     net->compiled = 0;
 }
@@ -202,7 +223,9 @@ cnn_status cnn_net_layer_info(const cnn_net *net, size_t i, cnn_layer_info *info
     info->flops = L->sizes.flops;
     info->algorithm = L->sizes.algorithm ? L->sizes.algorithm : "";
     if (net->compiled && net->rt[i].skip) /* aliases and fusion of the last compile */
-        info->algorithm = L->ops == &cnn_layer_flatten ? "view" : "fused into the next layer";
+        info->algorithm = L->ops == &cnn_layer_flatten     ? "view"
+                          : L->ops == &cnn_layer_batchnorm ? "folded into the conv"
+                                                           : "fused into the next layer";
     else if (L->ops == &cnn_layer_maxpool2d && ((const cnn_pool2d_params *)L->params)->fused_relu)
         info->algorithm = "relu+maxpool";
     return CNN_OK;
@@ -213,6 +236,9 @@ size_t cnn_net_param_count(const cnn_net *net) { return net ? net->trainable_sca
 
 static void fill_param(const cnn_net *net, size_t i, cnn_param *out) {
     const net_tensor *T = &net->tensors[i];
+    /* a writable pointer to the values goes out: derived weights are remade before the next inference
+     * forward (the net itself was not defined const, so the cast is well defined) */
+    ((cnn_net *)net)->param_gen++;
     out->name = T->name;
     out->trainable = T->d.trainable;
     out->data = (T->d.trainable ? net->params : net->buffers) + T->offset;
@@ -248,6 +274,7 @@ cnn_status cnn_net_arenas(cnn_net *net, float **params, float **grads, size_t *c
     *params = net->params;
     *grads = net->grads;
     *count = net->n_params;
+    net->param_gen++;
     return CNN_OK;
 }
 
@@ -293,6 +320,7 @@ cnn_status cnn_net_init_params(cnn_net *net, uint64_t seed, cnn_init method) {
         return cnn_error(net->ctx, CNN_ERR_INVALID_ARG, "unknown initialisation method %d", (int)method);
     cnn_rng rng;
     cnn_rng_seed(&rng, seed);
+    net->param_gen++;
     for (size_t i = 0; i < net->n_tensors; i++) {
         const net_tensor *T = &net->tensors[i];
         const cnn_layer *L = &net->layers[T->layer];
@@ -313,17 +341,25 @@ void cnn_net_set_seed(cnn_net *net, uint64_t seed) {
 
 typedef struct plan {
     size_t *y_off, *dy_off, *saved_off; /* bytes into the arena; SIZE_MAX = none */
-    size_t *alias, *fused;              /* find_aliases */
+    size_t *alias, *fused, *fold;       /* find_aliases */
     size_t loss_dx_off;
     size_t total;
     size_t ws_stride; /* floats */
 } plan;
 
+/* Batchnorm folding (inference): off with net->no_fold or CNN_FOLD=0 in the environment. */
+static int fold_enabled(const cnn_net *net) {
+    const char *e = getenv("CNN_FOLD");
+    return !net->no_fold && !(e && e[0] == '0' && e[1] == 0);
+}
+
 /* alias[i]: the input layer whose buffers layer i's output shares, or SIZE_MAX; fused[i]: for a fused relu
- * i, its maxpool, else SIZE_MAX. */
-static void find_aliases(const cnn_net *net, size_t *alias, size_t *fused, int views_only) {
+ * i, its maxpool, else SIZE_MAX; fold[i]: for a conv2d i, the batchnorm folded into it, else SIZE_MAX (only
+ * with `fold`). */
+static void find_aliases(const cnn_net *net, size_t *alias, size_t *fused, size_t *fold, int views_only,
+                         int fold_bn) {
     size_t n = net->n_layers;
-    for (size_t i = 0; i < n; i++) alias[i] = fused[i] = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) alias[i] = fused[i] = fold[i] = SIZE_MAX;
     if (net->no_fuse) return;
     for (size_t i = 1; i + 1 < n; i++) {
         const cnn_layer *L = &net->layers[i];
@@ -332,6 +368,9 @@ static void find_aliases(const cnn_net *net, size_t *alias, size_t *fused, int v
         if (src == 0 || net->rt[src].consumers != 1) continue;
         if (L->ops == &cnn_layer_flatten) {
             alias[i] = src;
+        } else if (fold_bn && L->ops == &cnn_layer_batchnorm && net->layers[src].ops == &cnn_layer_conv2d) {
+            alias[i] = src;
+            fold[src] = i;
         } else if (!views_only && L->ops == &cnn_layer_relu && net->rt[i].consumers == 1) {
             size_t c = net->rt[i].last_use; /* the only reader */
             if (c < n && net->layers[c].n_inputs == 1 && net->layers[c].inputs[0] == i &&
@@ -365,7 +404,7 @@ static cnn_status make_plan(const cnn_net *net, size_t batch, unsigned flags, pl
      * fused into a maxpool; flatten stays a view of its input, which holds the same values), so
      * cnn_net_layer_output can show any layer after a forward. */
     int keep = !train && (flags & CNN_COMPILE_KEEP_ACTIVATIONS) != 0;
-    find_aliases(net, P->alias, P->fused, keep);
+    find_aliases(net, P->alias, P->fused, P->fold, keep, !train && !keep && fold_enabled(net));
 #define ADD_BYTES(var, bytes)                                                                                      \
     do {                                                                                                           \
         var = total;                                                                                               \
@@ -468,12 +507,13 @@ cleanup:
 
 static cnn_status plan_alloc(const cnn_net *net, plan *P) {
     size_t n = net->n_layers;
-    P->y_off = calloc(5 * n, sizeof(size_t));
+    P->y_off = calloc(6 * n, sizeof(size_t));
     if (!P->y_off) return cnn_error(net->ctx, CNN_ERR_NOMEM, "out of memory planning");
     P->dy_off = P->y_off + n;
     P->saved_off = P->y_off + 2 * n;
     P->alias = P->y_off + 3 * n;
     P->fused = P->y_off + 4 * n;
+    P->fold = P->y_off + 5 * n;
     return CNN_OK;
 }
 
@@ -489,6 +529,25 @@ cnn_status cnn_net_activation_bytes(const cnn_net *net, size_t batch, unsigned f
     return st;
 }
 
+/* The inference weight blocks from the current parameter values (compile, and a forward after param_gen
+ * moved). */
+static void make_blocks(cnn_net *net) {
+    for (size_t i = 0; i < net->n_layers; i++) {
+        const net_layer_rt *rt = &net->rt[i];
+        if (!rt->wblock) continue;
+        double *scale = NULL, *shift = NULL;
+        if (rt->fold_bn != SIZE_MAX) {
+            const net_layer_rt *b = &net->rt[rt->fold_bn];
+            scale = net->fold_scratch;
+            shift = scale + net->layers[i].out.c;
+            cnn_batchnorm_eval_affine(&net->layers[rt->fold_bn], b->w_count ? net->params + b->w_off : NULL,
+                                      net->buffers + b->buf_off, scale, shift);
+        }
+        cnn_conv2d_fill_infer_block(&net->layers[i], net->ctx, net->params + rt->w_off, scale, shift, rt->wblock);
+    }
+    net->block_gen = net->param_gen;
+}
+
 cnn_status cnn_net_compile(cnn_net *net, size_t max_batch, unsigned flags) {
     if (!net) return CNN_ERR_INVALID_ARG;
     cnn_ctx *ctx = net->ctx;
@@ -500,7 +559,7 @@ cnn_status cnn_net_compile(cnn_net *net, size_t max_batch, unsigned flags) {
     plan P = {0};
     cnn_status st = CNN_OK;
     void *arena = NULL;
-    float *ws = NULL;
+    float *ws = NULL, *iw = NULL;
     CNN_TRY(plan_alloc(net, &P));
     CNN_TRY(make_plan(net, max_batch, flags, &P));
     size_t T = ctx->threads ? ctx->threads : 1, ws_bytes = 0;
@@ -512,11 +571,38 @@ cnn_status cnn_net_compile(cnn_net *net, size_t max_batch, unsigned flags) {
         net->grads = cnn_mem_calloc(ctx, net->n_params ? net->n_params : 16, sizeof(float));
         if (!net->grads) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory allocating gradients"));
     }
+    /* inference weight blocks (see "Batchnorm folding"): sizes, then one allocation with the scratch */
+    size_t blocks = 0, fold_k = 0;
+    if (!(flags & CNN_COMPILE_TRAIN))
+        for (size_t i = 0; i < net->n_layers; i++) {
+            if (net->layers[i].ops != &cnn_layer_conv2d) continue;
+            const int fold = P.fold[i] != SIZE_MAX;
+            blocks += cnn_round_up(cnn_conv2d_infer_block_floats(&net->layers[i], fold), 16);
+            if (fold && net->layers[i].out.c > fold_k) fold_k = net->layers[i].out.c;
+        }
+    if (blocks)
+        CNN_TRY(cnn_mem_alloc_checked(ctx, (blocks + cnn_round_up(4 * fold_k, 16)) * sizeof(float),
+                                      "inference weights", (void **)&iw));
     free_compiled(net);
     net->act_arena = arena;
     net->ws = ws;
+    net->infer_arena = iw;
+    net->fold_scratch = iw ? (double *)(iw + blocks) : NULL;
     arena = NULL;
     ws = NULL;
+    iw = NULL;
+    for (size_t i = 0, off = 0; i < net->n_layers; i++) {
+        net->rt[i].fold_bn = SIZE_MAX;
+        net->rt[i].wblock = NULL;
+        if (net->layers[i].ops != &cnn_layer_conv2d) continue;
+        const int fold = P.fold[i] != SIZE_MAX;
+        const size_t f = blocks ? cnn_conv2d_infer_block_floats(&net->layers[i], fold) : 0;
+        cnn_conv2d_set_infer_block(&net->layers[i], f != 0, fold);
+        if (!f) continue;
+        net->rt[i].wblock = net->infer_arena + off;
+        net->rt[i].fold_bn = P.fold[i];
+        off += cnn_round_up(f, 16);
+    }
     char *base = net->act_arena;
     for (size_t i = 0; i < net->n_layers; i++) {
         net->rt[i].y = (float *)(base + P.y_off[i]);
@@ -537,9 +623,11 @@ cnn_status cnn_net_compile(cnn_net *net, size_t max_batch, unsigned flags) {
     net->compiled = 1;
     net->last_n = 0;
     net->loss_ready = 0;
+    if (net->infer_arena) make_blocks(net);
 cleanup:
     cnn_mem_free(ctx, arena);
     cnn_mem_free(ctx, ws);
+    cnn_mem_free(ctx, iw);
     free(P.y_off);
     return st;
 }
@@ -557,7 +645,7 @@ static void fill_run(cnn_net *net, size_t i, cnn_layer_run *r) {
     for (size_t k = 0; k < L->n_inputs; k++) r->x[k] = net->rt[L->inputs[k]].y;
     if (i == 0) r->x[0] = net->input_ptr;
     r->y = rt->y;
-    r->w = rt->w_count ? net->params + rt->w_off : NULL;
+    r->w = rt->wblock ? rt->wblock : rt->w_count ? net->params + rt->w_off : NULL;
     r->dw = rt->w_count && net->grads ? net->grads + rt->w_off : NULL;
     r->buf = rt->buf_count ? net->buffers + rt->buf_off : NULL;
     r->saved = r->training ? rt->saved : NULL;
@@ -605,6 +693,7 @@ cnn_status cnn_net_forward(cnn_net *net, const float *x, size_t n, int training)
                 return cnn_error(net->ctx, CNN_ERR_NUMERIC, "cnn_net_forward: input sample %zu element %zu is %s",
                                  i / per, i % per, isnan(x[i]) ? "NaN" : "infinite");
             }
+    if (net->infer_arena && net->block_gen != net->param_gen) make_blocks(net);
     net->input_ptr = x;
     net->have_backward = 0;
     net->last_n = n;

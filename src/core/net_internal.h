@@ -23,7 +23,12 @@ typedef struct net_layer_rt {
     int dy_written;            /* during backward: dy holds a gradient */
     /* set by compile (see "Aliases and fusion" in net.c) */
     size_t alias;              /* SIZE_MAX, or the input layer whose y and dy buffers this output shares */
-    int skip;                  /* forward and backward are not run (flatten as a view, relu fused) */
+    int skip;                  /* forward and backward are not run (flatten as a view, relu fused,
+                                  batchnorm folded) */
+    /* inference compile (see "Batchnorm folding" in net.c): a conv2d's weight block (fold.h) and the
+     * batchnorm folded into it */
+    float *wblock;             /* NULL: the forward reads the parameters */
+    size_t fold_bn;            /* SIZE_MAX, or the batchnorm layer folded into this conv */
 } net_layer_rt;
 
 struct cnn_net {
@@ -53,6 +58,12 @@ struct cnn_net {
     uint64_t seed, step;
     const float *input_ptr;
     int no_fuse;      /* tests: compile without aliases and fusion (the plain plan) */
+    int no_fold;      /* tests: compile without batchnorm folding (also CNN_FOLD=0 in the environment) */
+    /* inference weight blocks (net.c "Batchnorm folding"): one allocation; remade from the parameters by
+     * the first forward after param_gen moved (a call that may have changed parameter values bumps it) */
+    float *infer_arena;
+    double *fold_scratch;      /* 2 * (largest folded K) doubles: scale, shift */
+    uint64_t param_gen, block_gen;
 };
 
 /* Build a net from layers whose ops, names, inputs, params, init, origin, line are set (model_text.c).

@@ -24,6 +24,7 @@
  * References Ioffe & Szegedy, "Batch Normalization" (2015); PyTorch torch.nn.BatchNorm2d documentation.
  */
 #include "layer.h"
+#include "fold.h"
 
 #include <math.h>
 #include <string.h>
@@ -149,6 +150,19 @@ static void batchnorm_forward(const cnn_layer_run *r) {
     bn_job j = {.r = r, .c = r->L->in[0].c, .hw = r->L->in[0].h * r->L->in[0].w};
     if (r->n == 0) return;
     cnn_pool_for(r->ctx, j.c, forward_channel, &j);
+}
+
+/* Eval-mode y = scale * x + shift per channel (fold.h: an inference compile folds it into the conv before). */
+void cnn_batchnorm_eval_affine(const cnn_layer *L, const float *w, const float *buf, double *scale,
+                               double *shift) {
+    const batchnorm_params *p = L->params;
+    const size_t c = L->in[0].c;
+    for (size_t ch = 0; ch < c; ch++) {
+        const double inv_std = 1.0 / sqrt((double)buf[c + ch] + p->eps);
+        const double g = p->affine ? w[ch] : 1.0, b = p->affine ? w[c + ch] : 0.0;
+        scale[ch] = g * inv_std;
+        shift[ch] = b - (double)buf[ch] * scale[ch];
+    }
 }
 
 /* Statistics the backward uses: mu and inv_std of the forward (batch ones when training). */

@@ -68,6 +68,7 @@
  *           to convolution arithmetic for deep learning", arXiv:1603.07285, for the output-size formulas.
  */
 #include "layer.h"
+#include "fold.h"
 
 #include "../kernels/f32_im2col/im2col.h"
 
@@ -86,6 +87,9 @@ typedef struct conv_params {
     int same;                 /* pad=same: padding computed from the input in shape */
     int bias;
     int algo;                 /* algo=: ALGO_AUTO (0) or a forced algorithm (tests, benchmarks) */
+    /* set by an inference compile (fold.h; never parsed or printed): the forward reads cnn_layer_run.w as
+     * the inference weight block, and with infer_fold adds the folded bias even when bias=0 */
+    int infer_block, infer_fold;
 } conv_params;
 
 /* algo= values (index = value); "im2col" means im2col+gemm, or gemm-1x1 where that applies. */
@@ -508,7 +512,7 @@ static void forward_task(void *arg, size_t task, size_t thread) {
     y += oy0 * d->OW;
     /* y_g[Kg, block] = W_g[Kg, rows] * col[rows, block] */
     r->ctx->kernels.sgemm(0, 0, d->Kg, cols, d->rows, 1.0f, w, d->rows, col, cols, 0.0f, y, d->ohw);
-    if (p->bias) {
+    if (p->bias || p->infer_fold) {
         const float *bias = r->w + d->K * d->rows + g * d->Kg;
         for (size_t o = 0; o < d->Kg; o++) {
             float *yo = y + o * d->ohw;
@@ -566,7 +570,7 @@ static void direct_forward_task(void *arg, size_t task, size_t thread) {
         copy_plane(xp + c * plane, d->PR, d->PC, d->pg_fwd.ldx, r->x[0] + (s * d->C + g * d->Cg + c) * d->hw, d->H,
                    d->W, (ptrdiff_t)d->geom.pad_top, (ptrdiff_t)d->geom.pad_left);
     }
-    const float *bias = p->bias ? r->w + d->K * d->rows : NULL;
+    const float *bias = p->bias || p->infer_fold ? r->w + d->K * d->rows : NULL;
     for (size_t ko = 0; ko < d->Kg; ko++) {
         const size_t o = g * d->Kg + ko;
         float *y = r->y + (s * d->K + o) * d->ohw;
@@ -762,6 +766,7 @@ static void wino_wgrad_task(void *arg, size_t part, size_t thread) {
 typedef struct wino_job {
     const cnn_layer_run *r;
     wino_plan w;
+    const float *U;  /* transformed weights: thread 0's workspace region, or the inference block */
     const float *in;
     float *out;
     int flip;
@@ -789,7 +794,7 @@ static void wino_task(void *arg, size_t part, size_t thread) {
     size_t cb, ce;
     cnn_split_range(chunks, j->parts, part, &cb, &ce);
     if (cb >= ce) return;
-    const float *U = r->ws; /* thread 0's region: filled by wino_weights_task */
+    const float *U = j->U; /* filled by wino_weights_task, or pre-transformed (inference block) */
     float *V = thread_ws(r, thread) + ws16(16 * w->kout * w->cin), *M = V + ws16(16 * w->cin * w->ld);
     float *P = M + ws16(16 * w->kout * w->ld), *Y = P + w->cin * w->pstride;
     const size_t in_n = w->cin * w->ih * w->iw, out_n = w->kout * w->oh * w->ow, ohw = w->oh * w->ow;
@@ -846,6 +851,15 @@ static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
         chunks = cnn_round_up(chunks, j.parts);
         const size_t rpc = (rows_total + chunks - 1) / chunks;
         if (rpc && rpc < j.w.rpc) j.w.rpc = rpc;
+    }
+    j.U = r->ws;
+    if (!backward && p->infer_block) { /* fold.h: b' [round16(K)] then U */
+        j.in = r->x[0];
+        j.out = r->y;
+        j.bias = p->bias || p->infer_fold ? r->w : NULL;
+        j.U = r->w + ws16(d->K);
+        cnn_pool_for(r->ctx, j.parts, wino_task, &j);
+        return;
     }
     if (!backward) {
         j.in = r->x[0];
@@ -995,6 +1009,77 @@ static void conv_backward_weights(const cnn_layer_run *r) {
         return;
     }
     cnn_pool_for(r->ctx, j.parts, backward_weights_task, &j);
+}
+
+/* ---- the inference weight block (fold.h) ---- */
+
+size_t cnn_conv2d_infer_block_floats(const cnn_layer *L, int fold) {
+    const conv_params *p = L->params;
+    conv_dims d;
+    conv_dims_of(p, L->in[0], &d);
+    if (d.algo == CONV_WINOGRAD) return ws16(d.K) + 16 * d.K * d.C;
+    return fold ? d.K * d.rows + d.K : 0;
+}
+
+void cnn_conv2d_set_infer_block(cnn_layer *L, int block, int fold) {
+    conv_params *p = L->params;
+    p->infer_block = block != 0;
+    p->infer_fold = block && fold;
+}
+
+typedef struct fill_job {
+    const cnn_layer *L;
+    const cnn_kernels *kn;
+    conv_dims d;
+    const float *w;
+    const double *scale, *shift;
+    float *block;
+    size_t parts;
+} fill_job;
+
+/* Part `part` of the output channels: their b' and W' (or U). */
+static void fill_task(void *arg, size_t part, size_t thread) {
+    (void)thread;
+    const fill_job *j = arg;
+    const conv_params *p = j->L->params;
+    const conv_dims *d = &j->d;
+    size_t k0, k1;
+    cnn_split_range(d->K, j->parts, part, &k0, &k1);
+    if (k0 >= k1) return;
+    const float *bias = p->bias ? j->w + d->K * d->rows : NULL;
+    const int wino = d->algo == CONV_WINOGRAD;
+    float *b_out = wino ? j->block : j->block + d->K * d->rows;
+    for (size_t k = k0; k < k1; k++) {
+        const double b = bias ? bias[k] : 0.0;
+        b_out[k] = (float)(j->scale ? b * j->scale[k] + j->shift[k] : b);
+    }
+    if (wino) {
+        /* U of the unfolded weights, then row k of every U_e times scale[k] (the transform is linear) */
+        float *U = j->block + ws16(d->K);
+        j->kn->winograd_weights(j->w, d->K, d->C, 0, k0, k1, U);
+        if (j->scale)
+            for (size_t e = 0; e < 16; e++)
+                for (size_t k = k0; k < k1; k++) {
+                    float *u = U + (e * d->K + k) * d->C;
+                    const double sc = j->scale[k];
+                    for (size_t c = 0; c < d->C; c++) u[c] = (float)(u[c] * sc);
+                }
+        return;
+    }
+    for (size_t k = k0; k < k1; k++) {
+        const float *src = j->w + k * d->rows;
+        float *dst = j->block + k * d->rows;
+        const double sc = j->scale ? j->scale[k] : 1.0;
+        for (size_t i = 0; i < d->rows; i++) dst[i] = (float)(src[i] * sc);
+    }
+}
+
+void cnn_conv2d_fill_infer_block(const cnn_layer *L, cnn_ctx *ctx, const float *w, const double *scale,
+                                 const double *shift, float *block) {
+    fill_job j = {.L = L, .kn = &ctx->kernels, .w = w, .scale = scale, .shift = shift, .block = block,
+                  .parts = ctx->threads ? ctx->threads : 1};
+    conv_dims_of(L->params, L->in[0], &j.d);
+    cnn_pool_for(ctx, j.parts, fill_task, &j);
 }
 
 const struct cnn_layer_ops cnn_layer_conv2d = {
