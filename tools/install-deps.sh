@@ -4,9 +4,9 @@
 # report check, tests/cli_report.sh).
 set -euo pipefail
 PKGS="cmake gcc make pkg-config zlib1g-dev libjansson-dev libcmocka-dev dataset-fashion-mnist
-      protobuf-c-compiler libprotobuf-c-dev libonnx-dev libonnx-testdata python3-onnx
+      protobuf-c-compiler libprotobuf-c-dev libonnx-dev
       libpng-dev libjpeg-dev"
-CI_PKGS="chromium"
+CI_PKGS="chromium libonnx-testdata python3-onnx"
 [ "${1:-}" = "--ci" ] && PKGS="$PKGS $CI_PKGS"
 missing=""
 for p in $PKGS; do
