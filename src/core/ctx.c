@@ -19,6 +19,18 @@ static size_t online_cpus(void) {
     return n > 0 ? (size_t)n : 1;
 }
 
+/* Per-thread SGEMM packing buffers on the heap, so no kernel needs a large thread stack. */
+static cnn_status alloc_gemm_ws(cnn_ctx *ctx, size_t threads) {
+    size_t bytes;
+    if (!cnn_size_mul3(threads, CNN_F32_GEMM_WS_FLOATS, sizeof(float), &bytes)) return CNN_ERR_NOMEM;
+    float *ws = cnn_mem_alloc(ctx, bytes);
+    if (!ws) return CNN_ERR_NOMEM;
+    cnn_mem_free(ctx, ctx->gemm_ws);
+    ctx->gemm_ws = ws;
+    ctx->gemm_ws_threads = threads;
+    return CNN_OK;
+}
+
 cnn_status cnn_ctx_create(cnn_ctx **out, const cnn_ctx_options *opt) {
     if (!out) return CNN_ERR_INVALID_ARG;
     *out = NULL;
@@ -43,6 +55,10 @@ cnn_status cnn_ctx_create(cnn_ctx **out, const cnn_ctx_options *opt) {
         }
     }
     cnn_kernels_select(&ctx->kernels, limit);
+    if (alloc_gemm_ws(ctx, ctx->threads) != CNN_OK) {
+        a->free(a->user, ctx);
+        return CNN_ERR_NOMEM;
+    }
     *out = ctx;
     return CNN_OK;
 }
@@ -50,6 +66,7 @@ cnn_status cnn_ctx_create(cnn_ctx **out, const cnn_ctx_options *opt) {
 void cnn_ctx_free(cnn_ctx *ctx) {
     if (!ctx) return;
     cnn_allocator a = ctx->alloc;
+    cnn_mem_free(ctx, ctx->gemm_ws);
     a.free(a.user, ctx);
 }
 
@@ -59,7 +76,10 @@ cnn_status cnn_ctx_set_threads(cnn_ctx *ctx, size_t threads) {
     if (!ctx) return CNN_ERR_INVALID_ARG;
     if (threads > CNN_MAX_THREADS)
         return cnn_error(ctx, CNN_ERR_INVALID_ARG, "threads must be at most %d, got %zu", CNN_MAX_THREADS, threads);
-    ctx->threads = threads ? threads : online_cpus();
+    size_t t = threads ? threads : online_cpus();
+    if (t > ctx->gemm_ws_threads && alloc_gemm_ws(ctx, t) != CNN_OK)
+        return cnn_error(ctx, CNN_ERR_NOMEM, "out of memory allocating workspace for %zu threads", t);
+    ctx->threads = t;
     return CNN_OK;
 }
 

@@ -50,7 +50,9 @@ void cnn_f32_gemm_parallel(const cnn_ctx *ctx, int trans_a, int trans_b, size_t 
     const size_t row_blocks = (M + GEMM_PAR_ROW_BLOCK - 1) / GEMM_PAR_ROW_BLOCK;
     if (T <= 1 || 2.0 * (double)M * (double)N * (double)K < GEMM_PAR_MIN_FLOPS ||
         (col_blocks < 2 && row_blocks < 2)) {
+        float *prev = cnn_gemm_ws_enter(ctx);
         ctx->kernels.sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        cnn_gemm_ws_leave(prev);
         return;
     }
     gemm_job j = {.fn = ctx->kernels.sgemm, .ta = trans_a, .tb = trans_b, .M = M, .N = N, .K = K,

@@ -19,6 +19,8 @@ struct cnn_ctx {
     cnn_allocator alloc;
     size_t threads;
     cnn_kernels kernels;
+    float *gemm_ws;        /* threads * CNN_F32_GEMM_WS_FLOATS floats: each pool thread's SGEMM packing buffers */
+    size_t gemm_ws_threads;
     char error[1024];
 };
 
@@ -78,6 +80,10 @@ static inline bool cnn_shape_count(cnn_shape s, size_t *out) { return cnn_size_m
  * and the thread count. `thread` < ctx->threads indexes per-thread workspace. */
 typedef void (*cnn_task_fn)(void *arg, size_t task, size_t thread);
 void cnn_pool_for(const cnn_ctx *ctx, size_t n_tasks, cnn_task_fn fn, void *arg);
+/* Point the calling thread's SGEMM workspace at the context's slot 0 for the duration of a library call,
+ * unless it already has one (a pool task); returns the previous value for cnn_gemm_ws_leave. */
+float *cnn_gemm_ws_enter(const cnn_ctx *ctx);
+void cnn_gemm_ws_leave(float *prev);
 /* Split [0, n) into `parts` contiguous ranges; range i is [*begin, *end). */
 static inline void cnn_split_range(size_t n, size_t parts, size_t i, size_t *begin, size_t *end) {
     *begin = n * i / parts;

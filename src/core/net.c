@@ -699,12 +699,14 @@ cnn_status cnn_net_forward(cnn_net *net, const float *x, size_t n, int training)
     net->last_n = n;
     net->last_training = training != 0;
     net->loss_ready = 0;
+    float *ws_prev = cnn_gemm_ws_enter(net->ctx);
     for (size_t i = 0; i < net->n_layers; i++) {
         if (net->rt[i].skip) continue;
         cnn_layer_run r;
         fill_run(net, i, &r);
         net->layers[i].ops->forward(&r);
     }
+    cnn_gemm_ws_leave(ws_prev);
     net->input_ptr = NULL;
     if (training) net->step++;
     return CNN_OK;
@@ -785,6 +787,7 @@ cnn_status cnn_net_backward(cnn_net *net, const float *dy) {
         net->rt[last].dy_written = 1;
         start = n_layers;
     }
+    float *ws_prev = cnn_gemm_ws_enter(net->ctx);
     for (size_t i = start; i-- > 1;) {
         const cnn_layer *L = &net->layers[i];
         net_layer_rt *rt = &net->rt[i];
@@ -816,6 +819,7 @@ cnn_status cnn_net_backward(cnn_net *net, const float *dy) {
                 if (r.dx[k]) net->rt[L->inputs[k]].dy_written = 1;
         }
     }
+    cnn_gemm_ws_leave(ws_prev);
     if ((net->flags & CNN_COMPILE_INPUT_GRAD) && !net->rt[0].dy_written && net->rt[0].dy) {
         cnn_shape_count(net->layers[0].out, &per);
         memset(net->rt[0].dy, 0, net->last_n * per * sizeof(float));
@@ -825,8 +829,7 @@ cnn_status cnn_net_backward(cnn_net *net, const float *dy) {
     return CNN_OK;
 }
 
-cnn_status cnn_net_run_layer(cnn_net *net, size_t layer, cnn_pass pass) {
-    if (!net) return CNN_ERR_INVALID_ARG;
+static cnn_status run_layer(cnn_net *net, size_t layer, cnn_pass pass) {
     cnn_status st = check_ready(net, "cnn_net_run_layer");
     if (st) return st;
     if (layer >= net->n_layers)
@@ -856,6 +859,14 @@ cnn_status cnn_net_run_layer(cnn_net *net, size_t layer, cnn_pass pass) {
     for (size_t k = 0; k < L->n_inputs; k++) r.dx[k] = net->rt[L->inputs[k]].dy;
     if (L->ops->backward_data) L->ops->backward_data(&r);
     return CNN_OK;
+}
+
+cnn_status cnn_net_run_layer(cnn_net *net, size_t layer, cnn_pass pass) {
+    if (!net) return CNN_ERR_INVALID_ARG;
+    float *ws_prev = cnn_gemm_ws_enter(net->ctx);
+    cnn_status st = run_layer(net, layer, pass);
+    cnn_gemm_ws_leave(ws_prev);
+    return st;
 }
 
 const float *cnn_net_input_grad(const cnn_net *net) {

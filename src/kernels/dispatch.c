@@ -10,6 +10,8 @@ static uint64_t xgetbv0(void) {
     return ((uint64_t)hi << 32) | lo;
 }
 
+_Thread_local float *cnn_f32_gemm_ws_current = NULL;
+
 cnn_isa cnn_cpu_isa(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return CNN_ISA_SCALAR;

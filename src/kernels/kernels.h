@@ -47,6 +47,11 @@ cnn_isa cnn_cpu_isa(void);
  * between the two, and a sub-block of a product computed alone is bit-identical to the same block of the
  * whole product (same ISA). */
 #define CNN_F32_GEMM_WS_FLOATS ((size_t)(144 * 256 + 256 * 512))
+/* The calling thread's SGEMM workspace (CNN_F32_GEMM_WS_FLOATS floats), or NULL. cnn_pool_for and the
+ * network's passes point it at the context's per-thread workspace (heap, allocated with the context), so
+ * the stack-free path is taken inside the library whatever the thread stack size; the plain entry points
+ * fall back to a stack buffer only when it is NULL (direct calls, tests). */
+extern _Thread_local float *cnn_f32_gemm_ws_current;
 typedef void (*cnn_sgemm_ws_fn)(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
                                 const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
                                 size_t ldc, float *ws);

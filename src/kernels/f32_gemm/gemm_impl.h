@@ -203,8 +203,18 @@ void GEMM_FN_WS(int trans_a, int trans_b, size_t M, size_t N, size_t K, float al
     }
 }
 
-void GEMM_FN(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
-             const float *B, size_t ldb, float beta, float *C, size_t ldc) {
+/* The stack fallback lives in its own frame so that the common path (a thread workspace set) does not
+ * reserve GEMM_WS_FLOATS floats of stack. */
+static __attribute__((noinline)) void gemm_on_stack(int trans_a, int trans_b, size_t M, size_t N, size_t K,
+                                                    float alpha, const float *A, size_t lda, const float *B,
+                                                    size_t ldb, float beta, float *C, size_t ldc) {
     _Alignas(64) float ws[GEMM_WS_FLOATS];
     GEMM_FN_WS(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ws);
+}
+
+void GEMM_FN(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
+             const float *B, size_t ldb, float beta, float *C, size_t ldc) {
+    float *cur = cnn_f32_gemm_ws_current;
+    if (cur) GEMM_FN_WS(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, cur);
+    else gemm_on_stack(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
