@@ -11,6 +11,7 @@
 
 static const char eval_help[] =
     "usage: cnn eval MODEL.cnn --weights FILE --data DIR [--batch B] [--threads T] [--json]\n"
+    "       cnn eval CHECKPOINT --data DIR [...]   (a checkpoint or --out file: the model text is inside)\n"
     "\n"
     "Evaluate trained weights on the test split (t10k-*) of an IDX dataset folder: mean loss, accuracy and\n"
     "the confusion matrix (rows: true class, columns: predicted class).\n"
@@ -37,6 +38,23 @@ static int looks_like_fashion(const char *dir) {
     return strstr(low, "fashion") != NULL || strstr(low, "fmnist") != NULL;
 }
 
+/* Whether path looks like a safetensors file (u64 header length that fits, then '{'), not model text. */
+static int looks_like_safetensors(const char *path) {
+    FILE *f = fopen(path, "rb");
+    unsigned char b[9];
+    int yes = 0;
+    if (!f)
+        return 1; /* let the file check report it */
+    if (fread(b, 1, 9, f) == 9 && b[8] == '{') {
+        unsigned long long n = 0;
+        for (int i = 7; i >= 0; i--)
+            n = n << 8 | b[i];
+        yes = n >= 2 && n < 100000000ull;
+    }
+    fclose(f);
+    return yes;
+}
+
 static int run_eval(int argc, char **argv) {
     const char *weights = NULL, *data = NULL, *normalize = NULL;
     size_t batch = 256, threads = 0;
@@ -61,15 +79,21 @@ static int run_eval(int argc, char **argv) {
     }
     if (n_pos != 1)
         return cli_usage_error("eval: expected a model file (usage: cnn eval MODEL.cnn --weights FILE --data DIR)");
-    if (!weights)
-        return cli_usage_error("eval: --weights FILE is required");
+    /* without --weights the positional file is a checkpoint (or weights file) holding its model text */
     if (!data)
         return cli_usage_error("eval: --data DIR is required (a folder with t10k IDX files)");
     double norm_mean = 0, norm_std = 1;
     if (normalize && (rc = cli_parse_normalize("eval", normalize, &norm_mean, &norm_std)) != 0)
         return rc;
     const char *model = pos[0];
-    if ((rc = cli_check_file(model, "model file")) != 0 || (rc = cli_check_file(weights, "weights file")) != 0 ||
+    const char *model_file = weights ? model : NULL;
+    if (!weights && !looks_like_safetensors(model))
+        return cli_usage_error("eval: --weights FILE is required (or give a checkpoint / weights file alone: "
+                               "cnn eval CHECKPOINT --data DIR)");
+    if (!weights)
+        weights = model;
+    if ((model_file && (rc = cli_check_file(model, "model file")) != 0) ||
+        (rc = cli_check_file(weights, "weights file")) != 0 ||
         (rc = cli_check_dir(data, "data folder")) != 0)
         return rc;
 
@@ -83,7 +107,7 @@ static int run_eval(int argc, char **argv) {
 
     if (cli_ctx_create(threads, &ctx) != 0)
         goto cleanup;
-    if ((st = cnn_net_load(ctx, model, &net)) != CNN_OK) {
+    if ((st = model_file ? cnn_net_load(ctx, model, &net) : cnn_checkpoint_load(ctx, weights, &net)) != CNN_OK) {
         cli_lib_error(ctx, st, model);
         goto cleanup;
     }
@@ -101,7 +125,7 @@ static int run_eval(int argc, char **argv) {
         cli_lib_error(ctx, st, "compiling the model");
         goto cleanup;
     }
-    if ((st = cnn_net_load_weights(net, weights)) != CNN_OK) {
+    if (model_file && (st = cnn_net_load_weights(net, weights)) != CNN_OK) {
         cli_lib_error(ctx, st, weights);
         goto cleanup;
     }

@@ -4,12 +4,31 @@
  * for inference at batch B). `--print` writes the model text the library prints back instead. */
 #include "cli.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Whether path looks like a safetensors file (u64 header length that fits, then '{'), not model text. */
+static int looks_like_safetensors(const char *path) {
+    FILE *f = fopen(path, "rb");
+    unsigned char b[9];
+    int yes = 0;
+    if (!f)
+        return 0;
+    if (fread(b, 1, 9, f) == 9 && b[8] == '{') {
+        unsigned long long n = 0;
+        for (int i = 7; i >= 0; i--)
+            n = n << 8 | b[i];
+        yes = n >= 2 && n < 100000000ull;
+    }
+    fclose(f);
+    return yes;
+}
+
 static const char info_help[] =
-    "usage: cnn info MODEL.cnn [--batch B] [--print] [--json]\n"
+    "usage: cnn info MODEL.cnn|CHECKPOINT|WEIGHTS [--batch B] [--print] [--json]\n"
     "\n"
+    "(A checkpoint or a weights file written by cnn train holds its model text: it can stand for MODEL.cnn.)\n"
     "Show the layers of a model: index, name, type, inputs, output shape (CxHxW per sample), trainable\n"
     "parameters, forward MFLOPs per sample and the convolution algorithm chosen for it; then the totals:\n"
     "parameters (and MiB as float32), GFLOPs per sample, and the activation memory that compiling for\n"
@@ -92,7 +111,8 @@ static int run_info(int argc, char **argv) {
     rc = CLI_EXIT_FAIL;
     if (cli_ctx_create(1, &ctx) != 0)
         goto cleanup;
-    if ((st = cnn_net_load(ctx, model, &net)) != CNN_OK) {
+    if ((st = looks_like_safetensors(model) ? cnn_checkpoint_load(ctx, model, &net) : cnn_net_load(ctx, model, &net)) !=
+        CNN_OK) {
         cli_lib_error(ctx, st, model);
         goto cleanup;
     }

@@ -1,4 +1,4 @@
-/* cmd_predict.c — `cnn predict WEIGHTS --model MODEL.cnn IMAGE... | --data DIR --index K`: the top-5
+/* cmd_predict.c — `cnn predict WEIGHTS|CHECKPOINT [--model MODEL.cnn] IMAGE... | --data DIR --index K`: the top-5
  * classes with probabilities for PNG/JPEG images (resized to the model's input, converted to gray or RGB)
  * or for one test image of an IDX folder.
  *
@@ -12,15 +12,16 @@
 #include <string.h>
 
 static const char predict_help[] =
-    "usage: cnn predict WEIGHTS --model MODEL.cnn IMAGE...\n"
-    "       cnn predict WEIGHTS --model MODEL.cnn --data DIR --index K\n"
+    "usage: cnn predict WEIGHTS|CHECKPOINT [--model MODEL.cnn] IMAGE...\n"
+    "       cnn predict WEIGHTS|CHECKPOINT [--model MODEL.cnn] --data DIR --index K\n"
     "\n"
     "Classify images with trained weights (from cnn train --out): prints the 5 most likely classes and\n"
     "their probabilities. Images are PNG or JPEG, resized to the model's input and converted to gray or RGB;\n"
     "or --data/--index picks one image of the test split of an IDX folder.\n"
     "\n"
     "options:\n"
-    "  --model FILE          the model text the weights belong to (required)\n"
+    "  --model FILE          the model text the weights belong to (default: the model text inside\n"
+    "                        WEIGHTS, which a checkpoint and every --out file of cnn train hold)\n"
     "  --data DIR --index K  test image K (0-based) of an IDX dataset folder instead of image files\n"
     "  --invert              use 1 - pixel (dark-on-light photos; Fashion-MNIST is light-on-dark)\n"
     "  --normalize MEAN,STD  the normalisation the model was trained with, if any\n"
@@ -57,9 +58,10 @@ static int run_predict(int argc, char **argv) {
         return CLI_EXIT_OK;
     }
     if (n_pos < 1)
-        return cli_usage_error("predict: expected a weights file (usage: cnn predict WEIGHTS --model MODEL.cnn "
+        return cli_usage_error("predict: expected a weights file (usage: cnn predict WEIGHTS|CHECKPOINT [--model MODEL.cnn] "
                                "IMAGE... | --data DIR --index K)");
-    if (!model) return cli_usage_error("predict: --model MODEL.cnn is required (the model the weights belong to)");
+    const char *model_file = model; /* NULL: the model text inside the weights file / checkpoint */
+    if (!model) model = pos[0];
     size_t n_images = n_pos - 1;
     if (data && !seen_index) return cli_usage_error("predict: --data DIR needs --index K");
     if (seen_index && !data) return cli_usage_error("predict: --index K needs --data DIR");
@@ -76,7 +78,7 @@ static int run_predict(int argc, char **argv) {
     const char *custom[256];
     const char *const *names = NULL;
     rc = CLI_EXIT_FAIL;
-    if (cli_model_open(model, pos[0], 1, 0, threads, &ctx, &net) != 0) goto cleanup;
+    if (cli_model_open(model_file, pos[0], 1, 0, threads, &ctx, &net) != 0) goto cleanup;
     cnn_shape in = cnn_net_input_shape(net), os = cnn_net_output_shape(net);
     size_t k = os.c * os.h * os.w;
     if (!cnn_net_has_loss(net)) {

@@ -1,4 +1,4 @@
-/* cmd_report.c — `cnn report WEIGHTS --model MODEL.cnn --data DIR -o DIR [--log FILE]`: the training
+/* cmd_report.c — `cnn report WEIGHTS|CHECKPOINT [--model MODEL.cnn] --data DIR -o DIR [--log FILE]`: the training
  * report (report.c) after the fact, for trained weights: confusion matrix, misclassified gallery, filters
  * and layers from a pass over the test split; curves from the --log file of the training run, if given.
  *
@@ -12,7 +12,7 @@
 #include <string.h>
 
 static const char report_help[] =
-    "usage: cnn report WEIGHTS --model MODEL.cnn --data DIR -o OUTDIR [--log FILE]\n"
+    "usage: cnn report WEIGHTS|CHECKPOINT [--model MODEL.cnn] --data DIR -o OUTDIR [--log FILE]\n"
     "\n"
     "Write the training report for trained weights (from cnn train --out): OUTDIR/index.html, one\n"
     "self-contained page to open in a browser (confusion matrix of the test split with class names, the most\n"
@@ -20,7 +20,8 @@ static const char report_help[] =
     "FLOPs, the settings, and with --log the loss and accuracy curves) and OUTDIR/metrics.csv.\n"
     "\n"
     "options:\n"
-    "  --model FILE          the model text the weights belong to (required)\n"
+    "  --model FILE          the model text the weights belong to (default: the model text inside\n"
+    "                        WEIGHTS, which a checkpoint and every --out file of cnn train hold)\n"
     "  --data DIR            IDX dataset folder; its test split is evaluated (required)\n"
     "  -o, --output DIR      the report folder (created if missing) (required)\n"
     "  --log FILE            the --log file of the training run: curves and the per-epoch table\n"
@@ -106,7 +107,8 @@ static int run_report(int argc, char **argv) {
         return CLI_EXIT_OK;
     }
     if (n_pos != 1) return cli_usage_error("report: expected a weights file (see 'cnn help report')");
-    if (!model) return cli_usage_error("report: --model MODEL.cnn is required (the model the weights belong to)");
+    const char *model_file = model; /* NULL: the model text inside the weights file / checkpoint */
+    if (!model) model = pos[0];
     if (!data) return cli_usage_error("report: --data DIR is required (its test split is evaluated)");
     if (!output) return cli_usage_error("report: -o OUTDIR is required");
     double mean = 0, std = 1;
@@ -121,7 +123,7 @@ static int run_report(int argc, char **argv) {
     size_t n_hist = 0;
     rc = CLI_EXIT_FAIL;
     if (log_path && read_log(log_path, &hist, &n_hist) != 0) goto cleanup;
-    if (cli_model_open(model, pos[0], batch, 0, threads, &ctx, &net) != 0) goto cleanup;
+    if (cli_model_open(model_file, pos[0], batch, 0, threads, &ctx, &net) != 0) goto cleanup;
     if (!cnn_net_has_loss(net)) {
         cli_error("model '%s' has no loss layer: the report needs class probabilities (softmax_ce)", model);
         goto cleanup;

@@ -15,8 +15,17 @@
  * plain lines at every tenth of the epoch, no control characters. --log FILE appends one JSON object per
  * epoch; --report DIR writes the HTML report (report.c) at the end.
  * SIGINT/SIGTERM: the current batch finishes, then training stops (the partial epoch is not evaluated),
- * --out and --report are still written, a line says how to continue (--weights), exit status 130.
- * (Checkpoints with optimizer state do not exist yet: continuing restarts the optimizer and schedule.) */
+ * --checkpoint, --out and --report are still written, a line says how to continue, exit status 130.
+ *
+ * Checkpoints (--checkpoint FILE; src/io/checkpoint.c): written after every epoch (and after a partial one
+ * that --steps ends) and on SIGINT/SIGTERM, with the position (epoch, batches done in it, optimizer steps),
+ * the optimizer state and the training arguments of this run (every option but --resume and --weights/--init;
+ * the model text is inside). `--resume FILE` rebuilds the run: the stored arguments come first and the
+ * command line's override them (the parser keeps the last value), so `cnn train --resume ck --epochs 5`
+ * trains the same run up to 5 epochs in all. The shuffle order is a pure function of (--seed, epoch), the
+ * dropout RNG is (seed, forwards) and restored, so a resumed run is bit-identical to an uninterrupted one with
+ * the same options and --threads (changing --batch mid-epoch is not supported: the position counts batches).
+ * The epoch line of an epoch resumed in the middle covers only the batches run after the resume. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "report.h"
@@ -31,6 +40,7 @@
 
 static const char train_help[] =
     "usage: cnn train MODEL.cnn --data DIR [options]\n"
+    "       cnn train --resume CHECKPOINT [--epochs N] [options]\n"
     "\n"
     "Train a model on an IDX dataset folder (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],\n"
     "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]), evaluating on the test split after each\n"
@@ -58,7 +68,11 @@ static const char train_help[] =
     "  --normalize MEAN,STD     normalise every channel as (x - MEAN) / STD after scaling to [0,1]\n"
     "  --out FILE               save the weights (safetensors) at the end (also after Ctrl-C)\n"
     "  --weights FILE           start from these weights (e.g. an earlier --out) instead of a fresh\n"
-    "                           initialisation; the optimizer state starts afresh\n"
+    "                           initialisation; the optimizer state starts afresh (alias: --init)\n"
+    "  --checkpoint FILE        write a checkpoint (weights, optimizer state, position, options) after\n"
+    "                           every epoch and when stopped by Ctrl-C/SIGTERM\n"
+    "  --resume FILE            continue the run of a checkpoint (no MODEL.cnn: the model and options are\n"
+    "                           inside; options given here override them; --epochs counts the whole run)\n"
     "  --quiet                  no start line and no progress on stderr (epoch lines still go to stdout)\n"
     "  --log FILE               write one JSON object per epoch to FILE: epoch, epochs, steps, train_loss,\n"
     "                           train_acc, test_loss, test_acc, seconds, images_per_second, lr\n"
@@ -111,9 +125,113 @@ static void progress_text(char *buf, size_t n, size_t e, size_t epochs, size_t b
              acc, ips, t);
 }
 
+/* Options of this command that take no value (for recording the arguments in a checkpoint). */
+static int is_flag(const char *a) {
+    static const char *const flags[] = {"--nesterov", "--no-shuffle", "--json", "--quiet", NULL};
+    for (size_t i = 0; flags[i]; i++)
+        if (strcmp(a, flags[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int opt_is(const char *a, const char *name) {
+    size_t n = strlen(name);
+    return strncmp(a, name, n) == 0 && (a[n] == 0 || a[n] == '=');
+}
+
+/* The value of --resume in argv (the last one), or NULL. */
+static const char *find_resume(int argc, char **argv) {
+    const char *r = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strncmp(argv[i], "--resume=", 9) == 0)
+            r = argv[i] + 9;
+        else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc)
+            r = argv[++i];
+        else if (argv[i][0] == '-' && argv[i][1] == '-' && !is_flag(argv[i]) && !strchr(argv[i], '=') && i + 1 < argc)
+            i++;
+    }
+    return r;
+}
+
+/* The arguments a checkpoint keeps: options and their values, without the model file and without --resume,
+ * --weights, --init (the checkpoint replaces them). *out points into argv (free the array only). */
+static int record_args(int argc, char **argv, const char ***out, size_t *n_out) {
+    const char **v = malloc((size_t)(argc > 0 ? argc : 1) * sizeof *v);
+    size_t n = 0;
+    if (!v)
+        return cli_error("out of memory");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0)
+            break;
+        if (a[0] != '-' || a[1] != '-')
+            continue; /* the model file */
+        int has_value = !is_flag(a) && !strchr(a, '=') && i + 1 < argc;
+        int drop = opt_is(a, "--resume") || opt_is(a, "--weights") || opt_is(a, "--init");
+        if (!drop) {
+            v[n++] = a;
+            if (has_value)
+                v[n++] = argv[i + 1];
+        }
+        if (has_value)
+            i++;
+    }
+    *out = v;
+    *n_out = n;
+    return 0;
+}
+
+static int run_train_args(int argc, char **argv, const char *resume, const cnn_train_state *rstate);
+
 static int run_train(int argc, char **argv) {
+    /* --resume: the checkpoint's arguments first, then the command line's (later values win) */
+    const char *resume_arg = find_resume(argc, argv);
+    cnn_ctx *rctx = NULL;
+    cnn_train_state rstate;
+    char **merged = NULL;
+    memset(&rstate, 0, sizeof rstate);
+    int rc0;
+    if (resume_arg) {
+        cnn_status rst;
+        if ((rc0 = cli_check_file(resume_arg, "--resume checkpoint")) != 0)
+            return rc0;
+        if (cli_ctx_create(1, &rctx) != 0)
+            return CLI_EXIT_FAIL;
+        if ((rst = cnn_checkpoint_read_state(rctx, resume_arg, &rstate)) != CNN_OK) {
+            rc0 = cli_lib_error(rctx, rst, resume_arg);
+            cnn_ctx_free(rctx);
+            return rc0;
+        }
+        merged = malloc(((size_t)argc + rstate.n_args + 1) * sizeof *merged);
+        if (!merged) {
+            cnn_free(rctx, (void *)rstate.args);
+            cnn_ctx_free(rctx);
+            return cli_error("out of memory");
+        }
+        size_t m = 0;
+        merged[m++] = argv[0];
+        for (size_t i = 0; i < rstate.n_args; i++)
+            merged[m++] = (char *)rstate.args[i];
+        for (int i = 1; i < argc; i++)
+            merged[m++] = argv[i];
+        merged[m] = NULL;
+        argc = (int)m;
+        argv = merged;
+    }
+    rc0 = run_train_args(argc, argv, resume_arg, &rstate);
+    free(merged);
+    if (rctx) {
+        cnn_free(rctx, (void *)rstate.args);
+        cnn_ctx_free(rctx);
+    }
+    return rc0;
+}
+
+static int run_train_args(int argc, char **argv, const char *resume, const cnn_train_state *rstate) {
     const char *data = NULL, *out = NULL, *normalize = NULL, *log_path = NULL, *report_dir = NULL,
-               *init_weights = NULL;
+               *init_weights = NULL, *init_alias = NULL, *checkpoint = NULL, *resume_opt = NULL;
     int quiet = 0;
     size_t epochs = 1, batch = 64, threads = 0;
     uint64_t seed = 1, max_steps = 0;
@@ -149,6 +267,9 @@ static int run_train(int argc, char **argv) {
         {.name = "log", .kind = CLI_OPT_STRING, .out = &log_path},
         {.name = "report", .kind = CLI_OPT_STRING, .out = &report_dir},
         {.name = "weights", .kind = CLI_OPT_STRING, .out = &init_weights},
+        {.name = "init", .kind = CLI_OPT_STRING, .out = &init_alias},
+        {.name = "checkpoint", .kind = CLI_OPT_STRING, .out = &checkpoint},
+        {.name = "resume", .kind = CLI_OPT_STRING, .out = &resume_opt},
     };
     const char *pos[1];
     size_t n_pos;
@@ -160,8 +281,19 @@ static int run_train(int argc, char **argv) {
         fputs(train_help, stdout);
         return CLI_EXIT_OK;
     }
-    if (n_pos != 1)
-        return cli_usage_error("train: expected a model file (usage: cnn train MODEL.cnn --data DIR [options])");
+    if (init_alias) {
+        if (init_weights && strcmp(init_weights, init_alias) != 0)
+            return cli_usage_error("train: --init and --weights name the same thing; give one");
+        init_weights = init_alias;
+    }
+    if (resume && n_pos)
+        return cli_usage_error("train: --resume takes the model from the checkpoint; drop '%s'", pos[0]);
+    if (resume && init_weights)
+        return cli_usage_error("train: --resume and --weights/--init cannot be combined (the checkpoint has the "
+                               "weights)");
+    if (!resume && n_pos != 1)
+        return cli_usage_error("train: expected a model file (usage: cnn train MODEL.cnn --data DIR [options], or "
+                               "cnn train --resume CHECKPOINT)");
     if (!data)
         return cli_usage_error("train: --data DIR is required (a folder with train/t10k IDX files)");
     if (optimizer != CNN_OPT_SGD && (seen_momentum || nesterov))
@@ -177,9 +309,13 @@ static int run_train(int argc, char **argv) {
         return rc;
     if (!seen_lr && optimizer != CNN_OPT_SGD)
         lr = 0.001;
-    const char *model = pos[0];
-    if ((rc = cli_check_file(model, "model file")) != 0 || (rc = cli_check_dir(data, "data folder")) != 0)
+    const char *model = resume ? resume : pos[0];
+    if ((!resume && (rc = cli_check_file(model, "model file")) != 0) || (rc = cli_check_dir(data, "data folder")) != 0)
         return rc;
+    if (checkpoint && (rc = cli_check_output(checkpoint, "--checkpoint")) != 0)
+        return rc;
+    const char **rec_args = NULL;
+    size_t n_rec_args = 0;
     if (out && (rc = cli_check_output(out, "--out")) != 0)
         return rc;
     if (log_path && (rc = cli_check_output(log_path, "--log")) != 0)
@@ -213,7 +349,9 @@ static int run_train(int argc, char **argv) {
 
     if (cli_ctx_create(threads, &ctx) != 0)
         goto cleanup;
-    if ((st = cnn_net_load(ctx, model, &net)) != CNN_OK) {
+    if (record_args(argc, argv, &rec_args, &n_rec_args) != 0)
+        goto cleanup;
+    if ((st = resume ? cnn_checkpoint_load(ctx, resume, &net) : cnn_net_load(ctx, model, &net)) != CNN_OK) {
         cli_lib_error(ctx, st, model);
         goto cleanup;
     }
@@ -241,7 +379,7 @@ static int run_train(int argc, char **argv) {
         cli_lib_error(ctx, st, "compiling the model");
         goto cleanup;
     }
-    if ((st = cnn_net_init_params(net, seed, CNN_INIT_DEFAULT)) != CNN_OK) {
+    if (!resume && (st = cnn_net_init_params(net, seed, CNN_INIT_DEFAULT)) != CNN_OK) {
         cli_lib_error(ctx, st, "initialising the parameters");
         goto cleanup;
     }
@@ -249,8 +387,9 @@ static int run_train(int argc, char **argv) {
         cli_lib_error(ctx, st, init_weights);
         goto cleanup;
     }
-    cnn_net_set_seed(net, seed);
-    if (log_path && !(logf = fopen(log_path, "w"))) {
+    if (!resume)
+        cnn_net_set_seed(net, seed); /* a checkpoint restored the dropout RNG */
+    if (log_path && !(logf = fopen(log_path, resume ? "a" : "w"))) {
         cli_error("--log '%s': cannot open for writing", log_path);
         goto cleanup;
     }
@@ -264,6 +403,10 @@ static int run_train(int argc, char **argv) {
     }
     if ((st = cnn_optimizer_create(net, &oo, &opt)) != CNN_OK) {
         cli_lib_error(ctx, st, "creating the optimizer");
+        goto cleanup;
+    }
+    if (resume && (st = cnn_checkpoint_load_optimizer(opt, resume)) != CNN_OK) {
+        cli_lib_error(ctx, st, resume);
         goto cleanup;
     }
 
@@ -307,11 +450,23 @@ static int run_train(int argc, char **argv) {
     size_t plain_every = steps_per_epoch / 10 ? steps_per_epoch / 10 : 1;
     size_t stopped_epoch = 0, stopped_batch = 0;
     float last_lr = (float)lr;
-    uint64_t step = 0; /* optimizer steps so far */
+    uint64_t step = resume ? rstate->step : 0; /* optimizer steps so far */
+    size_t start_epoch = resume ? (size_t)rstate->epoch : 0, start_batch = resume ? (size_t)rstate->batch : 0;
+    if (start_batch >= steps_per_epoch) { /* (a different --batch than the checkpoint's) */
+        start_epoch++;
+        start_batch = 0;
+    }
+    if (resume && !quiet)
+        fprintf(stderr, "train: resuming %s at epoch %zu/%zu, batch %zu of %zu (optimizer step %llu)\n", resume,
+                start_epoch + 1, epochs, start_batch, steps_per_epoch, (unsigned long long)step);
+    if (resume && start_epoch >= epochs && !quiet)
+        fprintf(stderr, "train: the checkpoint has done %zu of %zu epochs: nothing to train (raise --epochs)\n",
+                start_epoch, epochs);
+    cnn_train_state ck = {.seed = seed, .n_args = n_rec_args, .args = rec_args};
     size_t epochs_run = 0;
     double total_seconds = 0, total_images = 0;
     double last_loss = NAN, last_train_acc = NAN, last_test_acc = NAN, last_test_loss = NAN;
-    for (size_t e = 0; e < epochs; e++) {
+    for (size_t e = start_epoch; e < epochs; e++) {
         if (max_steps && step >= max_steps)
             break;
         if (!no_shuffle) {
@@ -323,10 +478,14 @@ static int run_train(int argc, char **argv) {
         size_t correct = 0, seen = 0, pt_correct = 0, pt_seen = 0;
         double t0 = cli_now(), last_draw = 0;
         size_t batches_run = 0;
-        size_t epoch_steps = steps_per_epoch; /* what this epoch will run (--steps may cut it) */
-        if (max_steps && max_steps - step < epoch_steps)
-            epoch_steps = (size_t)(max_steps - step);
-        for (size_t b = 0; b < steps_per_epoch; b++) {
+        size_t epoch_steps; /* the batch index this epoch ends at (--steps may cut it) */
+        size_t b_first = e == start_epoch ? start_batch : 0, b_end = b_first;
+        if (max_steps && max_steps - step < steps_per_epoch - b_first)
+            epoch_steps = b_first + (size_t)(max_steps - step);
+        else
+            epoch_steps = steps_per_epoch;
+        for (size_t b = b_first; b < steps_per_epoch; b++) {
+            b_end = b;
             if (max_steps && step >= max_steps)
                 break;
             if (stop_signal) {
@@ -361,6 +520,7 @@ static int run_train(int argc, char **argv) {
             if ((st = cnn_optimizer_step(opt, step_lr)) != CNN_OK)
                 goto step_failed;
             step++;
+            b_end = b + 1;
             loss_sum += ls.loss * (double)nb;
             correct += ls.correct;
             seen += nb;
@@ -423,8 +583,16 @@ static int run_train(int argc, char **argv) {
             fputs("\r\033[K", stderr); /* the epoch line replaces the progress line */
             fflush(stderr);
         }
-        if (stop_signal)
+        ck.epoch = b_end >= steps_per_epoch ? e + 1 : e;
+        ck.batch = b_end >= steps_per_epoch ? 0 : b_end;
+        ck.step = step;
+        if (stop_signal) {
+            if (checkpoint && (st = cnn_checkpoint_save(net, opt, &ck, checkpoint)) != CNN_OK) {
+                cli_lib_error(ctx, st, checkpoint);
+                goto cleanup;
+            }
             break; /* the partial epoch is not evaluated */
+        }
         epochs_run++;
         total_seconds += seconds;
         total_images += (double)seen;
@@ -489,6 +657,13 @@ static int run_train(int argc, char **argv) {
                 cli_error("--log '%s': write failed", log_path);
                 goto cleanup;
             }
+            fflush(logf);
+        }
+        if (checkpoint) {
+            if ((st = cnn_checkpoint_save(net, opt, &ck, checkpoint)) != CNN_OK) {
+                cli_lib_error(ctx, st, checkpoint);
+                goto cleanup;
+            }
         }
     }
 
@@ -522,7 +697,7 @@ static int run_train(int argc, char **argv) {
                                   "learning rate", s_lr,        "momentum",      s_mom,
                                   "weight decay", s_wd,         "normalize",     s_norm,
                                   "seed",       s_seed,         "threads",       s_thr,
-                                  "initial weights", init_weights ? init_weights : "fresh initialisation",
+                                  "initial weights", resume ? resume : init_weights ? init_weights : "fresh initialisation",
                                   "weights saved to", out ? out : "(not saved: no --out)"};
         cli_report_input ri = {
             .title = model,
@@ -547,9 +722,11 @@ static int run_train(int argc, char **argv) {
         fprintf(stderr, "train: %s: stopped at epoch %zu/%zu, batch %zu of %zu (optimizer step %llu)", 
                 stop_signal == SIGTERM ? "terminated" : "interrupted", stopped_epoch ? stopped_epoch : epochs_run,
                 epochs, stopped_batch, steps_per_epoch, (unsigned long long)step);
-        if (out)
+        if (checkpoint)
+            fprintf(stderr, "; checkpoint saved to %s; to continue: cnn train --resume %s\n", checkpoint, checkpoint);
+        else if (out)
             fprintf(stderr, "; to continue: cnn train %s --data %s --weights %s --out %s ... (the optimizer state "
-                            "and schedule start afresh)\n",
+                            "and schedule start afresh; --checkpoint FILE keeps them)\n",
                     model, data, out, out);
         else
             fprintf(stderr, "; no weights saved (give --out FILE to keep them next time)\n");
@@ -588,6 +765,7 @@ cleanup:
     }
     if (logf && fclose(logf) != 0 && rc == CLI_EXIT_OK)
         rc = cli_error("--log '%s': write failed", log_path);
+    free(rec_args);
     free(pts);
     free(hist);
     free(idx);

@@ -1,4 +1,4 @@
-/* cmd_viz.c — `cnn viz WEIGHTS --model MODEL.cnn IMAGE | --data DIR --index K --layer NAME -o out.png`:
+/* cmd_viz.c — `cnn viz WEIGHTS|CHECKPOINT [--model MODEL.cnn] IMAGE | --data DIR --index K --layer NAME -o out.png`:
  * the feature maps of one layer for one input as a grid PNG (each map normalised to its own min..max), or
  * with --filters a conv2d layer's kernels (one cell per output channel and input channel; RGB when the
  * layer reads 3 channels).
@@ -14,8 +14,8 @@
 #include <string.h>
 
 static const char viz_help[] =
-    "usage: cnn viz WEIGHTS --model MODEL.cnn (IMAGE | --data DIR --index K) --layer NAME -o OUT.png\n"
-    "       cnn viz WEIGHTS --model MODEL.cnn --layer NAME --filters -o OUT.png\n"
+    "usage: cnn viz WEIGHTS|CHECKPOINT [--model MODEL.cnn] (IMAGE | --data DIR --index K) --layer NAME -o OUT.png\n"
+    "       cnn viz WEIGHTS|CHECKPOINT [--model MODEL.cnn] --layer NAME --filters -o OUT.png\n"
     "\n"
     "Draw what a layer sees: the feature maps (output channels) of layer NAME for one input as a grid image,\n"
     "each map scaled to its own range (black: lowest, white: highest); or with --filters the kernels of a\n"
@@ -23,7 +23,8 @@ static const char viz_help[] =
     "of a trained model look like edge and texture detectors.\n"
     "\n"
     "options:\n"
-    "  --model FILE          the model text the weights belong to (required)\n"
+    "  --model FILE          the model text the weights belong to (default: the model text inside\n"
+    "                        WEIGHTS, which a checkpoint and every --out file of cnn train hold)\n"
     "  --layer NAME          layer name as in the model (see cnn info MODEL.cnn) (required)\n"
     "  -o, --output FILE     the PNG to write (required)\n"
     "  --data DIR --index K  test image K of an IDX dataset folder instead of an image file\n"
@@ -77,7 +78,8 @@ static int run_viz(int argc, char **argv) {
         return CLI_EXIT_OK;
     }
     if (n_pos < 1) return cli_usage_error("viz: expected a weights file (see 'cnn help viz')");
-    if (!model) return cli_usage_error("viz: --model MODEL.cnn is required (the model the weights belong to)");
+    const char *model_file = model; /* NULL: the model text inside the weights file / checkpoint */
+    if (!model) model = pos[0];
     if (!layer) return cli_usage_error("viz: --layer NAME is required (layer names: cnn info MODEL.cnn)");
     if (!output) return cli_usage_error("viz: -o OUT.png is required");
     const char *image = n_pos > 1 ? pos[1] : NULL;
@@ -98,7 +100,7 @@ static int run_viz(int argc, char **argv) {
     cli_image grid = {0};
     char err[512], what[512];
     rc = CLI_EXIT_FAIL;
-    if (cli_model_open(model, pos[0], 1, CNN_COMPILE_KEEP_ACTIVATIONS, threads, &ctx, &net) != 0) goto cleanup;
+    if (cli_model_open(model_file, pos[0], 1, CNN_COMPILE_KEEP_ACTIVATIONS, threads, &ctx, &net) != 0) goto cleanup;
     size_t li = cnn_net_layer_find(net, layer);
     cnn_layer_info info;
     if (li == SIZE_MAX || cnn_net_layer_info(net, li, &info) != CNN_OK) {

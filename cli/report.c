@@ -32,13 +32,14 @@ int cli_model_open(const char *model, const char *weights, size_t batch, unsigne
                    cnn_ctx **ctx, cnn_net **net) {
     *ctx = NULL;
     *net = NULL;
-    if (cli_check_file(model, "model file") != 0 || cli_check_file(weights, "weights file") != 0)
+    if ((model && cli_check_file(model, "model file") != 0) || cli_check_file(weights, "weights file") != 0)
         return CLI_EXIT_FAIL;
     if (cli_ctx_create(threads, ctx) != 0) return CLI_EXIT_FAIL;
-    cnn_status st = cnn_net_load(*ctx, model, net);
-    if (st != CNN_OK) return cli_lib_error(*ctx, st, model);
+    /* no model file: the model text inside the checkpoint / weights file (cnn_checkpoint_load) */
+    cnn_status st = model ? cnn_net_load(*ctx, model, net) : cnn_checkpoint_load(*ctx, weights, net);
+    if (st != CNN_OK) return cli_lib_error(*ctx, st, model ? model : weights);
     if ((st = cnn_net_compile(*net, batch, flags)) != CNN_OK) return cli_lib_error(*ctx, st, "compiling the model");
-    if ((st = cnn_net_load_weights(*net, weights)) != CNN_OK) return cli_lib_error(*ctx, st, weights);
+    if (model && (st = cnn_net_load_weights(*net, weights)) != CNN_OK) return cli_lib_error(*ctx, st, weights);
     return 0;
 }
 

@@ -312,6 +312,45 @@ const float *cnn_net_layer_output(const cnn_net *net, size_t layer, cnn_shape *s
 /* Index of the layer named `name`; SIZE_MAX when there is none. */
 size_t cnn_net_layer_find(const cnn_net *net, const char *name);
 
+/* ==== checkpoints: weights + optimizer state + training position (src/io/checkpoint.c; docs/formats.md) ====
+ * A checkpoint is one safetensors file: every tensor of the net (as cnn_net_save_weights writes them), the
+ * optimizer state as flat tensors over the parameter arena ("optim.momentum"; "optim.exp_avg",
+ * "optim.exp_avg_sq"), and metadata: the model text ("cnn.model"), the position, the optimizer's kind,
+ * options and step count, the net's dropout seed/step, and the caller's training arguments. Weights loaders
+ * (cnn_net_load_weights) accept a checkpoint and ignore the "optim." tensors. Written atomically. */
+typedef struct cnn_train_state {
+    uint64_t epoch;        /* 0-based epoch training continues in */
+    uint64_t batch;        /* batches of that epoch already done (0: start of the epoch) */
+    uint64_t step;         /* optimizer steps so far */
+    uint64_t seed;         /* the run's seed (shuffle order is a function of seed and epoch) */
+    size_t n_args;         /* the caller's training arguments (e.g. the CLI's options), kept verbatim */
+    const char *const *args; /* load: one cnn_alloc block (free with cnn_free(ctx, (void *)args)), or NULL */
+} cnn_train_state;
+/* Save net, optimizer (may be NULL: no optimizer state) and state (may be NULL: zeros) to path. */
+cnn_status cnn_checkpoint_save(cnn_net *net, const cnn_optimizer *opt, const cnn_train_state *state,
+                               const char *path);
+/* The model text embedded in a checkpoint or weights file; *text from cnn_alloc (free with cnn_free). */
+cnn_status cnn_checkpoint_read_model(cnn_ctx *ctx, const char *path, char **text);
+/* The training position and arguments of a checkpoint (CNN_ERR_FORMAT for a plain weights file). */
+cnn_status cnn_checkpoint_read_state(cnn_ctx *ctx, const char *path, cnn_train_state *state);
+/* A net from a checkpoint or weights file with embedded model text: parsed, weights loaded, dropout RNG
+ * restored (not compiled; a compile keeps the loaded values). */
+cnn_status cnn_checkpoint_load(cnn_ctx *ctx, const char *path, cnn_net **out);
+/* Restore the optimizer's state and step count from a checkpoint: its kind and parameter count must
+ * match. Options (lr, ...) stay as opt was created. Nothing changes on failure. */
+cnn_status cnn_checkpoint_load_optimizer(cnn_optimizer *opt, const char *path);
+
+/* The pieces a checkpoint saves (src/core/optimizer.c, src/core/net_query.c). */
+/* The optimizer's options; its state arrays (state[0]: SGD momentum or Adam exp_avg, state[1]: Adam
+ * exp_avg_sq; NULL when not kept), each *count floats in the layout of the parameter arena. */
+cnn_optimizer_options cnn_optimizer_get_options(const cnn_optimizer *opt);
+void cnn_optimizer_state(cnn_optimizer *opt, float *state[2], size_t *count);
+void cnn_optimizer_set_steps(cnn_optimizer *opt, uint64_t steps);
+cnn_ctx *cnn_optimizer_ctx(const cnn_optimizer *opt);
+/* The dropout RNG: seed and training forwards since cnn_net_set_seed. */
+void cnn_net_get_rng(const cnn_net *net, uint64_t *seed, uint64_t *step);
+void cnn_net_set_rng(cnn_net *net, uint64_t seed, uint64_t step);
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

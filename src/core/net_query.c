@@ -32,3 +32,14 @@ size_t cnn_net_layer_find(const cnn_net *net, const char *name) {
         if (strcmp(net->layers[i].name, name) == 0) return i;
     return SIZE_MAX;
 }
+
+void cnn_net_get_rng(const cnn_net *net, uint64_t *seed, uint64_t *step) {
+    if (seed) *seed = net ? net->seed : 0;
+    if (step) *step = net ? net->step : 0;
+}
+
+void cnn_net_set_rng(cnn_net *net, uint64_t seed, uint64_t step) {
+    if (!net) return;
+    net->seed = seed;
+    net->step = step;
+}

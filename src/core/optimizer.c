@@ -318,3 +318,25 @@ float cnn_schedule_lr(const cnn_schedule *s, double step) {
         return (float)base;
     }
 }
+
+/* ---- state access (checkpoints, src/io/checkpoint.c) ---- */
+
+cnn_optimizer_options cnn_optimizer_get_options(const cnn_optimizer *opt) {
+    if (!opt) {
+        cnn_optimizer_options o;
+        memset(&o, 0, sizeof o);
+        return o;
+    }
+    return opt->o;
+}
+
+void cnn_optimizer_state(cnn_optimizer *opt, float *state[2], size_t *count) {
+    if (state) state[0] = opt ? opt->state0 : NULL, state[1] = opt ? opt->state1 : NULL;
+    if (count) *count = opt ? opt->count : 0;
+}
+
+void cnn_optimizer_set_steps(cnn_optimizer *opt, uint64_t steps) {
+    if (opt) opt->steps = steps;
+}
+
+cnn_ctx *cnn_optimizer_ctx(const cnn_optimizer *opt) { return opt ? opt->ctx : NULL; }

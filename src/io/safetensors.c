@@ -20,7 +20,8 @@
  * begin <= end <= data size and end - begin == elements * dtype size; the entries sorted by offset tile the
  * data area from 0 with no overlap, no gap and no trailing bytes; every tensor of the net present with its
  * exact shape and a dtype we convert (F32 as is; F16, BF16 and F64 rounded to F32); entries named
- * "*.num_batches_tracked" (PyTorch's batchnorm step counter) are accepted and ignored; any other name the
+ * "*.num_batches_tracked" (PyTorch's batchnorm step counter) and "optim.*" (a checkpoint's optimizer state,
+ * checkpoint.c) are accepted and ignored; any other name the
  * net lacks is an error naming it. The data is then read into one temporary buffer and only when all of it
  * has been read is it copied into the net, so a failed load leaves the weights unchanged.
  *
@@ -275,6 +276,7 @@ static int entry_cmp(const void *a, const void *b) {
 
 static int is_ignored_name(const char *name) {
     static const char suffix[] = "num_batches_tracked";
+    if (!strncmp(name, "optim.", 6)) return 1; /* a checkpoint's optimizer state (checkpoint.c) */
     size_t n = strlen(name), s = sizeof suffix - 1;
     return n >= s && !strcmp(name + n - s, suffix) && (n == s || name[n - s - 1] == '.');
 }
