@@ -65,6 +65,8 @@ static const char train_help[] =
     "  --steps N                stop after N optimizer steps in total (the partial epoch is still\n"
     "                           evaluated and printed)\n"
     "  --no-shuffle             keep the dataset order\n"
+    "  --skip-bad-batches K     skip up to K batches whose loss or gradients are not finite, with a\n"
+    "                           warning (default 0: stop at the first, naming the layer)\n"
     "  --normalize MEAN,STD     normalise every channel as (x - MEAN) / STD after scaling to [0,1]\n"
     "  --out FILE               save the weights (safetensors) at the end (also after Ctrl-C)\n"
     "  --weights FILE           start from these weights (e.g. an earlier --out) instead of a fresh\n"
@@ -234,7 +236,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
                *init_weights = NULL, *init_alias = NULL, *checkpoint = NULL, *resume_opt = NULL;
     int quiet = 0;
     size_t epochs = 1, batch = 64, threads = 0;
-    uint64_t seed = 1, max_steps = 0;
+    uint64_t seed = 1, max_steps = 0, skip_bad = 0, skipped_bad = 0;
     double lr = 0.05, momentum = 0.9, weight_decay = 0, warmup_epochs = 0, step_epochs = 0, gamma = 0.1;
     int optimizer = CNN_OPT_SGD, schedule = CNN_SCHED_CONSTANT;
     int nesterov = 0, no_shuffle = 0, json = 0;
@@ -259,6 +261,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         {.name = "threads", .kind = CLI_OPT_SIZE, .out = &threads, .umin = 0, .umax = 1024},
         {.name = "seed", .kind = CLI_OPT_U64, .out = &seed, .umin = 0, .umax = UINT64_MAX},
         {.name = "steps", .kind = CLI_OPT_U64, .out = &max_steps, .umin = 1, .umax = UINT64_MAX},
+        {.name = "skip-bad-batches", .kind = CLI_OPT_U64, .out = &skip_bad, .umin = 0, .umax = UINT64_MAX},
         {.name = "no-shuffle", .kind = CLI_OPT_FLAG, .out = &no_shuffle},
         {.name = "out", .kind = CLI_OPT_STRING, .out = &out},
         {.name = "json", .kind = CLI_OPT_FLAG, .out = &json},
@@ -436,9 +439,9 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         char shape[64];
         cli_format_shape(shape, sizeof shape, cnn_dataset_shape(train));
         fprintf(stderr,
-                "train: model %s (%zu layers, %zu parameters); data %s: %zu train / %zu test, %s, %zu classes; "
+                "train: model %s (%zu layers, %zu parameters); data %s (%s): %zu train / %zu test, %s, %zu classes; "
                 "batch %zu, %zu steps/epoch; threads %zu, isa %s\n",
-                model, cnn_net_num_layers(net), cnn_net_param_count(net), data, n_train, n_test, shape,
+                model, cnn_net_num_layers(net), cnn_net_param_count(net), data, cnn_dataset_kind(train), n_train, n_test, shape,
                 cnn_dataset_classes(train), batch, steps_per_epoch, cnn_ctx_threads(ctx), cnn_ctx_isa(ctx));
         fflush(stderr);
     }
@@ -506,13 +509,15 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
             if ((st = cnn_net_loss(net, labels, NULL, &ls)) != CNN_OK)
                 goto step_failed;
             if (!isfinite(ls.loss)) {
-                cli_error("non-finite loss (%g) at epoch %zu/%zu, step %zu of %zu (optimizer step %llu); try a "
-                          "smaller --lr",
-                          ls.loss, e + 1, epochs, b + 1, steps_per_epoch, (unsigned long long)step + 1);
-                goto cleanup;
+                st = CNN_ERR_NUMERIC;
+                what = "loss";
+                goto step_failed;
             }
             what = "backward";
             if ((st = cnn_net_backward(net, NULL)) != CNN_OK)
+                goto step_failed;
+            what = "gradients";
+            if ((st = cnn_net_check_gradients(net)) != CNN_OK)
                 goto step_failed;
             what = "optimizer step";
             float step_lr = cnn_schedule_lr(&sched, (double)step);
@@ -566,11 +571,26 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
             continue;
         step_failed: {
             const char *msg = cnn_ctx_last_error(ctx);
-            if (st == CNN_ERR_NUMERIC && strcmp(what, "loss") == 0) {
-                cli_error("non-finite loss at epoch %zu/%zu, step %zu of %zu (optimizer step %llu): %s; try a "
-                          "smaller --lr",
-                          e + 1, epochs, b + 1, steps_per_epoch, (unsigned long long)step + 1,
-                          msg && msg[0] ? msg : cnn_status_string(st));
+            if (st == CNN_ERR_NUMERIC && (strcmp(what, "loss") == 0 || strcmp(what, "gradients") == 0)) {
+                /* the divergence guard: name where it first appeared; never step or checkpoint on it */
+                char where[1024];
+                if (strcmp(what, "loss") == 0 && cnn_net_check_activations(net) != CNN_OK)
+                    snprintf(where, sizeof where, "%s", cnn_ctx_last_error(ctx));
+                else
+                    snprintf(where, sizeof where, "%s", msg && msg[0] ? msg : cnn_status_string(st));
+                if (skipped_bad < skip_bad) {
+                    skipped_bad++;
+                    fprintf(stderr, "%scnn: warning: skipping batch %zu of epoch %zu: non-finite %s (%s); %llu of %llu "
+                                    "skips used\n",
+                            tty ? "\r\033[K" : "", b + 1, e + 1, what, where, (unsigned long long)skipped_bad,
+                            (unsigned long long)skip_bad);
+                    continue;
+                }
+                cli_error("non-finite %s at epoch %zu/%zu, step %zu of %zu (optimizer step %llu): %s; stopped "
+                          "before the optimizer step%s; try a smaller --lr%s",
+                          what, e + 1, epochs, b + 1, steps_per_epoch, (unsigned long long)step + 1, where,
+                          checkpoint ? ", the last checkpoint is kept" : "",
+                          skip_bad ? "" : " or --skip-bad-batches K");
                 goto cleanup;
             }
             cli_error("epoch %zu/%zu, step %zu (optimizer step %llu): %s: %s", e + 1, epochs, b + 1,

@@ -203,7 +203,8 @@ typedef struct cnn_dataset cnn_dataset;
 /* IDX image and label files (MNIST style), raw or gzip. */
 cnn_status cnn_dataset_load_idx(cnn_ctx *ctx, const char *images_path, const char *labels_path,
                                 cnn_dataset **out);
-/* A folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]; split is "train" or "test". */
+/* A folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz], or CIFAR-10 data_batch_{1..5}.bin and
+ * test_batch.bin (also in a cifar-10-batches-bin/ subfolder); split is "train" or "test". */
 cnn_status cnn_dataset_load_dir(cnn_ctx *ctx, const char *dir, const char *split, cnn_dataset **out);
 /* A dataset from memory: n samples of shape, pixels already scaled; copied. */
 cnn_status cnn_dataset_from_memory(cnn_ctx *ctx, const float *x, const int32_t *labels, size_t n,
@@ -312,6 +313,13 @@ const float *cnn_net_layer_output(const cnn_net *net, size_t layer, cnn_shape *s
 /* Index of the layer named `name`; SIZE_MAX when there is none. */
 size_t cnn_net_layer_find(const cnn_net *net, const char *name);
 
+/* ---- divergence guard (src/core/net_query.c) ----
+ * After a training forward: CNN_OK when every kept layer output is finite, else CNN_ERR_NUMERIC with a
+ * message naming the first layer (network order) whose output holds a NaN or an infinity, and where.
+ * After a backward: the same for the parameter gradients, naming the first tensor. */
+cnn_status cnn_net_check_activations(cnn_net *net);
+cnn_status cnn_net_check_gradients(cnn_net *net);
+
 /* ==== checkpoints: weights + optimizer state + training position (src/io/checkpoint.c; docs/formats.md) ====
  * A checkpoint is one safetensors file: every tensor of the net (as cnn_net_save_weights writes them), the
  * optimizer state as flat tensors over the parameter arena ("optim.momentum"; "optim.exp_avg",
@@ -350,6 +358,11 @@ cnn_ctx *cnn_optimizer_ctx(const cnn_optimizer *opt);
 /* The dropout RNG: seed and training forwards since cnn_net_set_seed. */
 void cnn_net_get_rng(const cnn_net *net, uint64_t *seed, uint64_t *step);
 void cnn_net_set_rng(cnn_net *net, uint64_t seed, uint64_t step);
+
+/* ---- dataset kinds (issue 5, datasets) ---- */
+/* What a dataset was loaded from: "idx" (MNIST-style IDX files), "cifar10" (CIFAR-10 binary batches),
+ * "memory" (cnn_dataset_from_memory); "" for NULL. A static string. */
+const char *cnn_dataset_kind(const cnn_dataset *ds);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

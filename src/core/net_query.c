@@ -12,8 +12,28 @@
  *                                   same values as its input in flatten order, so it is reported. */
 #include "net_internal.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+/* Index of the first non-finite value in p[0..n), or n. Blocks of 64 are screened with an integer test of
+ * the exponent bits (all ones: NaN or infinity), which vectorises; the element search runs only in a block
+ * that failed. */
+static size_t first_nonfinite(const float *p, size_t n) {
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint32_t bad = 0;
+        for (size_t k = 0; k < 64; k++) {
+            uint32_t u;
+            memcpy(&u, p + i + k, sizeof u);
+            bad += (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad) break;
+    }
+    for (; i < n; i++)
+        if (!isfinite(p[i])) return i;
+    return n;
+}
 
 const float *cnn_net_layer_output(const cnn_net *net, size_t layer, cnn_shape *shape) {
     if (shape) memset(shape, 0, sizeof *shape);
@@ -42,4 +62,36 @@ void cnn_net_set_rng(cnn_net *net, uint64_t seed, uint64_t step) {
     if (!net) return;
     net->seed = seed;
     net->step = step;
+}
+
+cnn_status cnn_net_check_activations(cnn_net *net) {
+    if (!net) return CNN_ERR_INVALID_ARG;
+    if (!net->compiled || !net->last_n)
+        return cnn_error(net->ctx, CNN_ERR_MISUSE, "cnn_net_check_activations: no forward pass to check");
+    for (size_t i = 0; i < net->n_layers; i++) {
+        cnn_shape s;
+        const float *y = cnn_net_layer_output(net, i, &s);
+        if (!y) continue;
+        size_t per = s.c * s.h * s.w, n = net->last_n * per, k = first_nonfinite(y, n);
+        if (k < n)
+            return cnn_error(net->ctx, CNN_ERR_NUMERIC,
+                             "the output of layer '%s' (%s) is %s first, at sample %zu element %zu", net->layers[i].name,
+                             net->layers[i].ops->name, isnan(y[k]) ? "NaN" : "infinite", k / per, k % per);
+    }
+    return CNN_OK;
+}
+
+cnn_status cnn_net_check_gradients(cnn_net *net) {
+    if (!net) return CNN_ERR_INVALID_ARG;
+    if (!net->grads) return cnn_error(net->ctx, CNN_ERR_MISUSE, "cnn_net_check_gradients: no gradients (compile for training)");
+    for (size_t t = 0; t < net->n_tensors; t++) {
+        const net_tensor *T = &net->tensors[t];
+        if (!T->d.trainable) continue;
+        const float *g = net->grads + T->offset;
+        size_t k = first_nonfinite(g, T->count);
+        if (k < T->count)
+            return cnn_error(net->ctx, CNN_ERR_NUMERIC, "the gradient of %s is %s first, at element %zu", T->name,
+                             isnan(g[k]) ? "NaN" : "infinite", k);
+    }
+    return CNN_OK;
 }

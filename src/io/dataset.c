@@ -16,8 +16,16 @@
  * Shuffling: Fisher-Yates (Knuth, TAOCP vol. 2, Algorithm P) with the library's xoshiro256** generator and
  * Lemire's unbiased bounded draw (cnn_rng_below), so an epoch's order depends only on the seed.
  *
- * load_dir looks for {train,t10k,test}-{images-idx3,labels-idx1}-ubyte[.gz], the names of the MNIST and
- * Fashion-MNIST distributions. */
+ * load_dir recognises the folder by what it holds, the same way for both splits (cnn_dataset_kind says
+ * which it found):
+ *   "idx"      any of {train,t10k,test}-images-idx3-ubyte[.gz] in the folder: it looks for
+ *              {train,t10k,test}-{images-idx3,labels-idx1}-ubyte[.gz], the names of the MNIST and
+ *              Fashion-MNIST distributions;
+ *   "cifar10"  otherwise, any of data_batch_1.bin .. data_batch_5.bin, test_batch.bin in the folder or in
+ *              its cifar-10-batches-bin/ subfolder (the layout of the distributed archive): train is the
+ *              five data batches in order, test is test_batch.bin; a missing batch is an error that lists
+ *              every missing name. Samples (3, 32, 32), 10 classes, uint8 storage as for IDX.
+ * A folder with neither is CNN_ERR_IO, listing what was looked for. */
 #define _POSIX_C_SOURCE 200809L /* fileno, fdopen, fseeko, fsync, O_CLOEXEC, O_DIRECTORY */
 #include "dataset_internal.h"
 
@@ -40,6 +48,7 @@ struct cnn_dataset {
     int normalized;
     float *mean, *std; /* c each; 0 and 1 when not normalized */
     float *lut;       /* c * 256 (uint8 data only) */
+    const char *kind; /* "idx", "cifar10", "memory" */
 };
 
 void cnn_dataset_free(cnn_dataset *ds) {
@@ -136,6 +145,7 @@ cnn_status cnn_dataset_load_idx(cnn_ctx *ctx, const char *images_path, const cha
         if (lab.data[i] > max_label) max_label = lab.data[i];
     }
     ds->classes = max_label + 1 < 2 ? 2 : max_label + 1;
+    ds->kind = "idx";
     *out = ds;
     ds = NULL;
 cleanup:
@@ -186,6 +196,76 @@ static cnn_status find_file(cnn_ctx *ctx, const char *dir, const char *const *pr
     return cnn_error(ctx, CNN_ERR_IO, "%s: no %s found; looked for %s", dir, what, looked);
 }
 
+static int path_exists(cnn_ctx *ctx, const char *dir, const char *name) {
+    char *p = NULL;
+    if (join_path(ctx, dir, name, &p) != CNN_OK) return 0;
+    struct stat sb;
+    int r = stat(p, &sb) == 0;
+    cnn_mem_free(ctx, p);
+    return r;
+}
+
+static const char *const cifar_train[5] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                                           "data_batch_4.bin", "data_batch_5.bin"};
+static const char *const cifar_test[1] = {"test_batch.bin"};
+
+static int holds_cifar(cnn_ctx *ctx, const char *dir) {
+    for (size_t i = 0; i < 5; i++)
+        if (path_exists(ctx, dir, cifar_train[i])) return 1;
+    return path_exists(ctx, dir, cifar_test[0]);
+}
+
+static int holds_idx(cnn_ctx *ctx, const char *dir) {
+    static const char *const names[6] = {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz",
+                                         "t10k-images-idx3-ubyte",  "t10k-images-idx3-ubyte.gz",
+                                         "test-images-idx3-ubyte",  "test-images-idx3-ubyte.gz"};
+    for (size_t i = 0; i < 6; i++)
+        if (path_exists(ctx, dir, names[i])) return 1;
+    return 0;
+}
+
+/* The CIFAR-10 split `test` (0: train) from the batch files in root. */
+static cnn_status load_cifar(cnn_ctx *ctx, const char *root, int test, cnn_dataset **out) {
+    cnn_status st = CNN_OK;
+    const char *const *names = test ? cifar_test : cifar_train;
+    size_t n_names = test ? 1 : 5;
+    char *paths[5] = {NULL, NULL, NULL, NULL, NULL};
+    uint8_t *pixels = NULL, *lab = NULL;
+    cnn_dataset *ds = NULL;
+    char missing[256];
+    size_t ml = 0, n_missing = 0;
+    missing[0] = 0;
+    for (size_t i = 0; i < n_names; i++) {
+        CNN_TRY(join_path(ctx, root, names[i], &paths[i]));
+        struct stat sb;
+        if (stat(paths[i], &sb) != 0) {
+            n_missing++;
+            int w = snprintf(missing + ml, sizeof missing - ml, "%s%s", ml ? ", " : "", names[i]);
+            if (w > 0 && (size_t)w < sizeof missing - ml) ml += (size_t)w;
+        }
+    }
+    if (n_missing)
+        CNN_TRY(cnn_error(ctx, CNN_ERR_IO, "%s: CIFAR-10 %s split: missing %s (%zu of %zu batch file%s)", root,
+                          test ? "test" : "train", missing, n_missing, n_names, n_names == 1 ? "" : "s"));
+    size_t n = 0;
+    CNN_TRY(cnn_cifar_read(ctx, (const char *const *)paths, n_names, &pixels, &lab, &n));
+    cnn_shape shape = {3, 32, 32};
+    uint8_t *adopt = pixels;
+    pixels = NULL;
+    CNN_TRY(dataset_new(ctx, n, shape, 1, adopt, &ds));
+    for (size_t i = 0; i < n; i++) ds->labels[i] = lab[i];
+    ds->classes = CNN_CIFAR_CLASSES;
+    ds->kind = "cifar10";
+    *out = ds;
+    ds = NULL;
+cleanup:
+    for (size_t i = 0; i < n_names; i++) cnn_mem_free(ctx, paths[i]);
+    cnn_mem_free(ctx, pixels);
+    cnn_mem_free(ctx, lab);
+    cnn_dataset_free(ds);
+    return st;
+}
+
 cnn_status cnn_dataset_load_dir(cnn_ctx *ctx, const char *dir, const char *split, cnn_dataset **out) {
     if (!out) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_dataset_load_dir: out is NULL");
     *out = NULL;
@@ -210,10 +290,30 @@ cnn_status cnn_dataset_load_dir(cnn_ctx *ctx, const char *dir, const char *split
 
     cnn_status st = CNN_OK;
     char *images = NULL, *labels = NULL;
+    if (!holds_idx(ctx, dir)) {
+        int test_split = n_prefixes == 2;
+        if (holds_cifar(ctx, dir)) return load_cifar(ctx, dir, test_split, out);
+        char *sub = NULL;
+        CNN_TRY(join_path(ctx, dir, "cifar-10-batches-bin", &sub));
+        if (stat(sub, &sb) == 0 && S_ISDIR(sb.st_mode) && holds_cifar(ctx, sub)) {
+            st = load_cifar(ctx, sub, test_split, out);
+            cnn_mem_free(ctx, sub);
+            return st;
+        }
+        cnn_mem_free(ctx, sub);
+    }
     size_t pi = 0, pl = 0;
     char what[64];
     snprintf(what, sizeof what, "%s images", split);
-    CNN_TRY(find_file(ctx, dir, prefixes, n_prefixes, "images-idx3-ubyte", what, &images, &pi));
+    st = find_file(ctx, dir, prefixes, n_prefixes, "images-idx3-ubyte", what, &images, &pi);
+    if (st == CNN_ERR_IO && !holds_idx(ctx, dir)) {
+        /* Neither kind: say what else was looked for. */
+        char m[1200];
+        snprintf(m, sizeof m, "%s", cnn_ctx_last_error(ctx));
+        st = cnn_error(ctx, CNN_ERR_IO, "%s; nor CIFAR-10 data_batch_1.bin .. data_batch_5.bin, test_batch.bin "
+                       "(in the folder or its cifar-10-batches-bin/)", m);
+    }
+    if (st != CNN_OK) goto cleanup;
     /* Labels with the same prefix as the images first. */
     const char *order[2] = {prefixes[pi], n_prefixes > 1 ? prefixes[1 - pi] : NULL};
     snprintf(what, sizeof what, "%s labels", split);
@@ -250,6 +350,7 @@ cnn_status cnn_dataset_from_memory(cnn_ctx *ctx, const float *x, const int32_t *
     memcpy(ds->f32, x, n * ds->count * sizeof(float));
     memcpy(ds->labels, labels, n * sizeof(int32_t));
     ds->classes = classes;
+    ds->kind = "memory";
     *out = ds;
     return CNN_OK;
 }
@@ -262,6 +363,8 @@ cnn_shape cnn_dataset_shape(const cnn_dataset *ds) {
 }
 
 size_t cnn_dataset_classes(const cnn_dataset *ds) { return ds ? ds->classes : 0; }
+
+const char *cnn_dataset_kind(const cnn_dataset *ds) { return ds ? ds->kind : ""; }
 
 cnn_status cnn_dataset_set_normalization(cnn_dataset *ds, const float *mean, const float *std, size_t channels) {
     if (!ds) return CNN_ERR_INVALID_ARG;

@@ -1,0 +1,33 @@
+/* fuzz_model_text.c — libFuzzer target: the model text parser (src/core/model_text.c and the layers'
+ * option parsing). A text that parses is printed with cnn_net_to_text and the print parsed again: it must
+ * parse and print the same (docs/formats.md: the print is equivalent in meaning). Nothing is compiled, so a
+ * text that declares huge layers costs nothing. Seeds: fuzz/corpus/model_text/ (the shipped models). */
+#include "fuzz_common.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    cnn_ctx *ctx = fuzz_ctx();
+    cnn_net *net = NULL;
+    cnn_status st = cnn_net_parse(ctx, (const char *)data, size, "fuzz.cnn", &net);
+    fuzz_check_error(ctx, st);
+    if (st != CNN_OK) return 0;
+    char *t1 = NULL;
+    if (cnn_net_to_text(net, &t1) != CNN_OK) abort();
+    cnn_net *again = NULL;
+    if (cnn_net_parse(ctx, t1, strlen(t1), "printed.cnn", &again) != CNN_OK) {
+        fprintf(stderr, "the print does not parse: %s\n---\n%s---\n", cnn_ctx_last_error(ctx), t1);
+        abort();
+    }
+    char *t2 = NULL;
+    if (cnn_net_to_text(again, &t2) != CNN_OK) abort();
+    /* The first line is a comment naming the origin; the rest must be the same. */
+    const char *b1 = strchr(t1, '\n'), *b2 = strchr(t2, '\n');
+    if (!b1 || !b2 || strcmp(b1, b2) != 0) {
+        fprintf(stderr, "print of the print differs:\n---\n%s---\n%s---\n", t1, t2);
+        abort();
+    }
+    cnn_free(ctx, t1);
+    cnn_free(ctx, t2);
+    cnn_net_free(again);
+    cnn_net_free(net);
+    return 0;
+}
