@@ -1,7 +1,7 @@
 /* fuzz_model_text.c — libFuzzer target: the model text parser (src/core/model_text.c and the layers'
  * option parsing). A text that parses is printed with cnn_net_to_text and the print parsed again: it must
- * parse and print the same (docs/formats.md: the print is equivalent in meaning). Nothing is compiled, so a
- * text that declares huge layers costs nothing. Seeds: fuzz/corpus/model_text/ (the shipped models). */
+ * parse and print the same (docs/formats.md: the print is equivalent in meaning). Nothing is compiled, but
+ * cnn_net_parse allocates and initialises the parameters, so a text declaring huge layers is slow (docs/fuzz.md). Seeds: fuzz/corpus/model_text/ (the shipped models). */
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
