@@ -65,6 +65,8 @@ static const char train_help[] =
     "  --steps N                stop after N optimizer steps in total (the partial epoch is still\n"
     "                           evaluated and printed)\n"
     "  --no-shuffle             keep the dataset order\n"
+    "  --max-memory SIZE        refuse to run when the network, data and optimizer would need more than\n"
+    "                           SIZE bytes (suffixes K, M, G: powers of 1024)\n"
     "  --skip-bad-batches K     skip up to K batches whose loss or gradients are not finite, with a\n"
     "                           warning (default 0: stop at the first, naming the layer)\n"
     "  --normalize MEAN,STD     normalise every channel as (x - MEAN) / STD after scaling to [0,1]\n"
@@ -231,11 +233,29 @@ static int run_train(int argc, char **argv) {
     return rc0;
 }
 
+/* "512M", "2G", "1048576": bytes (K, M, G are powers of 1024); at least 1 MiB. */
+static int parse_bytes(const char *s, size_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno || *s == '-') return -1;
+    unsigned long long mul = 1;
+    if (*end == 'K' || *end == 'k') mul = 1ull << 10, end++;
+    else if (*end == 'M' || *end == 'm') mul = 1ull << 20, end++;
+    else if (*end == 'G' || *end == 'g') mul = 1ull << 30, end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end) return -1;
+    if (v > (unsigned long long)SIZE_MAX / mul || v * mul < (1ull << 20)) return -1;
+    *out = (size_t)(v * mul);
+    return 0;
+}
+
 static int run_train_args(int argc, char **argv, const char *resume, const cnn_train_state *rstate) {
     const char *data = NULL, *out = NULL, *normalize = NULL, *log_path = NULL, *report_dir = NULL,
                *init_weights = NULL, *init_alias = NULL, *checkpoint = NULL, *resume_opt = NULL;
     int quiet = 0;
-    size_t epochs = 1, batch = 64, threads = 0;
+    const char *max_memory = NULL;
+    size_t epochs = 1, batch = 64, threads = 0, mem_limit = 0;
     uint64_t seed = 1, max_steps = 0, skip_bad = 0, skipped_bad = 0;
     double lr = 0.05, momentum = 0.9, weight_decay = 0, warmup_epochs = 0, step_epochs = 0, gamma = 0.1;
     int optimizer = CNN_OPT_SGD, schedule = CNN_SCHED_CONSTANT;
@@ -261,6 +281,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         {.name = "threads", .kind = CLI_OPT_SIZE, .out = &threads, .umin = 0, .umax = 1024},
         {.name = "seed", .kind = CLI_OPT_U64, .out = &seed, .umin = 0, .umax = UINT64_MAX},
         {.name = "steps", .kind = CLI_OPT_U64, .out = &max_steps, .umin = 1, .umax = UINT64_MAX},
+        {.name = "max-memory", .kind = CLI_OPT_STRING, .out = &max_memory},
         {.name = "skip-bad-batches", .kind = CLI_OPT_U64, .out = &skip_bad, .umin = 0, .umax = UINT64_MAX},
         {.name = "no-shuffle", .kind = CLI_OPT_FLAG, .out = &no_shuffle},
         {.name = "out", .kind = CLI_OPT_STRING, .out = &out},
@@ -333,6 +354,8 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
             return cli_error("--report '%s' is not a folder", report_dir);
     }
 
+    if (max_memory && parse_bytes(max_memory, &mem_limit) != 0)
+        return cli_usage_error("train: --max-memory: expected a size like 512M or 2G (at least 1M), got '%s'", max_memory);
     cnn_ctx *ctx = NULL;
     cnn_net *net = NULL;
     cnn_dataset *train = NULL, *test = NULL;
@@ -350,7 +373,9 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
     cnn_status st;
     rc = CLI_EXIT_FAIL;
 
-    if (cli_ctx_create(threads, &ctx) != 0)
+    if (cli_ctx_create(threads, &ctx) == 0 && mem_limit)
+        cnn_ctx_set_memory_limit(ctx, mem_limit);
+    if (!ctx)
         goto cleanup;
     if (record_args(argc, argv, &rec_args, &n_rec_args) != 0)
         goto cleanup;
@@ -443,6 +468,11 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
                 "batch %zu, %zu steps/epoch; threads %zu, isa %s\n",
                 model, cnn_net_num_layers(net), cnn_net_param_count(net), data, cnn_dataset_kind(train), n_train, n_test, shape,
                 cnn_dataset_classes(train), batch, steps_per_epoch, cnn_ctx_threads(ctx), cnn_ctx_isa(ctx));
+        /* everything a step needs is allocated by now: this is what the run holds while it trains */
+        fprintf(stderr, "train: memory %.1f MiB allocated for data, network, activations and optimizer", 
+                (double)cnn_ctx_memory_in_use(ctx) / 1048576.0);
+        if (mem_limit) fprintf(stderr, " (limit %.1f MiB)", (double)mem_limit / 1048576.0);
+        fputc('\n', stderr);
         fflush(stderr);
     }
 

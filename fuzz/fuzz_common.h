@@ -42,6 +42,9 @@ static inline cnn_ctx *fuzz_ctx(void) {
         cnn_ctx_options o = cnn_ctx_options_default();
         o.threads = 1;
         if (cnn_ctx_create(&ctx, &o) != CNN_OK) abort();
+        /* A text may declare any number of parameters, which parse allocates and initialises: a memory
+         * budget turns a huge declaration into a fast, clean CNN_ERR_NOMEM instead of a timeout. */
+        cnn_ctx_set_memory_limit(ctx, (size_t)256 << 20);
     }
     return ctx;
 }

@@ -63,6 +63,12 @@ cnn_status cnn_ctx_set_threads(cnn_ctx *ctx, size_t threads);
 /* Name of the instruction set the kernels run on ("scalar", "avx2", ...). CNN_ISA in the environment
  * (scalar|avx2|avx512) restricts it when the context is created. */
 const char *cnn_ctx_isa(const cnn_ctx *ctx);
+/* A cap on the bytes the context's objects may hold at once (networks, activations, datasets, optimizer
+ * state); 0 (the default) means none. An allocation past it fails with CNN_ERR_NOMEM and a message naming
+ * the limit. In use and peak count every allocation made through the context since it was created. */
+cnn_status cnn_ctx_set_memory_limit(cnn_ctx *ctx, size_t bytes);
+size_t cnn_ctx_memory_in_use(const cnn_ctx *ctx);
+size_t cnn_ctx_memory_peak(const cnn_ctx *ctx);
 /* Memory from the context's allocator (64-byte aligned); for buffers the library hands out. */
 void *cnn_alloc(cnn_ctx *ctx, size_t size);
 void cnn_free(cnn_ctx *ctx, void *ptr);

@@ -125,7 +125,31 @@ static void test_every_allocation_failure(void **state) {
     unlink(path);
 }
 
+/* The context's memory limit refuses what would pass it, names the limit, and counts in-use and peak. */
+static void test_memory_limit(void **state) {
+    (void)state;
+    cnn_ctx *ctx = NULL;
+    assert_int_equal(cnn_ctx_create(&ctx, NULL), CNN_OK);
+    size_t base = cnn_ctx_memory_in_use(ctx);
+    assert_int_equal(cnn_ctx_set_memory_limit(ctx, base + ((size_t)8 << 20)), CNN_OK);
+    cnn_net *net = NULL;
+    const char *big = "input c=1 h=1 w=1\ndense out=100000000\n"; /* 200 M parameters: 800 MB */
+    assert_int_equal(cnn_net_parse(ctx, big, strlen(big), "big.cnn", &net), CNN_ERR_NOMEM);
+    assert_null(net);
+    assert_int_equal(cnn_ctx_memory_in_use(ctx), base);
+    assert_int_equal(cnn_net_parse(ctx, MODEL, strlen(MODEL), "m.cnn", &net), CNN_OK);
+    assert_int_equal(cnn_net_compile(net, 100000, CNN_COMPILE_TRAIN), CNN_ERR_NOMEM);
+    assert_non_null(strstr(cnn_ctx_last_error(ctx), "memory limit"));
+    assert_int_equal(cnn_net_compile(net, 8, CNN_COMPILE_TRAIN), CNN_OK);
+    assert_true(cnn_ctx_memory_in_use(ctx) > base);
+    assert_true(cnn_ctx_memory_peak(ctx) >= cnn_ctx_memory_in_use(ctx));
+    cnn_net_free(net);
+    assert_int_equal(cnn_ctx_memory_in_use(ctx), base);
+    cnn_ctx_free(ctx);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_allocation_failure)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_allocation_failure),
+                                       cmocka_unit_test(test_memory_limit)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,8 @@ struct cnn_ctx {
     cnn_kernels kernels;
     float *gemm_ws;        /* threads * CNN_F32_GEMM_WS_FLOATS floats: each pool thread's SGEMM packing buffers */
     size_t gemm_ws_threads;
+    size_t mem_limit, mem_live, mem_peak; /* bytes through cnn_mem_alloc; limit 0 = none */
+    int mem_limit_hit;
     char error[1024];
 };
 
