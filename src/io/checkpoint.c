@@ -19,6 +19,7 @@
  * read; optimizer tensors must be F32 [count] with count equal to the optimizer's arena. */
 #define _POSIX_C_SOURCE 200809L
 #include "../core/internal.h"
+#include "safetensors_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -157,31 +158,6 @@ cleanup:
     return st;
 }
 
-static cnn_status write_all(cnn_ctx *ctx, FILE *f, const char *tmp, const void *p, size_t n) {
-    if (n && fwrite(p, 1, n, f) != n)
-        return cnn_error(ctx, CNN_ERR_IO, "%s: write failed: %s", tmp, strerror(errno ? errno : EIO));
-    return CNN_OK;
-}
-
-static void sync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
-    if (!slash) {
-        strcpy(dir, ".");
-    } else {
-        size_t len = (size_t)(slash - path);
-        if (len == 0) len = 1;
-        if (len >= sizeof dir) return;
-        memcpy(dir, path, len);
-        dir[len] = 0;
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
 cnn_status cnn_checkpoint_save(cnn_net *net, const cnn_optimizer *opt, const cnn_train_state *state,
                                const char *path) {
     if (!net) return CNN_ERR_INVALID_ARG;
@@ -193,11 +169,8 @@ cnn_status cnn_checkpoint_save(cnn_net *net, const cnn_optimizer *opt, const cnn
     if (state->n_args && !state->args)
         return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_checkpoint_save: n_args without args");
     cnn_status st = CNN_OK;
-    char *json = NULL, *tmp = NULL;
-    unsigned char *chunk = NULL;
+    char *json = NULL;
     ck_tensor *t = NULL;
-    FILE *f = NULL;
-    int have_tmp = 0;
 
     const size_t np = cnn_net_num_params(net);
     t = cnn_mem_calloc(ctx, np + 2, sizeof *t);
@@ -232,63 +205,17 @@ cnn_status cnn_checkpoint_save(cnn_net *net, const cnn_optimizer *opt, const cnn
     }
 
     CNN_TRY(build_header(net, opt, state, t, nt, &json));
-    size_t hlen = strlen(json);
-    size_t padded = cnn_round_up(8 + hlen, 8) - 8;
-    size_t plen = strlen(path);
-    tmp = cnn_mem_alloc(ctx, plen + 64);
-    chunk = cnn_mem_alloc(ctx, IO_CHUNK);
-    if (!tmp || !chunk) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory saving %s", path));
-    static atomic_uint counter;
-    int fd = -1;
-    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-        snprintf(tmp, plen + 64, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1u));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0)
-        CNN_TRY(cnn_error(ctx, CNN_ERR_IO, "%s: cannot create a temporary file next to it: %s", path, strerror(errno)));
-    have_tmp = 1;
-    f = fdopen(fd, "wb");
-    if (!f) {
-        int e = errno;
-        close(fd);
-        CNN_TRY(cnn_error(ctx, CNN_ERR_IO, "%s: cannot open %s: %s", path, tmp, strerror(e)));
-    }
-    unsigned char len8[8];
-    for (int b = 0; b < 8; b++) len8[b] = (unsigned char)((uint64_t)padded >> (8 * b));
-    CNN_TRY(write_all(ctx, f, tmp, len8, 8));
-    CNN_TRY(write_all(ctx, f, tmp, json, hlen));
-    memset(chunk, ' ', 8);
-    CNN_TRY(write_all(ctx, f, tmp, chunk, padded - hlen));
-    for (size_t i = 0; i < nt; i++) {
-        for (size_t k = 0; k < t[i].count;) {
-            size_t m = t[i].count - k < IO_CHUNK / 4 ? t[i].count - k : IO_CHUNK / 4;
-            for (size_t j = 0; j < m; j++) {
-                uint32_t u;
-                memcpy(&u, &t[i].data[k + j], 4);
-                chunk[4 * j] = (unsigned char)u;
-                chunk[4 * j + 1] = (unsigned char)(u >> 8);
-                chunk[4 * j + 2] = (unsigned char)(u >> 16);
-                chunk[4 * j + 3] = (unsigned char)(u >> 24);
-            }
-            CNN_TRY(write_all(ctx, f, tmp, chunk, 4 * m));
-            k += m;
+    {
+        cnn_st_data *d = cnn_mem_calloc(ctx, nt ? nt : 1, sizeof *d);
+        if (!d) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory saving %s", path));
+        for (size_t i = 0; i < nt; i++) {
+            d[i].data = t[i].data;
+            d[i].count = t[i].count;
         }
+        st = cnn_safetensors_write_atomic(ctx, path, json, d, nt);
+        cnn_mem_free(ctx, d);
     }
-    if (fflush(f) != 0) CNN_TRY(cnn_error(ctx, CNN_ERR_IO, "%s: write failed: %s", tmp, strerror(errno)));
-    if (fsync(fileno(f)) != 0) CNN_TRY(cnn_error(ctx, CNN_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno)));
-    int rc = fclose(f);
-    f = NULL;
-    if (rc != 0) CNN_TRY(cnn_error(ctx, CNN_ERR_IO, "%s: close failed: %s", tmp, strerror(errno)));
-    if (rename(tmp, path) != 0)
-        CNN_TRY(cnn_error(ctx, CNN_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno)));
-    have_tmp = 0;
-    sync_parent_dir(path);
 cleanup:
-    if (f) fclose(f);
-    if (have_tmp) unlink(tmp);
-    cnn_mem_free(ctx, tmp);
-    cnn_mem_free(ctx, chunk);
     cnn_mem_free(ctx, t);
     free(json);
     return st;

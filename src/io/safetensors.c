@@ -28,6 +28,7 @@
  * Cost: one pass over the file either way; the temporary buffer is the size of the net's tensors. */
 #define _POSIX_C_SOURCE 200809L /* fileno, fdopen, fseeko, fsync, O_CLOEXEC, O_DIRECTORY */
 #include "../core/internal.h"
+#include "safetensors_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -186,17 +187,17 @@ static void sync_parent_dir(const char *path) {
     }
 }
 
-cnn_status cnn_net_save_weights(cnn_net *net, const char *path) {
-    if (!net) return CNN_ERR_INVALID_ARG;
-    cnn_ctx *ctx = cnn_net_ctx(net);
-    if (!path || !*path) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_net_save_weights: empty path");
+/* Write a safetensors file atomically: header `json` (padded with spaces so the data starts at a multiple
+ * of 8), then the tensors' F32 data little-endian in order, into a temporary file next to `path`; flush,
+ * fsync, rename over `path`, fsync the folder. On any failure the temporary file is removed and `path` is
+ * untouched. Shared by weights (below) and checkpoints (checkpoint.c). */
+cnn_status cnn_safetensors_write_atomic(cnn_ctx *ctx, const char *path, const char *json,
+                                        const cnn_st_data *t, size_t nt) {
     cnn_status st = CNN_OK;
-    char *json = NULL, *tmp = NULL;
+    char *tmp = NULL;
     unsigned char *chunk = NULL;
     FILE *f = NULL;
     int have_tmp = 0;
-
-    CNN_TRY(build_header(net, &json));
     size_t hlen = strlen(json);
     size_t padded = cnn_round_up(8 + hlen, 8) - 8;
 
@@ -226,14 +227,12 @@ cnn_status cnn_net_save_weights(cnn_net *net, const char *path) {
     CNN_TRY(write_all(ctx, f, tmp, json, hlen));
     memset(chunk, ' ', 8);
     CNN_TRY(write_all(ctx, f, tmp, chunk, padded - hlen));
-    for (size_t i = 0; i < cnn_net_num_params(net); i++) {
-        cnn_param p;
-        CNN_TRY(cnn_net_param_at(net, i, &p));
-        for (size_t k = 0; k < p.count;) {
-            size_t m = p.count - k < IO_CHUNK / 4 ? p.count - k : IO_CHUNK / 4;
+    for (size_t i = 0; i < nt; i++) {
+        for (size_t k = 0; k < t[i].count;) {
+            size_t m = t[i].count - k < IO_CHUNK / 4 ? t[i].count - k : IO_CHUNK / 4;
             for (size_t j = 0; j < m; j++) {
                 uint32_t u;
-                memcpy(&u, &p.data[k + j], 4);
+                memcpy(&u, &t[i].data[k + j], 4);
                 put_le32(chunk + 4 * j, u);
             }
             CNN_TRY(write_all(ctx, f, tmp, chunk, 4 * m));
@@ -254,6 +253,28 @@ cleanup:
     if (have_tmp) unlink(tmp);
     cnn_mem_free(ctx, tmp);
     cnn_mem_free(ctx, chunk);
+    return st;
+}
+
+cnn_status cnn_net_save_weights(cnn_net *net, const char *path) {
+    if (!net) return CNN_ERR_INVALID_ARG;
+    cnn_ctx *ctx = cnn_net_ctx(net);
+    if (!path || !*path) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_net_save_weights: empty path");
+    cnn_status st = CNN_OK;
+    char *json = NULL;
+    size_t nt = cnn_net_num_params(net);
+    cnn_st_data *t = cnn_mem_calloc(ctx, nt ? nt : 1, sizeof *t);
+    if (!t) return cnn_error(ctx, CNN_ERR_NOMEM, "out of memory saving %s", path);
+    for (size_t i = 0; i < nt; i++) {
+        cnn_param p;
+        CNN_TRY(cnn_net_param_at(net, i, &p));
+        t[i].data = p.data;
+        t[i].count = p.count;
+    }
+    CNN_TRY(build_header(net, &json));
+    st = cnn_safetensors_write_atomic(ctx, path, json, t, nt);
+cleanup:
+    cnn_mem_free(ctx, t);
     free(json);
     return st;
 }

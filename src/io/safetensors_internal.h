@@ -1,0 +1,19 @@
+/* safetensors_internal.h — the atomic safetensors writer shared by weights files (safetensors.c) and
+ * checkpoints (checkpoint.c). */
+#ifndef CNN_SAFETENSORS_INTERNAL_H
+#define CNN_SAFETENSORS_INTERNAL_H
+
+#include "../core/internal.h"
+
+typedef struct cnn_st_data {
+    const float *data;
+    size_t count;
+} cnn_st_data;
+
+/* Header `json` (the caller's complete safetensors header), then each tensor's data as F32 little-endian in
+ * order, written to a temporary file next to `path`, fsync'd and renamed over it; the folder is fsync'd.
+ * On failure `path` is untouched and no temporary file is left. */
+cnn_status cnn_safetensors_write_atomic(cnn_ctx *ctx, const char *path, const char *json,
+                                        const cnn_st_data *t, size_t nt);
+
+#endif
