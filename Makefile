@@ -5,7 +5,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DATA       ?= /usr/share/datasets/fashion-mnist
 EPOCHS     ?= 2
 
-.PHONY: all deps build test asan demo clean fuzz fuzz-run
+.PHONY: all deps build test asan valgrind demo clean fuzz fuzz-run
 
 all: build
 
@@ -27,6 +27,11 @@ asan: deps
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 		CNN_SANITIZED=1 ctest --output-on-failure -j $(JOBS)
+
+# The fast subset of the suite and a few short cnn runs under valgrind memcheck (tools/ci-valgrind.sh, in
+# build-valgrind): any memory error or definite leak fails. A few minutes.
+valgrind: deps
+	bash tools/ci-valgrind.sh
 
 # libFuzzer targets for the loaders (fuzz/, docs/fuzz.md): clang, ASan + UBSan, in $(FUZZ_BUILD).
 # `make fuzz-run SECONDS=N` runs each target N seconds on a copy of its seed corpus (new inputs go to

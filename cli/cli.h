@@ -107,6 +107,27 @@ int cli_parse_normalize(const char *cmd, const char *spec, double *mean, double 
 int cli_check_data_fits(const cnn_net *net, const cnn_dataset *ds, const char *dir, const char *split,
                         int exact);
 
+/* Part "data": cnn_dataset_load_dir_ex / cnn_dataset_load_list for a model whose input is `in` (image
+ * datasets are resampled to it; zeros: the images' own size): `data` is a folder, or a list file ("PATH
+ * LABEL" lines). like (may be NULL): the class names to label with (the training split's, for the test
+ * split). The load's warnings (files skipped) go to stderr unless quiet, at most 10 and a count. Prints
+ * the error. */
+int cli_load_split_for(cnn_ctx *ctx, cnn_shape in, const char *data, const char *split, const cnn_dataset *like,
+                       int quiet, cnn_dataset **out);
+/* Store the dataset's class names in the weights file or checkpoint at path (nothing when they are only
+ * "0".."N-1"). Prints the error. */
+int cli_store_class_names(cnn_ctx *ctx, const char *path, const cnn_dataset *ds);
+/* The class names stored in a weights file or checkpoint when there are exactly `classes` of them, else
+ * NULL; *block is what to cnn_free(ctx, ...) afterwards (NULL when nothing). */
+const char *const *cli_file_class_names(cnn_ctx *ctx, const char *path, size_t classes, char ***block);
+
+/* The dataset's class names as a malloc'd array (the strings are the dataset's), NULL when they are only
+ * "0".."N-1" or memory is short. */
+const char **cli_dataset_class_names(const cnn_dataset *ds);
+
+/* 0 if path is a data folder or a list file; otherwise prints why (as cli_check_dir). */
+int cli_check_data(const char *path);
+
 /* Seconds on a monotonic clock. */
 double cli_now(void);
 

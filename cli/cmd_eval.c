@@ -1,8 +1,8 @@
 /* cmd_eval.c — `cnn eval MODEL.cnn --weights FILE --data DIR [--batch B] [--threads T] [--json]`: loss,
  * accuracy and the confusion matrix (rows: true class, columns: predicted) of trained weights on the test
- * split of an IDX dataset folder. Rows are labelled with the Fashion-MNIST class names when the model has 10
- * classes and the folder looks like Fashion-MNIST (its path mentions "fashion" or "fmnist"), otherwise with
- * class indices. */
+ * split of a dataset folder (IDX, CIFAR-10, image folders) or a list file. Rows are labelled with the class
+ * names stored in the weights file by cnn train, else the data's names (classes.txt, Fashion-MNIST's when
+ * the path mentions "fashion" or "fmnist", image class folders), otherwise with class indices. */
 #include "cli.h"
 
 #include <ctype.h>
@@ -22,21 +22,9 @@ static const char eval_help[] =
     "  --batch B             evaluation batch size (default 256)\n"
     "  --threads T           threads (default: all online CPUs; 0 means the same)\n"
     "  --normalize MEAN,STD  the normalisation the model was trained with, if any\n"
-    "  --json                one JSON object: loss, accuracy, n, confusion (array of rows)\n";
-
-static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                              "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
-
-static int looks_like_fashion(const char *dir) {
-    char low[4096];
-    size_t n = strlen(dir);
-    if (n >= sizeof low)
-        n = sizeof low - 1;
-    for (size_t i = 0; i < n; i++)
-        low[i] = (char)tolower((unsigned char)dir[i]);
-    low[n] = 0;
-    return strstr(low, "fashion") != NULL || strstr(low, "fmnist") != NULL;
-}
+    "  --json                one JSON object: loss, accuracy, n, confusion (array of rows)\n"
+    "  --tta                 test-time augmentation: average the softmax of each image and of its\n"
+    "                        horizontal flip (the loss is that of the averaged probabilities)\n";
 
 /* Whether path looks like a safetensors file (u64 header length that fits, then '{'), not model text. */
 static int looks_like_safetensors(const char *path) {
@@ -59,6 +47,7 @@ static int run_eval(int argc, char **argv) {
     const char *weights = NULL, *data = NULL, *normalize = NULL;
     size_t batch = 256, threads = 0;
     int json = 0;
+    int tta = 0; /* --tta (part "augment") */
     const cli_option opts[] = {
         {.name = "weights", .kind = CLI_OPT_STRING, .out = &weights},
         {.name = "data", .kind = CLI_OPT_STRING, .out = &data},
@@ -66,6 +55,7 @@ static int run_eval(int argc, char **argv) {
         {.name = "threads", .kind = CLI_OPT_SIZE, .out = &threads, .umin = 0, .umax = 1024},
         {.name = "normalize", .kind = CLI_OPT_STRING, .out = &normalize},
         {.name = "json", .kind = CLI_OPT_FLAG, .out = &json},
+        {.name = "tta", .kind = CLI_OPT_FLAG, .out = &tta},
     };
     const char *pos[1];
     size_t n_pos;
@@ -94,7 +84,7 @@ static int run_eval(int argc, char **argv) {
         weights = model;
     if ((model_file && (rc = cli_check_file(model, "model file")) != 0) ||
         (rc = cli_check_file(weights, "weights file")) != 0 ||
-        (rc = cli_check_dir(data, "data folder")) != 0)
+        (rc = cli_check_data(data)) != 0)
         return rc;
 
     cnn_ctx *ctx = NULL;
@@ -102,6 +92,8 @@ static int run_eval(int argc, char **argv) {
     cnn_dataset *test = NULL;
     cnn_eval_result ev;
     memset(&ev, 0, sizeof ev);
+    char **file_names = NULL;
+    const char **data_names = NULL;
     cnn_status st;
     rc = CLI_EXIT_FAIL;
 
@@ -115,7 +107,7 @@ static int run_eval(int argc, char **argv) {
         cli_error("model '%s' has no loss layer: evaluation needs one (end it with softmax_ce)", model);
         goto cleanup;
     }
-    if (cli_load_split(ctx, data, "test", &test) != 0)
+    if (cli_load_split_for(ctx, cnn_net_input_shape(net), data, "test", NULL, 0, &test) != 0)
         goto cleanup;
     if (normalize && cli_apply_normalize(test, norm_mean, norm_std) != 0)
         goto cleanup;
@@ -130,11 +122,12 @@ static int run_eval(int argc, char **argv) {
         goto cleanup;
     }
     if (!json) {
-        fprintf(stderr, "eval: model %s, weights %s; data %s: %zu test images; threads %zu, isa %s\n", model,
-                weights, data, cnn_dataset_size(test), cnn_ctx_threads(ctx), cnn_ctx_isa(ctx));
+        fprintf(stderr, "eval: model %s, weights %s; data %s: %zu test images; threads %zu, isa %s%s\n", model,
+                weights, data, cnn_dataset_size(test), cnn_ctx_threads(ctx), cnn_ctx_isa(ctx),
+                tta ? "; test-time augmentation: mean of the image and its horizontal flip" : "");
         fflush(stderr);
     }
-    if ((st = cnn_net_evaluate(net, test, batch, &ev)) != CNN_OK) {
+    if ((st = tta ? cnn_net_evaluate_tta(net, test, batch, &ev) : cnn_net_evaluate(net, test, batch, &ev)) != CNN_OK) {
         cli_lib_error(ctx, st, "evaluating");
         goto cleanup;
     }
@@ -149,6 +142,10 @@ static int run_eval(int argc, char **argv) {
         cli_json_double(&j, ev.accuracy);
         cli_json_key(&j, "n");
         cli_json_uint(&j, ev.n);
+        if (tta) {
+            cli_json_key(&j, "tta");
+            cli_json_bool(&j, 1);
+        }
         cli_json_key(&j, "confusion");
         cli_json_begin_array(&j);
         for (size_t t = 0; t < k && ev.confusion; t++) {
@@ -164,14 +161,18 @@ static int run_eval(int argc, char **argv) {
         goto cleanup;
     }
 
-    printf("test loss %.4f  accuracy %.4f  (%zu images)\n", ev.loss, ev.accuracy, ev.n);
+    printf("test loss %.4f  accuracy %.4f  (%zu images%s)\n", ev.loss, ev.accuracy, ev.n, tta ? ", flip TTA" : "");
     if (ev.confusion && k > 0) {
-        int names = k == 10 && looks_like_fashion(data);
+        /* names: stored in the weights file by cnn train, else the data's (classes.txt, Fashion-MNIST by
+         * folder name, image class folders) */
+        const char *const *names = cli_file_class_names(ctx, weights, k, &file_names);
+        if (!names && cnn_dataset_classes(test) == k && (data_names = cli_dataset_class_names(test)) != NULL)
+            names = data_names;
         /* Row label: "3 Dress" with names, "3" without; cells as wide as the largest count. */
         size_t lw = 0, cw = 1;
-        char buf[64];
+        char buf[160];
         for (size_t t = 0; t < k; t++) {
-            int len = names ? snprintf(buf, sizeof buf, "%zu %s", t, fashion_names[t])
+            int len = names ? snprintf(buf, sizeof buf, "%zu %s", t, names[t])
                             : snprintf(buf, sizeof buf, "%zu", t);
             if ((size_t)len > lw)
                 lw = (size_t)len;
@@ -195,7 +196,7 @@ static int run_eval(int argc, char **argv) {
         printf("\n");
         for (size_t t = 0; t < k; t++) {
             if (names)
-                snprintf(buf, sizeof buf, "%zu %s", t, fashion_names[t]);
+                snprintf(buf, sizeof buf, "%zu %s", t, names[t]);
             else
                 snprintf(buf, sizeof buf, "%zu", t);
             printf("%-*s", (int)lw, buf);
@@ -207,6 +208,9 @@ static int run_eval(int argc, char **argv) {
     rc = CLI_EXIT_OK;
 
 cleanup:
+    free(data_names);
+    if (file_names)
+        cnn_free(ctx, file_names);
     if (ev.confusion)
         cnn_free(ctx, ev.confusion);
     cnn_dataset_free(test);

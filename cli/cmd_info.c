@@ -1,9 +1,12 @@
 /* cmd_info.c — `cnn info MODEL.cnn [--batch B] [--print] [--json]`: the layer table of a model (index,
  * name, type, inputs, per-sample output shape CxHxW, parameters, forward MFLOPs per sample, convolution
  * algorithm) and totals (parameters and their MiB, GFLOPs per sample, activation memory for training and
- * for inference at batch B). `--print` writes the model text the library prints back instead. */
+ * for inference at batch B). `--print` writes the model text the library prints back instead.
+ * Given a checkpoint or weights file, it warns on stderr about every tensor that holds NaN or infinite
+ * values (the loaders keep such values as they are): the tensor's name and how many of each. */
 #include "cli.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +28,34 @@ static int looks_like_safetensors(const char *path) {
     return yes;
 }
 
+/* One warning per tensor of net holding NaN or infinities (name, counts); returns how many tensors did. */
+static size_t warn_nonfinite(const cnn_net *net, const char *path) {
+    size_t bad = 0;
+    for (size_t i = 0; i < cnn_net_num_params(net); i++) {
+        cnn_param p;
+        if (cnn_net_param_at(net, i, &p) != CNN_OK)
+            continue;
+        size_t nan = 0, inf = 0;
+        for (size_t k = 0; k < p.count; k++) {
+            if (isnan(p.data[k]))
+                nan++;
+            else if (isinf(p.data[k]))
+                inf++;
+        }
+        if (nan + inf == 0)
+            continue;
+        fprintf(stderr, "cnn: warning: %s: tensor '%s' has %zu non-finite value%s of %zu (%zu NaN, %zu infinite)\n",
+                path, p.name, nan + inf, nan + inf == 1 ? "" : "s", p.count, nan, inf);
+        bad++;
+    }
+    return bad;
+}
+
 static const char info_help[] =
     "usage: cnn info MODEL.cnn|CHECKPOINT|WEIGHTS [--batch B] [--print] [--json]\n"
     "\n"
-    "(A checkpoint or a weights file written by cnn train holds its model text: it can stand for MODEL.cnn.)\n"
+    "(A checkpoint or a weights file written by cnn train holds its model text: it can stand for MODEL.cnn;\n"
+    "then every tensor holding NaN or infinite values is named on stderr, with how many.)\n"
     "Show the layers of a model: index, name, type, inputs, output shape (CxHxW per sample), trainable\n"
     "parameters, forward MFLOPs per sample and the convolution algorithm chosen for it; then the totals:\n"
     "parameters (and MiB as float32), GFLOPs per sample, and the activation memory that compiling for\n"
@@ -111,11 +138,13 @@ static int run_info(int argc, char **argv) {
     rc = CLI_EXIT_FAIL;
     if (cli_ctx_create(1, &ctx) != 0)
         goto cleanup;
-    if ((st = looks_like_safetensors(model) ? cnn_checkpoint_load(ctx, model, &net) : cnn_net_load(ctx, model, &net)) !=
-        CNN_OK) {
+    const int weights = looks_like_safetensors(model);
+    if ((st = weights ? cnn_checkpoint_load(ctx, model, &net) : cnn_net_load(ctx, model, &net)) != CNN_OK) {
         cli_lib_error(ctx, st, model);
         goto cleanup;
     }
+    if (weights)
+        (void)warn_nonfinite(net, model);
 
     if (print) {
         if ((st = cnn_net_to_text(net, &text)) != CNN_OK) {
@@ -222,6 +251,15 @@ static int run_info(int argc, char **argv) {
         cli_json_uint(&j, act_train);
         cli_json_key(&j, "activation_bytes_inference");
         cli_json_uint(&j, act_infer);
+        { /* part "recipe" */
+            cnn_recipe rcp;
+            char rtext[2048];
+            if (cnn_net_get_recipe(net, &rcp) == CNN_OK && rcp.set) {
+                cnn_recipe_format(&rcp, rtext, sizeof rtext);
+                cli_json_key(&j, "recipe");
+                cli_json_string(&j, rtext);
+            }
+        }
         cli_json_end_object(&j);
         cli_json_finish(&j);
         rc = CLI_EXIT_OK;
@@ -255,6 +293,14 @@ static int run_info(int argc, char **argv) {
     format_bytes(bt, sizeof bt, act_train);
     format_bytes(bi, sizeof bi, act_infer);
     printf("activation memory   %s training, %s inference at batch %zu\n", bt, bi, batch);
+    { /* the training recipe (part "recipe"), as the model text writes it */
+        cnn_recipe rcp;
+        char rtext[2048];
+        if (cnn_net_get_recipe(net, &rcp) == CNN_OK && rcp.set) {
+            cnn_recipe_format(&rcp, rtext, sizeof rtext);
+            printf("recipe              %s (line %zu)\n", rtext, rcp.line);
+        }
+    }
     rc = CLI_EXIT_OK;
 
 cleanup:

@@ -2,11 +2,15 @@
  * classes with probabilities for PNG/JPEG images (resized to the model's input, converted to gray or RGB)
  * or for one test image of an IDX folder.
  *
- * Departure from issue 6: checkpoints do not exist yet, so the command takes a weights file (cnn train
- * --out) plus --model. Class names: --classes, else Fashion-MNIST's names when the model has 10 classes and
- * either --data looks like Fashion-MNIST or (image files) the input is 1x28x28; else class indices. */
+ * Class names: --classes; else the names stored in the weights file or checkpoint (metadata "cnn.classes",
+ * written by cnn train from the dataset's names); else the --data folder's names (classes.txt, Fashion-MNIST
+ * by folder name, image class folders); else Fashion-MNIST's names when the model has 10 classes and the
+ * input is 1x28x28; else class indices. */
 #include "cli.h"
+#include "image.h"
 #include "report.h"
+
+#include <math.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,18 +29,43 @@ static const char predict_help[] =
     "  --data DIR --index K  test image K (0-based) of an IDX dataset folder instead of image files\n"
     "  --invert              use 1 - pixel (dark-on-light photos; Fashion-MNIST is light-on-dark)\n"
     "  --normalize MEAN,STD  the normalisation the model was trained with, if any\n"
-    "  --classes LIST        class names, comma-separated, or 'fashion' or 'index'\n"
+    "  --classes LIST        class names, comma-separated, or 'fashion' or 'index' (default: the names\n"
+    "                        stored in the file by cnn train, else the data's, else Fashion-MNIST's for\n"
+    "                        a 10-class 1x28x28 model)\n"
     "  --top N               how many classes to list (default 5)\n"
     "  --threads T           threads (default: all online CPUs)\n"
-    "  --json                one JSON object per image instead of the table\n";
+    "  --json                one JSON object per image instead of the table\n"
+    "  --save-image FILE     also write the network's input (after resizing, before --normalize) as a PNG:\n"
+    "                        with --data/--index, a test image as a file to try predict on\n";
 
 static const char *const fashion[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                         "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+/* x (in.c planes; normalised with mean/std when norm) back to bytes, written as a PNG (gray or RGB). */
+static int save_input(const char *path, const float *x, cnn_shape in, int norm, double mean, double std) {
+    if (in.c != 1 && in.c != 3) return cli_error("--save-image: the model's input has %zu channels (PNG: 1 or 3)", in.c);
+    cli_image im = {in.w, in.h, in.c, malloc(in.w * in.h * in.c)};
+    if (!im.px) return cli_error("out of memory");
+    for (size_t c = 0; c < in.c; c++)
+        for (size_t i = 0; i < in.h * in.w; i++) {
+            double v = x[c * in.h * in.w + i];
+            if (norm) v = v * std + mean;
+            v = floor(v * 255.0 + 0.5);
+            im.px[i * in.c + c] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+    char err[512];
+    int rc = cli_png_write(path, &im, err, sizeof err);
+    cli_image_free(&im);
+    if (rc) return cli_error("--save-image %s", err);
+    fprintf(stderr, "predict: input image written to %s\n", path);
+    return 0;
+}
 
 static int run_predict(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *normalize = NULL, *classes_opt = NULL;
     size_t index = 0, threads = 0, top = 5;
     int seen_index = 0, invert = 0, json = 0;
+    const char *save_image = NULL;
     const cli_option opts[] = {
         {.name = "model", .kind = CLI_OPT_STRING, .out = &model},
         {.name = "data", .kind = CLI_OPT_STRING, .out = &data},
@@ -47,6 +76,7 @@ static int run_predict(int argc, char **argv) {
         {.name = "top", .kind = CLI_OPT_SIZE, .out = &top, .umin = 1, .umax = 1000},
         {.name = "threads", .kind = CLI_OPT_SIZE, .out = &threads, .umin = 0, .umax = 1024},
         {.name = "json", .kind = CLI_OPT_FLAG, .out = &json},
+        {.name = "save-image", .kind = CLI_OPT_STRING, .out = &save_image},
     };
     const char *pos[65];
     size_t n_pos;
@@ -67,14 +97,19 @@ static int run_predict(int argc, char **argv) {
     if (seen_index && !data) return cli_usage_error("predict: --index K needs --data DIR");
     if (data && n_images) return cli_usage_error("predict: give image files or --data/--index, not both");
     if (!data && !n_images) return cli_usage_error("predict: no image given (IMAGE... or --data DIR --index K)");
+    if (save_image && n_images > 1) return cli_usage_error("predict: --save-image takes one input, %zu given", n_images);
+    if (save_image && (rc = cli_check_output(save_image, "--save-image")) != 0) return rc;
     double mean = 0, std = 1;
     if (normalize && (rc = cli_parse_normalize("predict", normalize, &mean, &std)) != 0) return rc;
-    if (data && (rc = cli_check_dir(data, "data folder")) != 0) return rc;
+    if (data && (rc = cli_check_data(data)) != 0) return rc;
 
     cnn_ctx *ctx = NULL;
     cnn_net *net = NULL;
     float *x = NULL;
     char *names_buf = NULL;
+    char **file_names = NULL; /* cnn_alloc block: names stored in the weights file */
+    const char **data_names = NULL;
+    cnn_dataset *names_ds = NULL;
     const char *custom[256];
     const char *const *names = NULL;
     rc = CLI_EXIT_FAIL;
@@ -106,9 +141,14 @@ static int run_predict(int argc, char **argv) {
             }
             names = custom;
         }
-    } else if (!classes_opt && k == 10) {
-        if (data) names = cli_class_names_for(data, k);
-        else if (in.c == 1 && in.h == 28 && in.w == 28) names = fashion;
+    } else if (!classes_opt) {
+        names = cli_file_class_names(ctx, pos[0], k, &file_names);
+        if (!names && data) { /* the data's own names (quietly: cli_load_input loads it again and warns) */
+            if (cli_load_split_for(ctx, in, data, "test", NULL, 1, &names_ds) != 0) goto cleanup;
+            if (cnn_dataset_classes(names_ds) == k && (data_names = cli_dataset_class_names(names_ds)) != NULL)
+                names = data_names;
+        }
+        if (!names && k == 10 && in.c == 1 && in.h == 28 && in.w == 28) names = fashion;
     }
     if (!(x = malloc(in.c * in.h * in.w * sizeof *x))) {
         cli_error("out of memory");
@@ -122,6 +162,7 @@ static int run_predict(int argc, char **argv) {
         if (cli_load_input(ctx, data ? NULL : pos[1 + i], data, index, in, invert, normalize != NULL, mean, std, x,
                            &label, desc, sizeof desc) != 0)
             goto cleanup;
+        if (save_image && save_input(save_image, x, in, normalize != NULL, mean, std) != 0) goto cleanup;
         cnn_status st = cnn_net_forward(net, x, 1, 0);
         if (st != CNN_OK) {
             cli_lib_error(ctx, st, "forward");
@@ -189,6 +230,9 @@ static int run_predict(int argc, char **argv) {
     rc = CLI_EXIT_OK;
 cleanup:
     free(names_buf);
+    free(data_names);
+    cnn_dataset_free(names_ds);
+    if (file_names) cnn_free(ctx, file_names);
     free(x);
     cnn_net_free(net);
     cnn_ctx_free(ctx);

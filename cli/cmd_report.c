@@ -113,13 +113,15 @@ static int run_report(int argc, char **argv) {
     if (!output) return cli_usage_error("report: -o OUTDIR is required");
     double mean = 0, std = 1;
     if (normalize && (rc = cli_parse_normalize("report", normalize, &mean, &std)) != 0) return rc;
-    if ((rc = cli_check_dir(data, "data folder")) != 0) return rc;
+    if ((rc = cli_check_data(data)) != 0) return rc;
     if (log_path && (rc = cli_check_file(log_path, "--log file")) != 0) return rc;
 
     cnn_ctx *ctx = NULL;
     cnn_net *net = NULL;
     cnn_dataset *test = NULL;
     cli_epoch_metrics *hist = NULL;
+    char **file_names = NULL;
+    const char **data_names = NULL;
     size_t n_hist = 0;
     rc = CLI_EXIT_FAIL;
     if (log_path && read_log(log_path, &hist, &n_hist) != 0) goto cleanup;
@@ -128,7 +130,7 @@ static int run_report(int argc, char **argv) {
         cli_error("model '%s' has no loss layer: the report needs class probabilities (softmax_ce)", model);
         goto cleanup;
     }
-    if (cli_load_split(ctx, data, "test", &test) != 0) goto cleanup;
+    if (cli_load_split_for(ctx, cnn_net_input_shape(net), data, "test", NULL, 0, &test) != 0) goto cleanup;
     if (normalize && cli_apply_normalize(test, mean, std) != 0) goto cleanup;
     if (cli_check_data_fits(net, test, data, "test", 0) != 0) goto cleanup;
     char s_par[32], s_thr[48], s_n[32];
@@ -139,6 +141,11 @@ static int run_report(int argc, char **argv) {
                               "parameters", s_par, "normalize", normalize ? normalize : "none",
                               "training log", log_path ? log_path : "(none: no curves; pass --log FILE)",
                               "threads", s_thr};
+    /* class names: stored in the weights file by cnn train, else the data's, else Fashion-MNIST's by path */
+    size_t k = cnn_dataset_classes(test);
+    const char *const *names = cli_file_class_names(ctx, pos[0], k, &file_names);
+    if (!names && (data_names = cli_dataset_class_names(test)) != NULL) names = data_names;
+    if (!names) names = cli_class_names_for(data, k);
     cli_report_input ri = {
         .title = model,
         .settings = settings,
@@ -148,7 +155,7 @@ static int run_report(int argc, char **argv) {
         .net = net,
         .batch = batch,
         .test = test,
-        .class_names = cli_class_names_for(data, cnn_dataset_classes(test)),
+        .class_names = names,
         .gallery = 24,
     };
     if (cli_report_write(output, &ri) != 0) goto cleanup;
@@ -156,6 +163,8 @@ static int run_report(int argc, char **argv) {
     rc = CLI_EXIT_OK;
 cleanup:
     free(hist);
+    free(data_names);
+    if (file_names) cnn_free(ctx, file_names);
     cnn_dataset_free(test);
     cnn_net_free(net);
     cnn_ctx_free(ctx);

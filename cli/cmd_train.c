@@ -15,7 +15,10 @@
  * plain lines at every tenth of the epoch, no control characters. --log FILE appends one JSON object per
  * epoch; --report DIR writes the HTML report (report.c) at the end.
  * SIGINT/SIGTERM: the current batch finishes, then training stops (the partial epoch is not evaluated),
- * --checkpoint, --out and --report are still written, a line says how to continue, exit status 130.
+ * --checkpoint, --out and --report are still written, a line says how to continue, exit status 130. A second
+ * signal exits at once from the handler (status 3) without saving; the atomic writer keeps the checkpoint on
+ * disk whole. A failed checkpoint write stops the run (exit 1); a failed --log or --report write is reported
+ * and training goes on (exit 1 at the end). SIGXFSZ is ignored, so `ulimit -f` is an EFBIG write error.
  *
  * Checkpoints (--checkpoint FILE; src/io/checkpoint.c): written after every epoch (and after a partial one
  * that --steps ends) and on SIGINT/SIGTERM, with the position (epoch, batches done in it, optimizer steps),
@@ -29,6 +32,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "report.h"
+#include "train_dist.h"
 
 #include <math.h>
 #include <errno.h>
@@ -47,8 +51,14 @@ static const char train_help[] =
     "epoch. Prints one line per epoch to stdout:\n"
     "  epoch 3/5  loss 0.2841  train_acc 0.8967  test_acc 0.9012  12.4 s  4838 img/s\n"
     "\n"
+    "A `recipe` line in MODEL.cnn (docs/formats.md) gives defaults for the options below (optimizer, lr,\n"
+    "schedule, epochs, batch, ...); options given here override it.\n"
+    "\n"
     "options:\n"
-    "  --data DIR               dataset folder (required)\n"
+    "  --data DIR               dataset folder (required): IDX files, CIFAR-10 batches, or train/<class>/*\n"
+    "                           and test/<class>/* PNG/JPEG images (resized to the model's input)\n"
+    "  --list FILE              instead of --data: a list of \"PATH LABEL\" lines (label: index or class name)\n"
+    "  --test-list FILE         the test list for --list (default: the training list itself)\n"
     "  --epochs N               epochs (default 1)\n"
     "  --batch B                batch size (default 64); the last partial batch is used too\n"
     "  --lr X                   base learning rate (default 0.05 for sgd, 0.001 for adam/adamw)\n"
@@ -56,10 +66,22 @@ static const char train_help[] =
     "  --momentum M             sgd momentum (default 0.9)\n"
     "  --nesterov               sgd with Nesterov momentum\n"
     "  --weight-decay W         L2 (sgd, adam) or decoupled (adamw) weight decay (default 0)\n"
-    "  --schedule NAME          constant | step | cosine (default constant), counted in optimizer steps\n"
+    "  --schedule NAME          constant | step | cosine | onecycle (default constant), counted in optimizer\n"
+    "                           steps; onecycle: PyTorch's OneCycleLR (cosine up from lr/div-factor to --lr\n"
+    "                           over --warmup-epochs, default 30% of the run, then cosine down to\n"
+    "                           lr/div-factor/final-div-factor)\n"
+    "  --div-factor D           onecycle: initial rate --lr / D (default 25)\n"
+    "  --final-div-factor F     onecycle: final rate --lr / D / F (default 10000)\n"
     "  --warmup-epochs E        linear warmup from 0 over E epochs (default 0; fractions allowed)\n"
     "  --step-epochs S          step schedule: multiply the rate by --gamma every S epochs (required)\n"
     "  --gamma G                step schedule factor (default 0.1)\n"
+    "  --label-smoothing E      label smoothing of the softmax_ce loss, in [0, 1) (default: the model's)\n"
+    "  --clip-norm X            clip the gradients to global L2 norm X before each step (default: off)\n"
+    "  --ema DECAY              keep an exponential moving average of the weights (e.g. 0.999), updated\n"
+    "                           after every step; evaluation, --out and --best use it\n"
+    "  --val-split F            hold out a fraction F of the training split (chosen by --seed) and report\n"
+    "                           val_acc every epoch\n"
+    "  --best FILE              save the weights of the best val_acc so far to FILE (needs --val-split)\n"
     "  --threads T              threads (default: all online CPUs; 0 means the same)\n"
     "  --seed S                 seed for initialisation, shuffling and dropout (default 1)\n"
     "  --steps N                stop after N optimizer steps in total (the partial epoch is still\n"
@@ -70,6 +92,12 @@ static const char train_help[] =
     "  --skip-bad-batches K     skip up to K batches whose loss or gradients are not finite, with a\n"
     "                           warning (default 0: stop at the first, naming the layer)\n"
     "  --normalize MEAN,STD     normalise every channel as (x - MEAN) / STD after scaling to [0,1]\n"
+    "                           (training batches: after the augmentation)\n"
+    "  --augment SPEC           augment the training batches, e.g. crop=4,flip,erase=0.5 (items: crop=P,\n"
+    "                           flip[=Q], erase[=Q], erase-area=A:B, erase-ratio=R:S, erase-fill=zero|random,\n"
+    "                           none); random per sample from (--seed, epoch, index); docs/cli.md\n"
+    "  --no-prefetch            prepare each batch when it is needed instead of on a background thread\n"
+    "                           (the batches are the same)\n"
     "  --out FILE               save the weights (safetensors) at the end (also after Ctrl-C)\n"
     "  --weights FILE           start from these weights (e.g. an earlier --out) instead of a fresh\n"
     "                           initialisation; the optimizer state starts afresh (alias: --init)\n"
@@ -82,11 +110,14 @@ static const char train_help[] =
     "                           train_acc, test_loss, test_acc, seconds, images_per_second, lr\n"
     "  --report DIR             write DIR/index.html (curves, confusion matrix, mistakes, filters, layers,\n"
     "                           settings; open it in a browser) and DIR/metrics.csv at the end\n"
+    "  --sync-bn                under mpirun: batchnorm statistics over the global batch (default: per rank)\n"
+    "  --dist-timeout S         under mpirun: a collective waiting longer than S seconds for another rank\n"
+    "                           stops the run (default 120; 0: wait forever); see docs/distributed.md\n"
     "  --json                   after the epoch lines, one JSON object: epochs, steps, loss, train_acc,\n"
     "                           test_acc, test_loss, seconds, images_per_second\n";
 
 static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
-static const char *const schedule_names[] = {"constant", "step", "cosine", NULL};
+static const char *const schedule_names[] = {"constant", "step", "cosine", "onecycle", NULL};
 
 /* splitmix64 finaliser: the shuffle seed of an epoch from the run's seed. */
 static uint64_t mix64(uint64_t x) {
@@ -96,21 +127,51 @@ static uint64_t mix64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
-static uint64_t epoch_seed(uint64_t seed, size_t epoch) { return mix64(mix64(seed) ^ (uint64_t)epoch); }
+/* (the shuffle seed of epoch e is cnn_loader_epoch_seed(seed, e) = mix64(mix64(seed) ^ e): the loader's) */
 
 static volatile sig_atomic_t stop_signal = 0;
 
-static void on_signal(int sig) { stop_signal = sig; }
+/* Exit status of a run stopped at once by a second SIGINT/SIGTERM (the first one gives 130 after the
+ * checkpoint is written). */
+#define TRAIN_EXIT_SECOND_SIGNAL 3
 
-/* SIGINT and SIGTERM set stop_signal; a second one kills as usual (SA_RESETHAND). */
-static void catch_signals(struct sigaction *old_int, struct sigaction *old_term) {
+static void say(const char *s) { /* async-signal-safe */
+    size_t n = strlen(s);
+    while (n) {
+        ssize_t w = write(STDERR_FILENO, s, n);
+        if (w <= 0) return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+/* First SIGINT/SIGTERM: note it; the loop stops after the current batch and writes the checkpoint. Second
+ * one: exit at once. A checkpoint save it interrupts leaves the previous checkpoint whole (the writer renames
+ * a finished temporary file over it; the next save removes a temporary file left this way). */
+static void on_signal(int sig) {
+    if (stop_signal) {
+        say("\ncnn: second signal: exiting at once, without saving (the last checkpoint written is intact)\n");
+        _exit(TRAIN_EXIT_SECOND_SIGNAL);
+    }
+    stop_signal = sig;
+    say(sig == SIGTERM ? "\ntrain: SIGTERM: stopping after the current batch (send it again to exit at once)\n"
+                       : "\ntrain: interrupt: stopping after the current batch (press Ctrl-C again to exit at once)\n");
+}
+
+/* SIGINT and SIGTERM go to on_signal. SIGXFSZ is ignored, so a write past `ulimit -f` fails with EFBIG and
+ * is reported like a full disk instead of killing the run. */
+static void catch_signals(struct sigaction *old_int, struct sigaction *old_term, struct sigaction *old_xfsz) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND;
+    sigaddset(&sa.sa_mask, SIGINT); /* one handler at a time: the second waits and sees the first */
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sa.sa_flags = SA_RESTART; /* (a save in progress is not cut by EINTR) */
     sigaction(SIGINT, &sa, old_int);
     sigaction(SIGTERM, &sa, old_term);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGXFSZ, &sa, old_xfsz);
 }
 
 static void format_eta(char *buf, size_t n, double s) {
@@ -131,7 +192,7 @@ static void progress_text(char *buf, size_t n, size_t e, size_t epochs, size_t b
 
 /* Options of this command that take no value (for recording the arguments in a checkpoint). */
 static int is_flag(const char *a) {
-    static const char *const flags[] = {"--nesterov", "--no-shuffle", "--json", "--quiet", NULL};
+    static const char *const flags[] = {"--nesterov", "--no-shuffle", "--json", "--quiet", "--sync-bn", "--no-prefetch", NULL};
     for (size_t i = 0; flags[i]; i++)
         if (strcmp(a, flags[i]) == 0)
             return 1;
@@ -187,7 +248,139 @@ static int record_args(int argc, char **argv, const char ***out, size_t *n_out) 
     return 0;
 }
 
-static int run_train_args(int argc, char **argv, const char *resume, const cnn_train_state *rstate);
+/* ---- the model's recipe (part "recipe"; docs/formats.md "Recipe") ----
+ * Each item of the model text's `recipe` line becomes the option of the same name (key_name ->
+ * --key-name=VALUE; nesterov=1 -> --nesterov) placed before every other argument, so any option given on the
+ * command line (or kept in a checkpoint) overrides it: the parser keeps the last value. augment= is handed
+ * over separately (train_recipe.augment). The recipe items are not recorded in checkpoints: the model text
+ * inside carries them. */
+typedef struct train_recipe {
+    char **argv;  /* n malloc'ed option strings */
+    size_t n;
+    char augment[CNN_RECIPE_TEXT_MAX];
+    char text[2048]; /* the items as printed, for the start line */
+    size_t line;
+} train_recipe;
+
+static void train_recipe_free(train_recipe *r) {
+    for (size_t i = 0; i < r->n; i++)
+        free(r->argv[i]);
+    free(r->argv);
+    r->argv = NULL;
+    r->n = 0;
+}
+
+/* Whether option `name` appears in argv after the first n_skip arguments (the recipe's). */
+static int user_gave(int argc, char **argv, size_t n_skip, const char *name) {
+    for (int i = 1 + (int)n_skip; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (opt_is(argv[i], name))
+            return 1;
+    }
+    return 0;
+}
+
+/* The model file among the arguments (the first positional), or NULL. */
+static const char *find_model(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            return i + 1 < argc ? argv[i + 1] : NULL;
+        if (argv[i][0] == '-' && argv[i][1] == '-') {
+            if (!is_flag(argv[i]) && !strchr(argv[i], '=') && i + 1 < argc)
+                i++;
+            continue;
+        }
+        return argv[i];
+    }
+    return NULL;
+}
+
+/* The recipe of the model (or of the checkpoint's model text) as options. A model that cannot be read is
+ * reported later by the normal path; only running out of memory fails here. */
+static int load_recipe(const char *model, const char *checkpoint, train_recipe *out) {
+    memset(out, 0, sizeof *out);
+    if (!model && !checkpoint)
+        return 0;
+    cnn_ctx *ctx = NULL;
+    char *text = NULL, *ftext = NULL;
+    size_t len = 0;
+    cnn_recipe r;
+    memset(&r, 0, sizeof r);
+    cnn_ctx_options co = cnn_ctx_options_default();
+    co.threads = 1;
+    if (cnn_ctx_create(&ctx, &co) != CNN_OK)
+        return 0;
+    if (checkpoint) {
+        if (cnn_checkpoint_read_model(ctx, checkpoint, &text) == CNN_OK)
+            len = strlen(text);
+    } else {
+        struct stat sb;
+        FILE *f = stat(model, &sb) == 0 && S_ISREG(sb.st_mode) ? fopen(model, "rb") : NULL;
+        if (f) { /* (at most the 64 MiB the model loader takes) */
+            size_t cap = 0;
+            for (;;) {
+                if (len + 4096 > cap) {
+                    char *nb = cap >= (64u << 20) ? NULL : realloc(ftext, cap ? 2 * cap : 8192);
+                    if (!nb)
+                        break;
+                    ftext = nb;
+                    cap = cap ? 2 * cap : 8192;
+                }
+                size_t got = fread(ftext + len, 1, cap - len, f);
+                len += got;
+                if (got == 0)
+                    break;
+            }
+            fclose(f);
+        }
+    }
+    const char *t = checkpoint ? text : ftext;
+    if (t) /* (a bad recipe is reported by the model's own parse, with the rest) */
+        cnn_recipe_parse(ctx, t, len, checkpoint ? checkpoint : model, &r);
+    free(ftext);
+    if (text)
+        cnn_free(ctx, text);
+    cnn_ctx_free(ctx);
+    if (!r.set)
+        return 0;
+    out->line = r.line;
+    cnn_recipe_format(&r, out->text, sizeof out->text);
+    if (r.set & CNN_RECIPE_AUGMENT)
+        snprintf(out->augment, sizeof out->augment, "%s", r.augment);
+    r.set &= ~(unsigned)CNN_RECIPE_AUGMENT;
+    out->argv = calloc(cnn_recipe_num_keys(), sizeof *out->argv);
+    if (!out->argv)
+        return cli_error("out of memory");
+    for (size_t k = 0; k < cnn_recipe_num_keys(); k++) {
+        unsigned bit;
+        const char *key = cnn_recipe_key(k, &bit);
+        if (!(r.set & bit) || (bit == CNN_RECIPE_NESTEROV && !r.nesterov))
+            continue;
+        cnn_recipe one = r;
+        one.set = bit;
+        char item[CNN_RECIPE_TEXT_MAX + 64];
+        cnn_recipe_format(&one, item, sizeof item); /* "key=value" */
+        const char *val = strchr(item, '=');
+        size_t kl = strlen(key);
+        char *a = malloc(kl + strlen(item) + 8);
+        if (!a) {
+            train_recipe_free(out);
+            return cli_error("out of memory");
+        }
+        strcpy(a, "--");
+        for (size_t c = 0; c < kl; c++)
+            a[2 + c] = key[c] == '_' ? '-' : key[c];
+        a[2 + kl] = 0;
+        if (bit != CNN_RECIPE_NESTEROV && val)
+            strcat(a, val);
+        out->argv[out->n++] = a;
+    }
+    return 0;
+}
+
+static int run_train_args(int argc, char **argv, const char *resume, const cnn_train_state *rstate,
+                          const train_recipe *recipe);
 
 static int run_train(int argc, char **argv) {
     /* --resume: the checkpoint's arguments first, then the command line's (later values win) */
@@ -197,35 +390,50 @@ static int run_train(int argc, char **argv) {
     char **merged = NULL;
     memset(&rstate, 0, sizeof rstate);
     int rc0;
+    train_recipe recipe;
+    if ((rc0 = load_recipe(resume_arg ? NULL : find_model(argc, argv), resume_arg, &recipe)) != 0)
+        return rc0;
     if (resume_arg) {
         cnn_status rst;
-        if ((rc0 = cli_check_file(resume_arg, "--resume checkpoint")) != 0)
+        if ((rc0 = cli_check_file(resume_arg, "--resume checkpoint")) != 0) {
+            train_recipe_free(&recipe);
             return rc0;
-        if (cli_ctx_create(1, &rctx) != 0)
+        }
+        if (cli_ctx_create(1, &rctx) != 0) {
+            train_recipe_free(&recipe);
             return CLI_EXIT_FAIL;
+        }
         if ((rst = cnn_checkpoint_read_state(rctx, resume_arg, &rstate)) != CNN_OK) {
             rc0 = cli_lib_error(rctx, rst, resume_arg);
             cnn_ctx_free(rctx);
+            train_recipe_free(&recipe);
             return rc0;
         }
-        merged = malloc(((size_t)argc + rstate.n_args + 1) * sizeof *merged);
-        if (!merged) {
+    }
+    /* the recipe's options, then a checkpoint's, then the command line's (later values win) */
+    merged = malloc(((size_t)argc + recipe.n + rstate.n_args + 1) * sizeof *merged);
+    if (!merged) {
+        if (rctx) {
             cnn_free(rctx, (void *)rstate.args);
             cnn_ctx_free(rctx);
-            return cli_error("out of memory");
         }
-        size_t m = 0;
-        merged[m++] = argv[0];
-        for (size_t i = 0; i < rstate.n_args; i++)
-            merged[m++] = (char *)rstate.args[i];
-        for (int i = 1; i < argc; i++)
-            merged[m++] = argv[i];
-        merged[m] = NULL;
-        argc = (int)m;
-        argv = merged;
+        train_recipe_free(&recipe);
+        return cli_error("out of memory");
     }
-    rc0 = run_train_args(argc, argv, resume_arg, &rstate);
+    size_t m = 0;
+    merged[m++] = argv[0];
+    for (size_t i = 0; i < recipe.n; i++)
+        merged[m++] = recipe.argv[i];
+    for (size_t i = 0; i < rstate.n_args; i++)
+        merged[m++] = (char *)rstate.args[i];
+    for (int i = 1; i < argc; i++)
+        merged[m++] = argv[i];
+    merged[m] = NULL;
+    argc = (int)m;
+    argv = merged;
+    rc0 = run_train_args(argc, argv, resume_arg, &rstate, &recipe);
     free(merged);
+    train_recipe_free(&recipe);
     if (rctx) {
         cnn_free(rctx, (void *)rstate.args);
         cnn_ctx_free(rctx);
@@ -250,7 +458,46 @@ static int parse_bytes(const char *s, size_t *out) {
     return 0;
 }
 
-static int run_train_args(int argc, char **argv, const char *resume, const cnn_train_state *rstate) {
+/* --val-split: the validation samples (gathered, normalised as the training split) as a dataset of their own;
+ * *idx_out: from cnn_val_split, validation indices first, then the n - *n_val training ones. The split is a
+ * function of --seed only. */
+static int make_val_split(cnn_ctx *ctx, cnn_dataset *train, double fraction, uint64_t seed, cnn_dataset **val,
+                          size_t **idx_out, size_t *n_val) {
+    size_t n = cnn_dataset_size(train), nv = 0;
+    cnn_shape sh = cnn_dataset_shape(train);
+    size_t sample = sh.c * sh.h * sh.w;
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    if (!idx)
+        return cli_error("out of memory splitting the training set");
+    cnn_status st = cnn_val_split(ctx, n, fraction, mix64(seed ^ 0x76616c5f73706c74ull), idx, &nv);
+    if (st != CNN_OK) {
+        free(idx);
+        return cli_lib_error(ctx, st, "--val-split");
+    }
+    float *x = malloc((nv * sample > 0 ? nv * sample : 1) * sizeof *x);
+    int32_t *lab = malloc(nv * sizeof *lab);
+    if (!x || !lab) {
+        free(x);
+        free(lab);
+        free(idx);
+        return cli_error("out of memory holding %zu validation samples", nv);
+    }
+    if ((st = cnn_dataset_gather(train, idx, nv, x, lab)) != CNN_OK ||
+        (st = cnn_dataset_from_memory(ctx, x, lab, nv, sh, cnn_dataset_classes(train), val)) != CNN_OK) {
+        free(x);
+        free(lab);
+        free(idx);
+        return cli_lib_error(ctx, st, "--val-split");
+    }
+    free(x);
+    free(lab);
+    *idx_out = idx;
+    *n_val = nv;
+    return 0;
+}
+
+static int run_train_args(int argc, char **argv, const char *resume, const cnn_train_state *rstate,
+                          const train_recipe *recipe) {
     const char *data = NULL, *out = NULL, *normalize = NULL, *log_path = NULL, *report_dir = NULL,
                *init_weights = NULL, *init_alias = NULL, *checkpoint = NULL, *resume_opt = NULL;
     int quiet = 0;
@@ -260,9 +507,21 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
     double lr = 0.05, momentum = 0.9, weight_decay = 0, warmup_epochs = 0, step_epochs = 0, gamma = 0.1;
     int optimizer = CNN_OPT_SGD, schedule = CNN_SCHED_CONSTANT;
     int nesterov = 0, no_shuffle = 0, json = 0;
+    const char *augment = NULL; /* --augment (part "augment") */
+    int no_prefetch = 0;
+    int sync_bn = 0;          /* distributed (train_dist.c) */
+    double dist_timeout = 120;
     int seen_lr = 0, seen_momentum = 0, seen_step_epochs = 0, seen_gamma = 0;
+    /* part "recipe" */
+    double div_factor = 25, final_div_factor = 1e4, clip_norm = 0, label_smoothing = 0, ema_decay = 0, val_split = 0;
+    int seen_div = 0, seen_final_div = 0, seen_label_smoothing = 0;
+    const char *best_path = NULL;
+    const char *list_path = NULL, *test_list = NULL; /* part "data" */
+    const char **report_names = NULL;
     const cli_option opts[] = {
         {.name = "data", .kind = CLI_OPT_STRING, .out = &data},
+        {.name = "list", .kind = CLI_OPT_STRING, .out = &list_path},       /* part "data" */
+        {.name = "test-list", .kind = CLI_OPT_STRING, .out = &test_list},  /* part "data" */
         {.name = "epochs", .kind = CLI_OPT_SIZE, .out = &epochs, .umin = 1, .umax = 1000000},
         {.name = "batch", .kind = CLI_OPT_SIZE, .out = &batch, .umin = 1, .umax = 65536},
         {.name = "lr", .kind = CLI_OPT_DOUBLE, .out = &lr, .dmin = 0, .dmax = 1000, .min_exclusive = 1,
@@ -287,6 +546,8 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         {.name = "out", .kind = CLI_OPT_STRING, .out = &out},
         {.name = "json", .kind = CLI_OPT_FLAG, .out = &json},
         {.name = "normalize", .kind = CLI_OPT_STRING, .out = &normalize},
+        {.name = "augment", .kind = CLI_OPT_STRING, .out = &augment},
+        {.name = "no-prefetch", .kind = CLI_OPT_FLAG, .out = &no_prefetch},
         {.name = "quiet", .kind = CLI_OPT_FLAG, .out = &quiet},
         {.name = "log", .kind = CLI_OPT_STRING, .out = &log_path},
         {.name = "report", .kind = CLI_OPT_STRING, .out = &report_dir},
@@ -294,6 +555,18 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         {.name = "init", .kind = CLI_OPT_STRING, .out = &init_alias},
         {.name = "checkpoint", .kind = CLI_OPT_STRING, .out = &checkpoint},
         {.name = "resume", .kind = CLI_OPT_STRING, .out = &resume_opt},
+        /* part "recipe" (issue 5): training features */
+        {.name = "div-factor", .kind = CLI_OPT_DOUBLE, .out = &div_factor, .dmin = 1, .dmax = 1e6, .seen = &seen_div},
+        {.name = "final-div-factor", .kind = CLI_OPT_DOUBLE, .out = &final_div_factor, .dmin = 1, .dmax = 1e9,
+         .seen = &seen_final_div},
+        {.name = "clip-norm", .kind = CLI_OPT_DOUBLE, .out = &clip_norm, .dmin = 0, .dmax = 1e9, .min_exclusive = 1},
+        {.name = "label-smoothing", .kind = CLI_OPT_DOUBLE, .out = &label_smoothing, .dmin = 0, .dmax = 0.999999,
+         .seen = &seen_label_smoothing},
+        {.name = "ema", .kind = CLI_OPT_DOUBLE, .out = &ema_decay, .dmin = 0, .dmax = 0.99999999, .min_exclusive = 1},
+        {.name = "val-split", .kind = CLI_OPT_DOUBLE, .out = &val_split, .dmin = 0, .dmax = 0.99, .min_exclusive = 1},
+        {.name = "best", .kind = CLI_OPT_STRING, .out = &best_path},
+        {.name = "sync-bn", .kind = CLI_OPT_FLAG, .out = &sync_bn},
+        {.name = "dist-timeout", .kind = CLI_OPT_DOUBLE, .out = &dist_timeout, .dmin = 0, .dmax = 1e6},
     };
     const char *pos[1];
     size_t n_pos;
@@ -318,8 +591,31 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
     if (!resume && n_pos != 1)
         return cli_usage_error("train: expected a model file (usage: cnn train MODEL.cnn --data DIR [options], or "
                                "cnn train --resume CHECKPOINT)");
+    if (list_path && data)
+        return cli_usage_error("train: give --data DIR or --list FILE, not both");
+    if (list_path)
+        data = list_path;
     if (!data)
-        return cli_usage_error("train: --data DIR is required (a folder with train/t10k IDX files)");
+        return cli_usage_error("train: --data DIR is required (a folder of IDX files, CIFAR-10 batches or train/ and "
+                               "test/ image folders), or --list FILE");
+    /* an item of the recipe that a command-line choice makes moot is dropped (recipe optimizer=sgd momentum=0.9
+     * with --optimizer adam); given on the command line it is an error */
+    if (optimizer != CNN_OPT_SGD && !user_gave(argc, argv, recipe->n, "--momentum") &&
+        !user_gave(argc, argv, recipe->n, "--nesterov"))
+        seen_momentum = nesterov = 0;
+    if (schedule != CNN_SCHED_STEP && !user_gave(argc, argv, recipe->n, "--step-epochs") &&
+        !user_gave(argc, argv, recipe->n, "--gamma"))
+        seen_step_epochs = seen_gamma = 0;
+    if (schedule != CNN_SCHED_ONECYCLE && !user_gave(argc, argv, recipe->n, "--div-factor") &&
+        !user_gave(argc, argv, recipe->n, "--final-div-factor"))
+        seen_div = seen_final_div = 0;
+    if (schedule != CNN_SCHED_ONECYCLE && (seen_div || seen_final_div))
+        return cli_usage_error("train: --div-factor and --final-div-factor apply only to --schedule onecycle");
+    if (best_path && !(val_split > 0))
+        return cli_usage_error("train: --best FILE keeps the weights of the best validation accuracy: it needs "
+                               "--val-split F");
+    if (best_path && (rc = cli_check_output(best_path, "--best")) != 0)
+        return rc;
     if (optimizer != CNN_OPT_SGD && (seen_momentum || nesterov))
         return cli_usage_error("train: --momentum and --nesterov apply only to --optimizer sgd");
     if (nesterov && !(momentum > 0))
@@ -334,7 +630,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
     if (!seen_lr && optimizer != CNN_OPT_SGD)
         lr = 0.001;
     const char *model = resume ? resume : pos[0];
-    if ((!resume && (rc = cli_check_file(model, "model file")) != 0) || (rc = cli_check_dir(data, "data folder")) != 0)
+    if ((!resume && (rc = cli_check_file(model, "model file")) != 0) || (rc = cli_check_data(data)) != 0)
         return rc;
     if (checkpoint && (rc = cli_check_output(checkpoint, "--checkpoint")) != 0)
         return rc;
@@ -362,13 +658,18 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
     cnn_optimizer *opt = NULL;
     float *x = NULL;
     int32_t *labels = NULL;
-    size_t *idx = NULL;
+    cnn_loader *loader = NULL; /* part "augment": the training batches, prepared on a background thread */
+    /* part "recipe": validation split (val, train_map: the training samples left), EMA of the weights */
+    cnn_dataset *val = NULL;
+    size_t *split_idx = NULL, *train_map = NULL, n_val = 0;
+    cnn_ema *ema = NULL;
+    double best_val = NAN, last_val_acc = NAN, last_val_loss = NAN;
     FILE *logf = NULL;
     cli_epoch_metrics *hist = NULL;
     cli_train_point *pts = NULL;
     size_t n_pts = 0, cap_pts = 0;
-    struct sigaction old_int, old_term;
-    int signals_caught = 0;
+    struct sigaction old_int, old_term, old_xfsz;
+    int signals_caught = 0, output_failed = 0; /* output_failed: a --log or --report write failed */
     int tty = !quiet && isatty(fileno(stderr));
     cnn_status st;
     rc = CLI_EXIT_FAIL;
@@ -377,7 +678,11 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         cnn_ctx_set_memory_limit(ctx, mem_limit);
     if (!ctx)
         goto cleanup;
-    if (record_args(argc, argv, &rec_args, &n_rec_args) != 0)
+    if ((rc = cli_dist_begin(ctx, batch, sync_bn, dist_timeout)) != 0) /* mpirun: join the job */
+        goto cleanup;
+    rc = CLI_EXIT_FAIL;
+    cli_dist_quiet_rank(&quiet, &tty, &json, &out, &checkpoint, &log_path, &report_dir);
+    if (record_args(argc - (int)recipe->n, argv + recipe->n, &rec_args, &n_rec_args) != 0) /* not the recipe's */
         goto cleanup;
     if ((st = resume ? cnn_checkpoint_load(ctx, resume, &net) : cnn_net_load(ctx, model, &net)) != CNN_OK) {
         cli_lib_error(ctx, st, model);
@@ -387,16 +692,37 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         cli_error("model '%s' has no loss layer: end it with softmax_ce to train a classifier", model);
         goto cleanup;
     }
-    if (cli_load_split(ctx, data, "train", &train) != 0 || cli_load_split(ctx, data, "test", &test) != 0)
+    if (seen_label_smoothing && (st = cnn_net_set_label_smoothing(net, label_smoothing)) != CNN_OK) {
+        cli_lib_error(ctx, st, "--label-smoothing");
         goto cleanup;
-    if (normalize && (cli_apply_normalize(train, norm_mean, norm_std) != 0 ||
-                      cli_apply_normalize(test, norm_mean, norm_std) != 0))
+    }
+    if (cli_load_split_for(ctx, cnn_net_input_shape(net), data, "train", NULL, quiet, &train) != 0)
+        goto cleanup;
+    {
+        struct stat dsb;
+        int data_is_list = stat(data, &dsb) == 0 && !S_ISDIR(dsb.st_mode);
+        if (data_is_list && !test_list && !quiet)
+            fprintf(stderr, "train: no --test-list: the test split is the training list %s\n", data);
+        if (cli_load_split_for(ctx, cnn_net_input_shape(net), test_list ? test_list : data, "test", train, quiet,
+                               &test) != 0)
+            goto cleanup;
+    }
+    /* the training split is normalised by the loader, after the augmentation (part "augment") */
+    if (normalize && cli_apply_normalize(test, norm_mean, norm_std) != 0)
         goto cleanup;
     if (cli_check_data_fits(net, train, data, "train", 1) != 0 ||
         cli_check_data_fits(net, test, data, "test", 0) != 0)
         goto cleanup;
 
     size_t n_train = cnn_dataset_size(train), n_test = cnn_dataset_size(test);
+    if (val_split > 0) { /* hold out a seeded fraction of the training split */
+        if (make_val_split(ctx, train, val_split, seed, &val, &split_idx, &n_val) != 0)
+            goto cleanup;
+        train_map = split_idx + n_val;
+        n_train -= n_val;
+        if (normalize && cli_apply_normalize(val, norm_mean, norm_std) != 0) /* the same values as before */
+            goto cleanup;
+    }
     cnn_shape in = cnn_net_input_shape(net);
     size_t sample = in.c * in.h * in.w; /* the library checked this product when it inferred shapes */
     if (sample == 0 || batch > SIZE_MAX / sizeof(float) / sample) {
@@ -417,6 +743,8 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
     }
     if (!resume)
         cnn_net_set_seed(net, seed); /* a checkpoint restored the dropout RNG */
+    if (cli_dist_prepare(net, quiet) != 0) /* rank 0's weights to all, gradient allreduce hooks */
+        goto cleanup;
     if (log_path && !(logf = fopen(log_path, resume ? "a" : "w"))) {
         cli_error("--log '%s': cannot open for writing", log_path);
         goto cleanup;
@@ -437,17 +765,71 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         cli_lib_error(ctx, st, resume);
         goto cleanup;
     }
+    if (ema_decay > 0) {
+        if ((st = cnn_ema_create(net, ema_decay, &ema)) != CNN_OK) {
+            cli_lib_error(ctx, st, "--ema");
+            goto cleanup;
+        }
+        if (resume && (st = cnn_checkpoint_load_ema(ema, resume)) != CNN_OK) {
+            if (st != CNN_ERR_FORMAT) {
+                cli_lib_error(ctx, st, resume);
+                goto cleanup;
+            }
+            if (!quiet)
+                fprintf(stderr, "train: note: %s has no EMA of the weights; the EMA starts from the current weights\n",
+                        resume);
+        }
+    }
+    if (resume && best_path && (st = cnn_checkpoint_read_best(ctx, resume, &best_val)) != CNN_OK) {
+        cli_lib_error(ctx, st, resume);
+        goto cleanup;
+    }
 
     x = malloc(batch * sample * sizeof *x);
     labels = malloc(batch * sizeof *labels);
-    idx = malloc(n_train * sizeof *idx);
     hist = calloc(epochs < 100000 ? epochs : 100000, sizeof *hist);
-    if (!x || !labels || !idx || !hist) {
+    if (!x || !labels || !hist) {
         cli_error("out of memory allocating a batch of %zu samples", batch);
         goto cleanup;
     }
-    for (size_t i = 0; i < n_train; i++)
-        idx[i] = i;
+    char aug_line[320] = ""; /* part "augment": printed after the start line */
+    { /* part "augment": the loader (shuffle of train_map's positions per epoch, augmentation, normalisation) */
+        cnn_augment_spec aug = cnn_augment_spec_default();
+        const char *aug_text = augment ? augment : recipe->augment[0] ? recipe->augment : NULL;
+        if (aug_text && (st = cnn_augment_parse(ctx, aug_text, &aug)) != CNN_OK) {
+            if (augment)
+                rc = cli_usage_error("train: --augment: %s", cnn_ctx_last_error(ctx));
+            else
+                cli_error("%s:%zu: recipe augment: %s", model, recipe->line, cnn_ctx_last_error(ctx));
+            goto cleanup;
+        }
+        float nm = (float)norm_mean, ns = (float)norm_std;
+        cnn_loader_options lo = cnn_loader_options_default();
+        lo.batch = batch;
+        lo.shuffle = !no_shuffle;
+        lo.seed = seed;
+        lo.augment = aug;
+        if (normalize) {
+            lo.mean = &nm;
+            lo.std = &ns;
+            lo.channels = 1;
+        }
+        lo.indices = train_map;
+        lo.n_indices = train_map ? n_train : 0;
+        lo.prefetch = no_prefetch ? 0 : 2;
+        if ((st = cnn_loader_create(ctx, train, &lo, &loader)) != CNN_OK) {
+            cli_lib_error(ctx, st, "the training batches");
+            goto cleanup;
+        }
+        if (!quiet && cnn_augment_enabled(&aug)) {
+            char *t = NULL;
+            if (cnn_augment_to_text(ctx, &aug, &t) == CNN_OK) {
+                snprintf(aug_line, sizeof aug_line, "train: augmentation %s%s\n", t,
+                         no_prefetch ? "" : " (prepared on a background thread)");
+                cnn_free(ctx, t);
+            }
+        }
+    }
 
     size_t steps_per_epoch = (n_train + batch - 1) / batch;
     cnn_schedule sched = {
@@ -468,6 +850,12 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
                 "batch %zu, %zu steps/epoch; threads %zu, isa %s\n",
                 model, cnn_net_num_layers(net), cnn_net_param_count(net), data, cnn_dataset_kind(train), n_train, n_test, shape,
                 cnn_dataset_classes(train), batch, steps_per_epoch, cnn_ctx_threads(ctx), cnn_ctx_isa(ctx));
+        if (recipe->line)
+            fprintf(stderr, "train: recipe (%s:%zu; options given override it): %s\n", model, recipe->line,
+                    recipe->text);
+        if (val)
+            fprintf(stderr, "train: validation: %zu samples held out of the training split (--val-split %g)\n", n_val,
+                    val_split);
         /* everything a step needs is allocated by now: this is what the run holds while it trains */
         fprintf(stderr, "train: memory %.1f MiB allocated for data, network, activations and optimizer", 
                 (double)cnn_ctx_memory_in_use(ctx) / 1048576.0);
@@ -476,7 +864,11 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         fflush(stderr);
     }
 
-    catch_signals(&old_int, &old_term);
+    if (aug_line[0]) {
+        fputs(aug_line, stderr);
+        fflush(stderr);
+    }
+    catch_signals(&old_int, &old_term, &old_xfsz);
     signals_caught = 1;
     /* train points for the report's curves: running means over about 25 stretches of each epoch */
     size_t pt_every = steps_per_epoch / 25 ? steps_per_epoch / 25 : 1;
@@ -502,10 +894,9 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
     for (size_t e = start_epoch; e < epochs; e++) {
         if (max_steps && step >= max_steps)
             break;
-        if (!no_shuffle) {
-            for (size_t i = 0; i < n_train; i++)
-                idx[i] = i;
-            cnn_shuffle_indices(idx, n_train, epoch_seed(seed, e));
+        if ((st = cnn_loader_seek(loader, e, e == start_epoch ? start_batch : 0)) != CNN_OK) { /* resume */
+            cli_lib_error(ctx, st, "the training batches");
+            goto cleanup;
         }
         double loss_sum = 0, pt_loss = 0;
         size_t correct = 0, seen = 0, pt_correct = 0, pt_seen = 0;
@@ -526,17 +917,24 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
                 stopped_batch = b;
                 break;
             }
-            size_t off = b * batch;
-            size_t nb = n_train - off < batch ? n_train - off : batch;
+            size_t off = b * batch, off0 = off;
+            size_t nb = n_train - off < batch ? n_train - off : batch, got = 0;
             const char *what = "gathering a batch";
             cnn_loss_stats ls;
-            if ((st = cnn_dataset_gather(train, idx + off, nb, x, labels)) != CNN_OK)
+            /* the whole (global) batch b of epoch e, then this rank's part of it */
+            if ((st = cnn_loader_next(loader, x, labels, &got)) != CNN_OK)
                 goto step_failed;
+            if (got != nb) {
+                cli_error("internal error: the loader gave %zu samples for batch %zu, expected %zu", got, b + 1, nb);
+                goto cleanup;
+            }
+            if (cli_dist_shard_batch(&off, &nb)) /* mpirun: this rank's part of the global batch */
+                continue;
             what = "forward";
-            if ((st = cnn_net_forward(net, x, nb, 1)) != CNN_OK)
+            if ((st = cnn_net_forward(net, x + (off - off0) * sample, nb, 1)) != CNN_OK)
                 goto step_failed;
             what = "loss";
-            if ((st = cnn_net_loss(net, labels, NULL, &ls)) != CNN_OK)
+            if ((st = cnn_net_loss(net, labels + (off - off0), NULL, &ls)) != CNN_OK)
                 goto step_failed;
             if (!isfinite(ls.loss)) {
                 st = CNN_ERR_NUMERIC;
@@ -546,13 +944,25 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
             what = "backward";
             if ((st = cnn_net_backward(net, NULL)) != CNN_OK)
                 goto step_failed;
+            what = "gradient allreduce";
+            if ((st = cli_dist_grads()) != CNN_OK)
+                goto step_failed;
             what = "gradients";
             if ((st = cnn_net_check_gradients(net)) != CNN_OK)
                 goto step_failed;
+            what = "clipping the gradients";
+            if (clip_norm > 0 && (st = cnn_net_clip_grad_norm(net, clip_norm, NULL)) != CNN_OK)
+                goto step_failed;
             what = "optimizer step";
-            float step_lr = cnn_schedule_lr(&sched, (double)step);
+            float step_lr = schedule == CNN_SCHED_ONECYCLE
+                                ? cnn_onecycle_lr(lr, sched.total_steps, sched.warmup_steps, div_factor,
+                                                  final_div_factor, (double)step)
+                                : cnn_schedule_lr(&sched, (double)step);
             last_lr = step_lr;
             if ((st = cnn_optimizer_step(opt, step_lr)) != CNN_OK)
+                goto step_failed;
+            what = "EMA update";
+            if (ema && (st = cnn_ema_update(ema)) != CNN_OK)
                 goto step_failed;
             step++;
             b_end = b + 1;
@@ -637,19 +1047,51 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         ck.batch = b_end >= steps_per_epoch ? 0 : b_end;
         ck.step = step;
         if (stop_signal) {
-            if (checkpoint && (st = cnn_checkpoint_save(net, opt, &ck, checkpoint)) != CNN_OK) {
+            if (checkpoint && (st = cnn_checkpoint_save_ex(net, opt, ema, &ck, best_val, checkpoint)) != CNN_OK) {
                 cli_lib_error(ctx, st, checkpoint);
                 goto cleanup;
             }
+            if (checkpoint && cli_store_class_names(ctx, checkpoint, train) != 0)
+                goto cleanup;
             break; /* the partial epoch is not evaluated */
         }
+        if (cli_dist_epoch_end(net, e + 1, &loss_sum, &correct, &seen) != 0) /* sums over ranks, checksums */
+            goto cleanup;
         epochs_run++;
         total_seconds += seconds;
         total_images += (double)seen;
 
         cnn_eval_result ev;
         memset(&ev, 0, sizeof ev);
-        if ((st = cnn_net_evaluate(net, test, batch, &ev)) != CNN_OK) {
+        if (ema && (st = cnn_ema_swap(ema)) != CNN_OK) { /* evaluate the EMA weights */
+            cli_lib_error(ctx, st, "--ema");
+            goto cleanup;
+        }
+        if (val) {
+            cnn_eval_result vr;
+            memset(&vr, 0, sizeof vr);
+            if ((st = cli_dist_evaluate(net, val, batch, &vr)) != CNN_OK) {
+                cli_lib_error(ctx, st, "evaluating the validation split");
+                goto cleanup;
+            }
+            if (vr.confusion)
+                cnn_free(ctx, vr.confusion);
+            last_val_acc = vr.accuracy;
+            last_val_loss = vr.loss;
+            if (best_path && !(vr.accuracy <= best_val)) { /* first epoch (NAN) or better */
+                if ((st = cnn_net_save_weights(net, best_path)) != CNN_OK) {
+                    cli_lib_error(ctx, st, best_path);
+                    goto cleanup;
+                }
+                if (cli_store_class_names(ctx, best_path, train) != 0)
+                    goto cleanup;
+                best_val = vr.accuracy;
+                if (!quiet)
+                    fprintf(stderr, "train: best val_acc %.4f so far: weights%s saved to %s\n", best_val,
+                            ema ? " (EMA)" : "", best_path);
+            }
+        }
+        if ((st = cli_dist_evaluate(net, test, batch, &ev)) != CNN_OK) {
             const char *msg = cnn_ctx_last_error(ctx);
             cli_error("epoch %zu/%zu: evaluating the test split: %s", e + 1, epochs,
                       msg && msg[0] ? msg : cnn_status_string(st));
@@ -657,12 +1099,20 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         }
         if (ev.confusion)
             cnn_free(ctx, ev.confusion);
+        if (ema && (st = cnn_ema_swap(ema)) != CNN_OK) { /* back to the raw weights */
+            cli_lib_error(ctx, st, "--ema");
+            goto cleanup;
+        }
         last_loss = seen ? loss_sum / (double)seen : NAN;
         last_train_acc = seen ? (double)correct / (double)seen : NAN;
         last_test_acc = ev.accuracy;
         last_test_loss = ev.loss;
-        printf("epoch %zu/%zu  loss %.4f  train_acc %.4f  test_acc %.4f  %.1f s  %.0f img/s\n", e + 1, epochs,
-               last_loss, last_train_acc, last_test_acc, seconds, seconds > 0 ? (double)seen / seconds : 0.0);
+        char val_text[32] = "";
+        if (val)
+            snprintf(val_text, sizeof val_text, "  val_acc %.4f", last_val_acc);
+        printf("epoch %zu/%zu  loss %.4f  train_acc %.4f%s  test_acc %.4f  %.1f s  %.0f img/s\n", e + 1, epochs,
+               last_loss, last_train_acc, val_text, last_test_acc, seconds,
+               seconds > 0 ? (double)seen / seconds : 0.0);
         fflush(stdout);
         if (epochs_run <= 100000) {
             cli_epoch_metrics *h = &hist[epochs_run - 1];
@@ -693,6 +1143,12 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
             cli_json_double(&j, last_train_acc);
             cli_json_key(&j, "test_loss");
             cli_json_double(&j, last_test_loss);
+            if (val) {
+                cli_json_key(&j, "val_loss");
+                cli_json_double(&j, last_val_loss);
+                cli_json_key(&j, "val_acc");
+                cli_json_double(&j, last_val_acc);
+            }
             cli_json_key(&j, "test_acc");
             cli_json_double(&j, last_test_acc);
             cli_json_key(&j, "seconds");
@@ -703,25 +1159,37 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
             cli_json_double(&j, last_lr);
             cli_json_end_object(&j);
             cli_json_finish(&j);
-            if (ferror(logf)) {
-                cli_error("--log '%s': write failed", log_path);
-                goto cleanup;
+            /* a failed log write (disk full, file size limit) does not stop training: warn, stop logging */
+            if (fflush(logf) != 0 || ferror(logf)) {
+                cli_error("--log '%s': write failed: %s; training continues without the log", log_path,
+                          strerror(errno ? errno : EIO));
+                fclose(logf);
+                logf = NULL;
+                output_failed = 1;
             }
-            fflush(logf);
         }
         if (checkpoint) {
-            if ((st = cnn_checkpoint_save(net, opt, &ck, checkpoint)) != CNN_OK) {
+            if ((st = cnn_checkpoint_save_ex(net, opt, ema, &ck, best_val, checkpoint)) != CNN_OK) {
                 cli_lib_error(ctx, st, checkpoint);
                 goto cleanup;
             }
+            if (cli_store_class_names(ctx, checkpoint, train) != 0)
+                goto cleanup;
         }
     }
 
+    /* training is over: --out and the report get the EMA weights */
+    if (ema && (st = cnn_ema_swap(ema)) != CNN_OK) {
+        cli_lib_error(ctx, st, "--ema");
+        goto cleanup;
+    }
     if (out) {
         if ((st = cnn_net_save_weights(net, out)) != CNN_OK) {
             cli_lib_error(ctx, st, out);
             goto cleanup;
         }
+        if (cli_store_class_names(ctx, out, train) != 0)
+            goto cleanup;
         if (!quiet)
             fprintf(stderr, "train: weights saved to %s\n", out);
     }
@@ -760,13 +1228,20 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
             .net = net,
             .batch = batch,
             .test = test,
-            .class_names = cli_class_names_for(data, cnn_dataset_classes(test)),
+            .class_names = (report_names = cli_dataset_class_names(test)) != NULL
+                               ? report_names : cli_class_names_for(data, cnn_dataset_classes(test)),
             .gallery = 24,
         };
-        if (cli_report_write(report_dir, &ri) != 0)
-            goto cleanup;
-        if (!quiet)
+        int report_rc = cli_report_write(report_dir, &ri);
+        free(report_names);
+        report_names = NULL;
+        if (report_rc != 0) { /* (it printed why) the run's results are kept */
+            cli_error("--report '%s': the report is incomplete; training itself finished (its weights and "
+                      "checkpoint, if asked for, are saved)", report_dir);
+            output_failed = 1;
+        } else if (!quiet) {
             fprintf(stderr, "train: report written to %s/index.html (open it in a browser)\n", report_dir);
+        }
     }
     if (stop_signal) {
         fprintf(stderr, "train: %s: stopped at epoch %zu/%zu, batch %zu of %zu (optimizer step %llu)", 
@@ -799,6 +1274,12 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         cli_json_double(&j, last_test_acc);
         cli_json_key(&j, "test_loss");
         cli_json_double(&j, last_test_loss);
+        if (val) {
+            cli_json_key(&j, "val_acc");
+            cli_json_double(&j, last_val_acc);
+            cli_json_key(&j, "best_val_acc");
+            cli_json_double(&j, best_val);
+        }
         cli_json_key(&j, "seconds");
         cli_json_double(&j, total_seconds);
         cli_json_key(&j, "images_per_second");
@@ -806,24 +1287,29 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         cli_json_end_object(&j);
         cli_json_finish(&j);
     }
-    rc = CLI_EXIT_OK;
+    rc = output_failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 
 cleanup:
     if (signals_caught) {
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
+        sigaction(SIGXFSZ, &old_xfsz, NULL);
     }
     if (logf && fclose(logf) != 0 && rc == CLI_EXIT_OK)
         rc = cli_error("--log '%s': write failed", log_path);
     free(rec_args);
     free(pts);
     free(hist);
-    free(idx);
     free(labels);
     free(x);
+    cli_dist_end(rc); /* before the net goes (detaches it); with several ranks a failure ends the job */
     cnn_optimizer_free(opt);
     cnn_dataset_free(test);
+    cnn_loader_free(loader); /* joins its thread; before the dataset it reads */
     cnn_dataset_free(train);
+    cnn_dataset_free(val);
+    cnn_ema_free(ema);
+    free(split_idx);
     cnn_net_free(net);
     cnn_ctx_free(ctx);
     if (fflush(stdout) != 0 && rc == CLI_EXIT_OK)

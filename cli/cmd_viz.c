@@ -92,7 +92,7 @@ static int run_viz(int argc, char **argv) {
     double mean = 0, std = 1;
     if (normalize && (rc = cli_parse_normalize("viz", normalize, &mean, &std)) != 0) return rc;
     if ((rc = cli_check_output(output, "-o")) != 0) return rc;
-    if (data && (rc = cli_check_dir(data, "data folder")) != 0) return rc;
+    if (data && (rc = cli_check_data(data)) != 0) return rc;
 
     cnn_ctx *ctx = NULL;
     cnn_net *net = NULL;
@@ -149,6 +149,17 @@ static int run_viz(int argc, char **argv) {
         if (cli_load_input(ctx, image, data, index, in, invert, normalize != NULL, mean, std, x, &label, desc,
                            sizeof desc) != 0)
             goto cleanup;
+        if (label >= 0) { /* a test image: its true class, named as the weights file names it */
+            cnn_shape os = cnn_net_output_shape(net);
+            char **block = NULL;
+            const char *const *names = cli_file_class_names(ctx, pos[0], os.c * os.h * os.w, &block);
+            size_t dl = strlen(desc);
+            if (names && (size_t)label < os.c * os.h * os.w)
+                snprintf(desc + dl, sizeof desc - dl, " (true class: %.100s)", names[label]);
+            else
+                snprintf(desc + dl, sizeof desc - dl, " (true class: %d)", label);
+            if (block) cnn_free(ctx, block);
+        }
         cnn_status st = cnn_net_forward(net, x, 1, 0);
         if (st != CNN_OK) {
             cli_lib_error(ctx, st, "forward");

@@ -519,3 +519,96 @@ int cli_check_data_fits(const cnn_net *net, const cnn_dataset *ds, const char *d
                          classes, outputs);
     return 0;
 }
+
+/* ---- datasets for a model, class names (part "data") ---- */
+
+int cli_load_split_for(cnn_ctx *ctx, cnn_shape in, const char *data, const char *split, const cnn_dataset *like,
+                       int quiet, cnn_dataset **out) {
+    *out = NULL;
+    cnn_dataset_options o = cnn_dataset_options_default();
+    if ((in.c == 1 || in.c == 3) && in.h && in.w) o.shape = in;
+    const char **names = NULL;
+    size_t k = like ? cnn_dataset_classes(like) : 0;
+    if (k && k <= 65536 && cnn_dataset_class_name(like, 0) && (names = malloc(k * sizeof *names)) != NULL) {
+        for (size_t i = 0; i < k; i++) names[i] = cnn_dataset_class_name(like, i);
+        o.class_names = names;
+        o.n_classes = k;
+    }
+    struct stat sb;
+    int list = stat(data, &sb) == 0 && !S_ISDIR(sb.st_mode);
+    cnn_status st = list ? cnn_dataset_load_list(ctx, data, &o, out) : cnn_dataset_load_dir_ex(ctx, data, split, &o, out);
+    free(names);
+    if (st != CNN_OK && list && st == CNN_ERR_FORMAT) {
+        *out = NULL;
+        return cli_error("data '%s' is not a directory, nor a list file of \"PATH LABEL\" lines: %s", data,
+                         cnn_ctx_last_error(ctx));
+    }
+    if (st != CNN_OK) {
+        *out = NULL;
+        const char *msg = cnn_ctx_last_error(ctx);
+        if (msg && msg[0]) return cli_error("%s", msg);
+        return cli_error("data '%s': cannot load the %s split: %s", data, split, cnn_status_string(st));
+    }
+    size_t nw = cnn_dataset_num_warnings(*out);
+    if (!quiet) {
+        for (size_t i = 0; i < nw && i < 10; i++) fprintf(stderr, "cnn: warning: %s\n", cnn_dataset_warning(*out, i));
+        if (nw > 10)
+            fprintf(stderr, "cnn: warning: %zu more warnings for the %s split of '%s' (files skipped)\n", nw - 10, split,
+                    data);
+        fflush(stderr);
+    }
+    if (cnn_dataset_size(*out) == 0) {
+        cnn_dataset_free(*out);
+        *out = NULL;
+        return cli_error("data '%s': the %s split has no samples", data, split);
+    }
+    return 0;
+}
+
+/* Whether the names are "0".."k-1" (nothing worth storing). */
+static int names_are_indices(const cnn_dataset *ds) {
+    char b[32];
+    for (size_t i = 0; i < cnn_dataset_classes(ds); i++) {
+        const char *n = cnn_dataset_class_name(ds, i);
+        snprintf(b, sizeof b, "%zu", i);
+        if (n && strcmp(n, b) != 0) return 0;
+    }
+    return 1;
+}
+
+int cli_store_class_names(cnn_ctx *ctx, const char *path, const cnn_dataset *ds) {
+    size_t k = cnn_dataset_classes(ds);
+    if (!k || !cnn_dataset_class_name(ds, 0) || names_are_indices(ds)) return 0;
+    const char **names = malloc(k * sizeof *names);
+    if (!names) return cli_error("out of memory");
+    for (size_t i = 0; i < k; i++) names[i] = cnn_dataset_class_name(ds, i);
+    cnn_status st = cnn_checkpoint_write_class_names(ctx, path, names, k);
+    free(names);
+    return st == CNN_OK ? 0 : cli_lib_error(ctx, st, path);
+}
+
+const char *const *cli_file_class_names(cnn_ctx *ctx, const char *path, size_t classes, char ***block) {
+    *block = NULL;
+    size_t n = 0;
+    if (!path || cnn_checkpoint_read_class_names(ctx, path, block, &n) != CNN_OK) return NULL;
+    if (*block && n != classes) {
+        cnn_free(ctx, *block);
+        *block = NULL;
+    }
+    return (const char *const *)*block;
+}
+
+const char **cli_dataset_class_names(const cnn_dataset *ds) {
+    size_t k = cnn_dataset_classes(ds);
+    if (!k || !cnn_dataset_class_name(ds, 0) || names_are_indices(ds)) return NULL;
+    const char **names = malloc(k * sizeof *names);
+    if (!names) return NULL;
+    for (size_t i = 0; i < k; i++) names[i] = cnn_dataset_class_name(ds, i);
+    return names;
+}
+
+int cli_check_data(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) return 0; /* a list file */
+    return cli_check_dir(path, "data folder");
+}

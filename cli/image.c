@@ -1,26 +1,16 @@
-/* image.c — see image.h. PNG reading uses libpng's simplified API (png_image: no longjmp on our side),
- * JPEG reading libjpeg with a setjmp error handler; without those libraries (CNN_CLI_HAVE_PNG/JPEG unset at
- * build time) reading that format is an error that says which package is missing. PNG writing is done here
- * with zlib (one IDAT, filter 0 per row), so it needs no extra library. */
+/* image.c — see image.h. PNG and JPEG reading is the library's (cnn_image_read, src/io/image_decode.c:
+ * libpng and libjpeg-turbo; without them that format is an error naming the package). PNG writing is done
+ * here with zlib (one IDAT, filter 0 per row), so it needs no extra library. */
 #include "image.h"
 
 #include <errno.h>
 #include <math.h>
-#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
-#ifdef CNN_CLI_HAVE_PNG
-#include <png.h>
-#endif
-#ifdef CNN_CLI_HAVE_JPEG
-#include <jpeglib.h>
-#endif
-
-#define MAX_SIDE 16384u
 
 void cli_image_free(cli_image *im) {
     if (!im) return;
@@ -28,147 +18,27 @@ void cli_image_free(cli_image *im) {
     memset(im, 0, sizeof *im);
 }
 
-static int fail(char *err, size_t errn, const char *fmt, const char *a, const char *b) {
-    snprintf(err, errn, fmt, a, b);
-    return -1;
-}
-
-#ifdef CNN_CLI_HAVE_PNG
-static int read_png(const char *path, cli_image *out, char *err, size_t errn) {
-    png_image im;
-    memset(&im, 0, sizeof im);
-    im.version = PNG_IMAGE_VERSION;
-    if (!png_image_begin_read_from_file(&im, path))
-        return fail(err, errn, "'%s': not a readable PNG (%s)", path, im.message);
-    if (im.width == 0 || im.height == 0 || im.width > MAX_SIDE || im.height > MAX_SIDE) {
-        png_image_free(&im);
-        return fail(err, errn, "'%s': PNG size out of range%s", path, "");
-    }
-    int color = (im.format & PNG_FORMAT_FLAG_COLOR) != 0;
-    im.format = color ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
-    size_t c = color ? 3 : 1;
-    unsigned char *px = malloc((size_t)im.width * im.height * c);
-    if (!px) {
-        png_image_free(&im);
-        return fail(err, errn, "'%s': out of memory%s", path, "");
-    }
-    png_color black = {0, 0, 0};
-    if (!png_image_finish_read(&im, &black, px, 0, NULL)) {
-        free(px);
-        char msg[128];
-        snprintf(msg, sizeof msg, "%s", im.message);
-        png_image_free(&im);
-        return fail(err, errn, "'%s': corrupt PNG (%s)", path, msg);
-    }
-    out->w = im.width;
-    out->h = im.height;
-    out->c = c;
-    out->px = px;
-    png_image_free(&im);
-    return 0;
-}
-#endif
-
-#ifdef CNN_CLI_HAVE_JPEG
-typedef struct jerr {
-    struct jpeg_error_mgr pub;
-    jmp_buf jb;
-    char msg[JMSG_LENGTH_MAX];
-} jerr;
-
-static void jpeg_fail(j_common_ptr cinfo) {
-    jerr *e = (jerr *)cinfo->err;
-    (*cinfo->err->format_message)(cinfo, e->msg);
-    longjmp(e->jb, 1);
-}
-static void jpeg_quiet(j_common_ptr cinfo, int level) {
-    (void)cinfo;
-    (void)level;
-}
-
-static int read_jpeg(const char *path, cli_image *out, char *err, size_t errn) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errn, "'%s': %s", path, strerror(errno));
-    struct jpeg_decompress_struct ci;
-    jerr e;
-    unsigned char *volatile px = NULL;
-    ci.err = jpeg_std_error(&e.pub);
-    e.pub.error_exit = jpeg_fail;
-    e.pub.emit_message = jpeg_quiet;
-    if (setjmp(e.jb)) {
-        jpeg_destroy_decompress(&ci);
-        fclose(f);
-        free(px);
-        return fail(err, errn, "'%s': corrupt JPEG (%s)", path, e.msg);
-    }
-    jpeg_create_decompress(&ci);
-    jpeg_stdio_src(&ci, f);
-    jpeg_read_header(&ci, TRUE);
-    ci.out_color_space = ci.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
-    jpeg_start_decompress(&ci);
-    size_t w = ci.output_width, h = ci.output_height, c = (size_t)ci.output_components;
-    if (w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE || (c != 1 && c != 3)) {
-        jpeg_destroy_decompress(&ci);
-        fclose(f);
-        return fail(err, errn, "'%s': JPEG size or colour format not supported%s", path, "");
-    }
-    px = malloc(w * h * c);
-    if (!px) {
-        jpeg_destroy_decompress(&ci);
-        fclose(f);
-        return fail(err, errn, "'%s': out of memory%s", path, "");
-    }
-    while (ci.output_scanline < ci.output_height) {
-        JSAMPROW row = px + (size_t)ci.output_scanline * w * c;
-        jpeg_read_scanlines(&ci, &row, 1);
-    }
-    jpeg_finish_decompress(&ci);
-    jpeg_destroy_decompress(&ci);
-    fclose(f);
-    out->w = w;
-    out->h = h;
-    out->c = c;
-    out->px = px;
-    return 0;
-}
-#endif
-
-int cli_image_read(const char *path, cli_image *out, char *err, size_t errn) {
+int cli_image_read(cnn_ctx *ctx, const char *path, cli_image *out, char *err, size_t errn) {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errn, "image '%s': %s", path, strerror(errno));
-    unsigned char sig[8] = {0};
-    size_t got = fread(sig, 1, sizeof sig, f);
-    fclose(f);
-    static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    if (got == 8 && memcmp(sig, png_sig, 8) == 0) {
-#ifdef CNN_CLI_HAVE_PNG
-        int rc = read_png(path, out, err, errn);
-        if (rc) {
-            char tmp[512];
-            snprintf(tmp, sizeof tmp, "image %s", err);
-            snprintf(err, errn, "%s", tmp);
-        }
-        return rc;
-#else
-        return fail(err, errn, "image '%s': PNG support was not built (install libpng-dev and rebuild)%s", path, "");
-#endif
+    cnn_image im;
+    cnn_status st = cnn_image_read(ctx, path, &im);
+    if (st != CNN_OK) {
+        snprintf(err, errn, "image %s", cnn_ctx_last_error(ctx));
+        return -1;
     }
-    if (got >= 3 && sig[0] == 0xff && sig[1] == 0xd8 && sig[2] == 0xff) {
-#ifdef CNN_CLI_HAVE_JPEG
-        int rc = read_jpeg(path, out, err, errn);
-        if (rc) {
-            char tmp[512];
-            snprintf(tmp, sizeof tmp, "image %s", err);
-            snprintf(err, errn, "%s", tmp);
-        }
-        return rc;
-#else
-        return fail(err, errn, "image '%s': JPEG support was not built (install libjpeg-dev and rebuild)%s", path, "");
-#endif
+    size_t bytes = im.w * im.h * im.c;
+    out->px = malloc(bytes);
+    if (!out->px) {
+        cnn_image_release(ctx, &im);
+        snprintf(err, errn, "image '%s': out of memory", path);
+        return -1;
     }
-    return fail(err, errn, "image '%s': not a PNG or JPEG file (%s)", path,
-                got == 0 ? "empty file" : "unknown signature");
+    memcpy(out->px, im.px, bytes);
+    out->w = im.w;
+    out->h = im.h;
+    out->c = im.c;
+    cnn_image_release(ctx, &im);
+    return 0;
 }
 
 /* mean of channel ch of the source over [x0,x1) x [y0,y1) (fractional coverage) */

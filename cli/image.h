@@ -1,4 +1,4 @@
-/* image.h — small image I/O for the cnn tool: read PNG (libpng) and JPEG (libjpeg-turbo), write PNG (zlib
+/* image.h — small image I/O for the cnn tool: read PNG and JPEG (the library's cnn_image_read), write PNG (zlib
  * only, to a file or to memory for data: URIs), resize to a network's input shape, and tile maps (feature
  * maps, filters, samples) into one grid image.
  *
@@ -19,7 +19,7 @@ typedef struct cli_image {
 void cli_image_free(cli_image *im);
 /* Read a PNG or JPEG (told apart by their signatures, not the file name). Alpha is composited on black;
  * palettes and 16-bit samples are converted. */
-int cli_image_read(const char *path, cli_image *out, char *err, size_t errn);
+int cli_image_read(cnn_ctx *ctx, const char *path, cli_image *out, char *err, size_t errn);
 /* To a network input: out gets s.c*s.h*s.w floats (CHW) in [0,1], resized with area averaging (box filter
  * with fractional coverage) and converted gray<->RGB (gray = 0.299 R + 0.587 G + 0.114 B). invert: 1 - v
  * (dark-on-light photos into Fashion-MNIST's light-on-dark). */

@@ -50,14 +50,14 @@ int cli_load_input(cnn_ctx *ctx, const char *image, const char *data, size_t ind
     if (image) {
         cli_image im;
         char err[600];
-        if (cli_image_read(image, &im, err, sizeof err) != 0) return cli_error("%s", err);
+        if (cli_image_read(ctx, image, &im, err, sizeof err) != 0) return cli_error("%s", err);
         cli_image_to_tensor(&im, in, invert, x);
         snprintf(desc, descn, "%s (%zux%zu %s%s%s)", image, im.w, im.h, im.c == 3 ? "RGB" : "gray",
                  im.w != in.w || im.h != in.h ? ", resized" : "", invert ? ", inverted" : "");
         cli_image_free(&im);
     } else {
         cnn_dataset *ds = NULL;
-        if (cli_load_split(ctx, data, "test", &ds) != 0) return CLI_EXIT_FAIL;
+        if (cli_load_split_for(ctx, in, data, "test", NULL, 0, &ds) != 0) return CLI_EXIT_FAIL;
         cnn_shape s = cnn_dataset_shape(ds);
         size_t n = cnn_dataset_size(ds);
         int rc = 0;

@@ -367,8 +367,309 @@ void cnn_net_set_rng(cnn_net *net, uint64_t seed, uint64_t step);
 
 /* ---- dataset kinds (issue 5, datasets) ---- */
 /* What a dataset was loaded from: "idx" (MNIST-style IDX files), "cifar10" (CIFAR-10 binary batches),
- * "memory" (cnn_dataset_from_memory); "" for NULL. A static string. */
+ * "images" (image class folders), "list" (a list file), "memory" (cnn_dataset_from_memory); "" for NULL.
+ * A static string. */
 const char *cnn_dataset_kind(const cnn_dataset *ds);
+
+/* ==== augment: augmentation, the batch loader with prefetch, test-time augmentation (issue 5) ====
+ * (src/io/augment.c, src/io/loader.c; docs/cli.md "Augmentation")
+ *
+ * An augmentation spec is a comma-separated list of items, e.g. "crop=4,flip,erase=0.5":
+ *   crop=P            pad every side with P zero pixels, then crop back to h x w at a random offset (0..2P)
+ *   flip              horizontal flip with probability 0.5 (flip=Q: probability Q)
+ *   erase=Q           random erasing (Zhong et al. 2017) with probability Q: a rectangle of area fraction
+ *                     U(area) and aspect ratio h/w log-uniform in ratio, up to 10 tries to fit
+ *   erase-area=A:B    area fraction range, 0 < A <= B <= 1 (default 0.02:0.4)
+ *   erase-ratio=R:S   aspect ratio range, 0 < R <= S (default 0.3:3.3333)
+ *   erase-fill=zero|random   fill with 0 (default) or uniform [0,1) values per element, before normalisation
+ *   none              nothing (also the empty string)
+ * The ops run in that order (crop, flip, erase) on the [0,1]-scaled pixels; normalisation comes after.
+ * Every sample's random choices are a function of (seed, epoch, dataset index) only. */
+typedef struct cnn_augment_spec {
+    size_t crop_pad;           /* 0: no crop */
+    float flip_p;              /* 0: no flip */
+    float erase_p;             /* 0: no erasing */
+    float erase_area_min, erase_area_max;
+    float erase_ratio_min, erase_ratio_max;
+    int erase_random;          /* 0: fill 0, 1: uniform [0,1) */
+} cnn_augment_spec;
+#define CNN_AUGMENT_MAX_PAD 64
+/* Nothing enabled, erase ranges at their defaults. */
+cnn_augment_spec cnn_augment_spec_default(void);
+/* Parse a spec (NULL or "" gives the default). Errors (CNN_ERR_INVALID_ARG) name the item and its
+ * 1-based column in text: "augmentation 'crop=x': column 1: crop=x: expected ...". */
+cnn_status cnn_augment_parse(cnn_ctx *ctx, const char *text, cnn_augment_spec *out);
+/* Canonical text of a spec ("none" when nothing is enabled) that parses back to the same spec; *out from
+ * cnn_alloc (free with cnn_free). */
+cnn_status cnn_augment_to_text(cnn_ctx *ctx, const cnn_augment_spec *spec, char **out);
+/* Whether anything is enabled. */
+int cnn_augment_enabled(const cnn_augment_spec *spec);
+
+/* A batch loader over a dataset: the batches of every epoch in order (shuffled or not), augmented and
+ * normalised, prepared ahead on a background thread when prefetch > 0. The batches are exactly those of
+ * the synchronous path (prefetch 0) whatever the prefetch depth and the thread count. Epoch e's order is
+ * cnn_shuffle_indices(..., cnn_loader_epoch_seed(seed, e)) over the positions of the sample list; the last
+ * batch of an epoch may be partial. The dataset must outlive the loader and not change while it is used.
+ * A context (and so the loader) is used by one thread at a time; the background thread never touches it. */
+typedef struct cnn_loader cnn_loader;
+typedef struct cnn_loader_options {
+    size_t batch;              /* samples per batch (required, > 0) */
+    int shuffle;               /* 1 (default): a new order every epoch; 0: list order */
+    uint64_t seed;             /* shuffle order and augmentation */
+    cnn_augment_spec augment;  /* default: none */
+    const float *mean, *std;   /* per-channel normalisation after augmentation, (x - mean) / std; NULL: none */
+    size_t channels;           /* entries in mean/std: the sample channels, or 1 for all */
+    const size_t *indices;     /* the samples to draw from (copied); NULL: all of the dataset */
+    size_t n_indices;
+    size_t prefetch;           /* batches prepared ahead on a background thread (default 2); 0: none */
+} cnn_loader_options;
+cnn_loader_options cnn_loader_options_default(void);
+/* The loader keeps ctx (its allocations and messages); ds should come from the same context. */
+cnn_status cnn_loader_create(cnn_ctx *ctx, const cnn_dataset *ds, const cnn_loader_options *opt, cnn_loader **out);
+/* Stops and joins the background thread. NULL is a no-op. */
+void cnn_loader_free(cnn_loader *ld);
+size_t cnn_loader_batches_per_epoch(const cnn_loader *ld);
+size_t cnn_loader_size(const cnn_loader *ld); /* samples per epoch */
+/* Continue at batch `batch` of epoch `epoch` (resume from a checkpoint): prefetched batches are dropped
+ * (nothing happens when the loader is already there). batch must be < cnn_loader_batches_per_epoch. */
+cnn_status cnn_loader_seek(cnn_loader *ld, uint64_t epoch, uint64_t batch);
+/* The position the next call to cnn_loader_next returns. */
+void cnn_loader_tell(const cnn_loader *ld, uint64_t *epoch, uint64_t *batch);
+/* The next batch: x gets n * c*h*w floats, labels n labels (either may be NULL), *n the count (<= batch);
+ * then the position advances (to the next epoch after its last batch). A failure on the background thread
+ * is returned here, with its message, and the loader stays failed until a seek. */
+cnn_status cnn_loader_next(cnn_loader *ld, float *x, int32_t *labels, size_t *n);
+/* The shuffle seed of an epoch: splitmix64(splitmix64(seed) ^ epoch) (what cnn train always used). */
+uint64_t cnn_loader_epoch_seed(uint64_t seed, uint64_t epoch);
+
+/* Test-time augmentation by horizontal flip: probs gets n * outputs floats, the mean of the network's
+ * output for x and for x flipped left-right ((a + b) / 2 in float). An inference forward twice (uses a
+ * scratch batch from the context's allocator); after it, the net's output is the flipped forward's. */
+cnn_status cnn_net_forward_tta(cnn_net *net, const float *x, size_t n, float *probs);
+/* cnn_net_evaluate with cnn_net_forward_tta: accuracy by the argmax of the averaged probabilities, loss the
+ * mean of -log(p[label]) of the averaged probabilities (floored at 1e-45). */
+cnn_status cnn_net_evaluate_tta(cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *out);
+
+/* ==== part "recipe" (issue 5, training features): the recipe block, one-cycle schedule, gradient clipping,
+ * label smoothing, EMA of the weights, validation split (src/core/recipe.c, src/core/ema.c; docs/formats.md
+ * "Recipe") ==== */
+/* A `recipe` line in the model text holds the training settings of the model: key=value items (see
+ * docs/formats.md). `set` has one CNN_RECIPE_* bit per key given; only those fields are meaningful. */
+enum {
+    CNN_RECIPE_OPTIMIZER = 1u << 0, CNN_RECIPE_LR = 1u << 1, CNN_RECIPE_MOMENTUM = 1u << 2,
+    CNN_RECIPE_NESTEROV = 1u << 3, CNN_RECIPE_WEIGHT_DECAY = 1u << 4, CNN_RECIPE_SCHEDULE = 1u << 5,
+    CNN_RECIPE_WARMUP_EPOCHS = 1u << 6, CNN_RECIPE_STEP_EPOCHS = 1u << 7, CNN_RECIPE_GAMMA = 1u << 8,
+    CNN_RECIPE_DIV_FACTOR = 1u << 9, CNN_RECIPE_FINAL_DIV_FACTOR = 1u << 10, CNN_RECIPE_EPOCHS = 1u << 11,
+    CNN_RECIPE_BATCH = 1u << 12, CNN_RECIPE_SEED = 1u << 13, CNN_RECIPE_LABEL_SMOOTHING = 1u << 14,
+    CNN_RECIPE_CLIP_NORM = 1u << 15, CNN_RECIPE_EMA = 1u << 16, CNN_RECIPE_VAL_SPLIT = 1u << 17,
+    CNN_RECIPE_NORMALIZE = 1u << 18, CNN_RECIPE_AUGMENT = 1u << 19
+};
+/* The one-cycle schedule as a cnn_schedule_kind value (cnn_schedule_lr does not take it: cnn_onecycle_lr). */
+enum { CNN_SCHED_ONECYCLE = 3 };
+#define CNN_RECIPE_TEXT_MAX 256
+typedef struct cnn_recipe {
+    unsigned set;                /* CNN_RECIPE_* bits of the keys given */
+    int optimizer;               /* cnn_optimizer_kind */
+    double lr, momentum;
+    int nesterov;
+    double weight_decay;
+    int schedule;                /* CNN_SCHED_CONSTANT, _STEP, _COSINE, CNN_SCHED_ONECYCLE */
+    double warmup_epochs, step_epochs, gamma, div_factor, final_div_factor;
+    uint64_t epochs, batch, seed;
+    double label_smoothing, clip_norm, ema, val_split;
+    char normalize[CNN_RECIPE_TEXT_MAX]; /* "MEAN,STD" */
+    char augment[CNN_RECIPE_TEXT_MAX];   /* augmentation spec, as the CLI's --augment takes it */
+    size_t line;                 /* line of the recipe in the model text (0: none) */
+} cnn_recipe;
+/* The recipe of the model text the net was parsed from; out->set == 0 (and line 0) when it had none. */
+cnn_status cnn_net_get_recipe(const cnn_net *net, cnn_recipe *out);
+/* The recipe line of model text alone, without building the net (the line is checked as cnn_net_parse
+ * checks it; the layers are not looked at). out->set == 0 when there is none. */
+cnn_status cnn_recipe_parse(cnn_ctx *ctx, const char *text, size_t len, const char *origin, cnn_recipe *out);
+/* Replace the net's recipe (printed by cnn_net_to_text, so saved in checkpoints); NULL or set == 0 removes
+ * it. The values are checked as the parser checks them. */
+cnn_status cnn_net_set_recipe(cnn_net *net, const cnn_recipe *r);
+/* The items of r as model text, "key=value key=value ..." in the order of docs/formats.md, without the
+ * leading "recipe" ("" when set == 0). Returns the length it needs (as snprintf); buf may be NULL if n is 0. */
+size_t cnn_recipe_format(const cnn_recipe *r, char *buf, size_t n);
+/* Key names: the i-th key (i < cnn_recipe_num_keys()) and its CNN_RECIPE_* bit. */
+size_t cnn_recipe_num_keys(void);
+const char *cnn_recipe_key(size_t i, unsigned *bit);
+
+/* One-cycle learning rate (PyTorch's OneCycleLR with its default shape: anneal_strategy='cos',
+ * three_phase=False): from initial = max_lr / div_factor, cosine up to max_lr at step warmup_steps - 1,
+ * then cosine down to initial / final_div_factor at step total_steps - 1 (and after). warmup_steps <= 0
+ * means PyTorch's pct_start 0.3: 0.3 * total_steps. Step counted from 0 (negative or NaN: 0). */
+float cnn_onecycle_lr(double max_lr, double total_steps, double warmup_steps, double div_factor,
+                      double final_div_factor, double step);
+
+/* Gradient clipping by global norm: norm = sqrt(sum of the squares of every trainable gradient) (double,
+ * a fixed summation order); when norm > max_norm every gradient is multiplied by max_norm / norm, so the
+ * global norm becomes max_norm (to float rounding). *norm (may be NULL) gets the norm before clipping.
+ * A non-finite norm leaves the gradients unchanged and returns CNN_ERR_NUMERIC. */
+cnn_status cnn_net_clip_grad_norm(cnn_net *net, double max_norm, double *norm);
+
+/* Label smoothing of the net's softmax_ce loss layer (CNN_ERR_MISUSE when the last layer is not one);
+ * eps in [0, 1). Changes the model text (label_smoothing=). */
+cnn_status cnn_net_set_label_smoothing(cnn_net *net, double eps);
+
+/* Exponential moving average of the weights: a shadow copy of the parameters and buffers (batchnorm
+ * running statistics are averaged too, as timm's ModelEmaV2), updated after each optimizer step as
+ * shadow += (1 - decay) * (live - shadow). Created from a compiled net with the current values. */
+typedef struct cnn_ema cnn_ema;
+cnn_status cnn_ema_create(cnn_net *net, double decay, cnn_ema **out);
+void cnn_ema_free(cnn_ema *ema);
+cnn_status cnn_ema_update(cnn_ema *ema);
+/* Exchange the shadow and the live values (twice restores both bit for bit): swap, evaluate or save, swap. */
+cnn_status cnn_ema_swap(cnn_ema *ema);
+double cnn_ema_decay(const cnn_ema *ema);
+uint64_t cnn_ema_updates(const cnn_ema *ema);
+/* The shadow arrays (parameter arena layout, then buffer arena layout) and their float counts. */
+void cnn_ema_state(cnn_ema *ema, float **params, size_t *n_params, float **buffers, size_t *n_buffers);
+void cnn_ema_set_updates(cnn_ema *ema, uint64_t updates);
+cnn_ctx *cnn_ema_ctx(const cnn_ema *ema);
+
+/* Checkpoints with an EMA ("optim.ema.params", "optim.ema.buffers" and metadata "cnn.ema") and the best
+ * validation accuracy so far ("cnn.best_val", NAN: none). cnn_checkpoint_save is this with NULL and NAN. */
+cnn_status cnn_checkpoint_save_ex(cnn_net *net, const cnn_optimizer *opt, const cnn_ema *ema,
+                                  const cnn_train_state *state, double best_val, const char *path);
+/* Restore the shadow and update count (CNN_ERR_FORMAT when the checkpoint has no EMA, CNN_ERR_SHAPE when
+ * the sizes differ). Nothing changes on failure. */
+cnn_status cnn_checkpoint_load_ema(cnn_ema *ema, const char *path);
+/* *best = the checkpoint's best validation accuracy, NAN when it has none. */
+cnn_status cnn_checkpoint_read_best(cnn_ctx *ctx, const char *path, double *best);
+
+/* Validation split: a permutation of 0..n-1 from seed (cnn_shuffle_indices) whose first *n_val entries
+ * (round(fraction * n), at least 1, at most n - 1) are the validation samples and the rest the training
+ * samples, each part sorted ascending. fraction in (0, 1), n >= 2. */
+cnn_status cnn_val_split(cnn_ctx *ctx, size_t n, double fraction, uint64_t seed, size_t *idx, size_t *n_val);
+
+/* ==== data: images, image datasets, class names (part "data"; issue 5 datasets, issue 6 class names;
+ * src/io/image_decode.c, src/io/dataset_images.c, src/io/dataset.c, src/io/checkpoint.c; docs/formats.md) ==== */
+/* Image decoding: PNG (libpng) and JPEG (libjpeg-turbo), when the library was built with them. */
+#define CNN_IMAGE_PNG 1u
+#define CNN_IMAGE_JPEG 2u
+/* Which formats were built in (CNN_IMAGE_PNG | CNN_IMAGE_JPEG); a format left out gives
+ * CNN_ERR_UNSUPPORTED naming the package to install. */
+unsigned cnn_image_formats(void);
+typedef struct cnn_image {
+    size_t w, h, c;  /* c: 1 (gray) or 3 (RGB) */
+    uint8_t *px;     /* h * w * c bytes, interleaved rows (HWC), from cnn_alloc */
+} cnn_image;
+/* Decode a PNG or JPEG file (told apart by the signature). Alpha is composited on black; palettes and 16-bit
+ * samples are converted; a truncated file is CNN_ERR_FORMAT. On failure *out is zeroed. */
+cnn_status cnn_image_read(cnn_ctx *ctx, const char *path, cnn_image *out);
+void cnn_image_release(cnn_ctx *ctx, cnn_image *im);
+/* Area resampling (box filter with fractional coverage) of im to s.h x s.w and conversion to s.c channels
+ * (1: gray = 0.299 R + 0.587 G + 0.114 B, 3: gray replicated), rounded to nearest (halves up): out gets
+ * s.c * s.h * s.w bytes, planar (CHW). The same size is the identity. */
+cnn_status cnn_image_resample(cnn_ctx *ctx, const cnn_image *im, cnn_shape s, uint8_t *out);
+
+typedef struct cnn_dataset_options {
+    /* Image datasets: every image is resampled to (h, w) and converted to c channels (1 or 3), pixels kept
+     * as uint8 and scaled x/255 in batches. All zero: the first image's size and channels. Ignored by IDX
+     * and CIFAR-10 folders (their shape is the file's). */
+    cnn_shape shape;
+    /* Optional class names in label order (e.g. the training split's, for the test split): image folders
+     * and list labels given as names map into them. NULL: from the data. */
+    const char *const *class_names;
+    size_t n_classes;
+} cnn_dataset_options;
+cnn_dataset_options cnn_dataset_options_default(void);
+/* cnn_dataset_load_dir with options. Besides IDX and CIFAR-10 it recognises a folder with train/ and test/
+ * subfolders of images: DIR/<split>/<class>/<image> (kind "images"); the classes are the sorted union of
+ * the class folder names of both splits, so the two splits agree on the labels. Files that cannot be
+ * decoded are skipped, each with a warning (cnn_dataset_warning); a split with no usable image is
+ * CNN_ERR_FORMAT. */
+cnn_status cnn_dataset_load_dir_ex(cnn_ctx *ctx, const char *dir, const char *split, const cnn_dataset_options *opt,
+                                   cnn_dataset **out);
+/* A list file (kind "list"): one "PATH LABEL" per line (the label is the last word, or everything after the
+ * last tab when the line has a tab, so a name may hold spaces; PATH may hold spaces and is relative to the
+ * list file's folder unless absolute), '#' comments and blank lines ignored. LABEL is a class index or
+ * a class name. Names come from opt->class_names, else from a classes.txt beside the list file (one name
+ * per line), else: integer labels are named "0".."N-1", name labels are sorted. A line without a label, a
+ * negative or unknown label, or integer and name labels mixed without a name list is CNN_ERR_FORMAT naming
+ * the file and line; an image that cannot be decoded is a warning. */
+cnn_status cnn_dataset_load_list(cnn_ctx *ctx, const char *path, const cnn_dataset_options *opt, cnn_dataset **out);
+/* Warnings of the load (files skipped and why, "<path>: <reason>"); at most 1000 are kept, the last says
+ * how many more there were. NULL out of range. */
+size_t cnn_dataset_num_warnings(const cnn_dataset *ds);
+const char *cnn_dataset_warning(const cnn_dataset *ds, size_t i);
+/* Name of class i (0 <= i < cnn_dataset_classes): a classes.txt in the data folder (one name per line)
+ * always wins; CIFAR-10's ten names (or its batches.meta.txt); Fashion-MNIST's ten names for an IDX folder
+ * whose path contains "fashion" or "fmnist"; an image folder's class folder names; else "0".."N-1".
+ * NULL out of range. Valid while ds lives. */
+const char *cnn_dataset_class_name(const cnn_dataset *ds, size_t i);
+/* Replace the names (n == cnn_dataset_classes(ds); each non-empty, without line breaks); copied. */
+cnn_status cnn_dataset_set_class_names(cnn_dataset *ds, const char *const *names, size_t n);
+/* Class names kept in a weights file or checkpoint: metadata "cnn.classes", a JSON array of strings.
+ * write rewrites the file atomically with the names added (the tensors unchanged; the file must hold only
+ * F32 tensors, as the library writes them); read gives *names as one cnn_alloc block (free with
+ * cnn_free(ctx, names)) and *n, or NULL and 0 when the file has none. */
+cnn_status cnn_checkpoint_write_class_names(cnn_ctx *ctx, const char *path, const char *const *names, size_t n);
+cnn_status cnn_checkpoint_read_class_names(cnn_ctx *ctx, const char *path, char ***names, size_t *n);
+
+/* ==== mpi: data-parallel training over MPI (src/dist/; docs/distributed.md) ====
+ * One process per rank (mpirun -np N); every rank holds the whole model and trains on its shard of each
+ * global batch. Built on Open MPI when CMake finds it (CNN_MPI=ON); without it, or when the process was not
+ * started by a launcher, a cnn_dist is one process (rank 0 of 1) and every call below is the identity, so
+ * the same code runs either way. Collectives give CNN_ERR_COMM after timeout_s instead of hanging when a
+ * rank died or is stuck; after that the job cannot continue: report and call cnn_dist_abort. */
+typedef struct cnn_dist cnn_dist;
+typedef struct cnn_dist_options {
+    double timeout_s;     /* deadline of every collective (0: none); default 120 */
+    size_t bucket_bytes;  /* gradient bucket size (allreduce granularity); default 1 MiB */
+    int sync_bn;          /* batchnorm statistics over the global batch (default 0: per rank, like DDP) */
+} cnn_dist_options;
+typedef struct cnn_dist_stats {
+    size_t buckets;               /* gradient buckets of the attached net */
+    size_t bn_layers;             /* batchnorm layers of the attached net */
+    uint64_t grad_bytes_per_step; /* gradient bytes allreduced per step */
+    uint64_t bn_bytes_per_step;   /* sync-bn bytes allreduced, summed over the steps so far */
+    uint64_t steps;               /* cnn_dist_grads_finish calls */
+    double wait_seconds;          /* spent in cnn_dist_grads_finish (communication not hidden by backward) */
+    double hook_seconds;          /* spent starting and testing allreduces inside backward */
+} cnn_dist_stats;
+/* Nonzero when the library was built with MPI. */
+int cnn_dist_available(void);
+cnn_dist_options cnn_dist_options_default(void);
+/* Join the job (MPI_Init when started by mpirun). One per process. */
+cnn_status cnn_dist_create(cnn_ctx *ctx, const cnn_dist_options *opt /* NULL: defaults */, cnn_dist **out);
+/* Leave the job (MPI_Finalize; skipped after a failed collective). NULL is a no-op. */
+void cnn_dist_free(cnn_dist *d);
+size_t cnn_dist_rank(const cnn_dist *d);
+size_t cnn_dist_size(const cnn_dist *d);
+/* The MPI library's version line ("Open MPI v4.1.4"), or a note that there is none. */
+const char *cnn_dist_library(const cnn_dist *d);
+void cnn_dist_set_timeout(cnn_dist *d, double seconds);
+/* This rank's part [*begin, *end) of n items: contiguous, sizes differ by at most one. */
+void cnn_dist_shard(const cnn_dist *d, size_t n, size_t *begin, size_t *end);
+/* Hook a net compiled for training: gradient buckets allreduced during cnn_net_backward, and with sync_bn
+ * the batchnorm statistics. The net must outlive d or be attached elsewhere; one net at a time. */
+cnn_status cnn_dist_attach(cnn_dist *d, cnn_net *net);
+/* Before each training forward: this rank's and the global sample count of the step (the gradients are
+ * weighted by local_n / global_n, so uneven shards still give the global mean). */
+cnn_status cnn_dist_set_batch(cnn_dist *d, size_t local_n, size_t global_n);
+/* After cnn_net_backward: complete the allreduces; the gradients are then the mean over the global batch
+ * on every rank. Also returns a failure recorded during the passes (e.g. a sync-bn timeout). */
+cnn_status cnn_dist_grads_finish(cnn_dist *d);
+/* Rank 0's parameters and buffers to every rank. */
+cnn_status cnn_dist_broadcast_params(cnn_dist *d, cnn_net *net);
+/* Average the buffers (batchnorm running statistics) over ranks; a no-op with sync_bn (already equal). */
+cnn_status cnn_dist_average_buffers(cnn_dist *d, cnn_net *net);
+/* Compare a checksum of every rank's parameters and buffers; CNN_ERR_COMM naming the ranks that differ
+ * from rank 0. `when` starts the message ("after epoch 3"). */
+cnn_status cnn_dist_check_params(cnn_dist *d, cnn_net *net, const char *when);
+/* In-place sum over ranks. */
+cnn_status cnn_dist_allreduce_sum(cnn_dist *d, double *v, size_t n, const char *what);
+cnn_status cnn_dist_barrier(cnn_dist *d);
+/* cnn_net_evaluate with the dataset sharded over ranks and the results (loss, accuracy, confusion)
+ * summed: every rank gets the whole dataset's result. One rank: exactly cnn_net_evaluate. */
+cnn_status cnn_dist_evaluate(cnn_dist *d, cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *out);
+void cnn_dist_get_stats(const cnn_dist *d, cnn_dist_stats *out);
+/* End every process of the job with `code` (MPI_Abort), for a caller that cannot go on after a failed
+ * collective; returns (doing nothing) when there is no MPI job. */
+void cnn_dist_abort(cnn_dist *d, int code);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -2,7 +2,7 @@
 """compare.py — cnn against its peers, side by side in one invocation (issue 3, docs/bench.md).
 
     /usr/bin/python3 bench/peers/compare.py [--cnn build/cnn] [--rounds 3] [--threads 2] [--reps 10]
-                                            [--only conv,gemm,m1] [--torch-conv] [--quick] [--json FILE]
+                                            [--only conv,gemm,m1,m2] [--torch-conv] [--quick] [--json FILE]
 
 Runs ours and theirs ALTERNATELY, row by row, for --rounds rounds (the machine is shared and noisy: pairs
 run seconds apart see the same load), then prints one table: per row the median over rounds of each side's
@@ -18,16 +18,27 @@ Rows
          models/fmnist-small.cnn` vs bench/peers/torch_m1.py (OPENBLAS_NUM_THREADS=1, torch threads = --threads),
          both on random data; also the peak resident memory of each process (ratio theirs/ours: > 1 is
          less memory for us).
+  m2     ResNet-18 inference at batch 1 and 8, images/s: `cnn bench infer models/resnet18.cnn --batch B` vs
+         ONNX Runtime (bench/peers/ort_resnet18.js, onnxruntime-node, intra-op threads = --threads) on the
+         same network: models/resnet18.cnn with its parse-time random weights (seed 0), saved through
+         libcnn.so (next to --cnn) and written as ONNX by `cnn export` into a temporary folder. Before the
+         rows, one input goes through both (our cnn_net_forward, ORT's session.run) and the header reports
+         the largest difference of the outputs (softmax probabilities and their logarithms).
 onednn_conv is built with `make -C bench/peers` when missing (needs libdnnl-dev); rows whose peer is missing
-are skipped with a note.
+are skipped with a note. ORT: `cd bench/peers/ort && npm ci --ignore-scripts` (node_modules is not in git).
 """
 import argparse
+import array
+import ctypes
 import datetime
 import json
 import math
 import os
+import random
+import shutil
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -74,6 +85,77 @@ def cpu_name():
     return "%s, %d CPUs, %s" % (name, os.cpu_count() or 0, isa)
 
 
+def m2_prepare(cnn, ort_js, threads, tmp):
+    """The M2 network as ONNX for ORT, and a check that both run it alike. Returns (onnx path, check dict)
+    or (None, reason)."""
+    if not shutil.which("node"):
+        return None, "no node (apt-get install nodejs)"
+    if subprocess.run(["node", "-e", "require(%s)" % json.dumps(os.path.join(HERE, "ort", "node_modules",
+                                                                           "onnxruntime-node"))],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+        return None, "no onnxruntime-node (cd bench/peers/ort && npm ci --ignore-scripts)"
+    so = os.path.join(os.path.dirname(os.path.abspath(cnn)), "libcnn.so")
+    if not os.path.exists(so):
+        return None, "no %s (the weights are saved through it)" % so
+    model = os.path.join(ROOT, "models", "resnet18.cnn")
+    lib = ctypes.CDLL(so)
+    vp = ctypes.c_void_p
+    lib.cnn_ctx_create.argtypes = [ctypes.POINTER(vp), vp]
+    lib.cnn_ctx_free.argtypes = [vp]
+    lib.cnn_ctx_last_error.argtypes = [vp]
+    lib.cnn_ctx_last_error.restype = ctypes.c_char_p
+    lib.cnn_net_load.argtypes = [vp, ctypes.c_char_p, ctypes.POINTER(vp)]
+    lib.cnn_net_free.argtypes = [vp]
+    lib.cnn_net_save_weights.argtypes = [vp, ctypes.c_char_p]
+    lib.cnn_net_compile.argtypes = [vp, ctypes.c_size_t, ctypes.c_uint]
+    lib.cnn_net_forward.argtypes = [vp, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.c_int]
+    lib.cnn_net_output.argtypes = [vp, ctypes.POINTER(ctypes.c_size_t)]
+    lib.cnn_net_output.restype = ctypes.POINTER(ctypes.c_float)
+    ctx, net = vp(), vp()
+    if lib.cnn_ctx_create(ctypes.byref(ctx), None) != 0:
+        return None, "cnn_ctx_create failed"
+    try:
+        weights, onnx = os.path.join(tmp, "resnet18.safetensors"), os.path.join(tmp, "resnet18.onnx")
+        x_path, y_path = os.path.join(tmp, "x.f32"), os.path.join(tmp, "y.f32")
+        if (lib.cnn_net_load(ctx, model.encode(), ctypes.byref(net)) != 0 or
+                lib.cnn_net_save_weights(net, weights.encode()) != 0):
+            return None, "libcnn: %s" % lib.cnn_ctx_last_error(ctx).decode(errors="replace")
+        p = subprocess.run([cnn, "export", weights, "--model", model, "-o", onnx], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+        if p.returncode != 0:
+            return None, "cnn export: %s" % p.stderr.strip()
+        # One input through both.
+        n = 3 * 224 * 224
+        rng = random.Random(2024)
+        x = array.array("f", [rng.uniform(-1.0, 1.0) for _ in range(n)])
+        with open(x_path, "wb") as f:
+            x.tofile(f)
+        count = ctypes.c_size_t()
+        if (lib.cnn_net_compile(net, 1, 0) != 0 or
+                lib.cnn_net_forward(net, (ctypes.c_float * n).from_buffer(x), 1, 0) != 0):
+            return None, "libcnn: %s" % lib.cnn_ctx_last_error(ctx).decode(errors="replace")
+        yp = lib.cnn_net_output(net, ctypes.byref(count))
+        ours = [yp[i] for i in range(1000)]
+        p = subprocess.run(["node", ort_js, onnx, "--threads", str(threads), "--check", x_path, y_path],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if p.returncode != 0:
+            return None, "ORT check run: %s" % p.stderr.strip()[-300:]
+        theirs = array.array("f")
+        with open(y_path, "rb") as f:
+            theirs.frombytes(f.read())
+        if len(theirs) != len(ours):
+            return None, "ORT gave %d outputs, cnn %d" % (len(theirs), len(ours))
+        d_p = max(abs(a - b) for a, b in zip(ours, theirs))
+        d_log = max(abs(math.log(a) - math.log(b)) for a, b in zip(ours, theirs)) if min(ours + list(theirs)) > 0 \
+            else float("inf")
+        spread = math.log(max(ours)) - math.log(min(ours))
+        return onnx, {"max_abs_diff_prob": d_p, "max_abs_diff_log_prob": d_log, "log_prob_spread": spread,
+                      "argmax_equal": ours.index(max(ours)) == list(theirs).index(max(theirs))}
+    finally:
+        lib.cnn_net_free(net)
+        lib.cnn_ctx_free(ctx)
+
+
 class Table:
     def __init__(self):
         self.rows = {}  # key -> {"ours": [..], "theirs": [..], "unit": str, "group": str, "info": str}
@@ -93,11 +175,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cnn", default=os.environ.get("CNN", os.path.join(ROOT, "build", "cnn")))
     ap.add_argument("--onednn", default=os.path.join(HERE, "onednn_conv"))
+    ap.add_argument("--ort", default=os.path.join(HERE, "ort_resnet18.js"), help="M2 peer script (node)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--steps", type=int, default=100, help="M1 training steps per round (each side)")
-    ap.add_argument("--only", default="conv,gemm,m1")
+    ap.add_argument("--only", default="conv,gemm,m1,m2")
     ap.add_argument("--torch-conv", action="store_true")
     ap.add_argument("--quick", action="store_true", help="1 round, 3 reps, few steps (a smoke run)")
     ap.add_argument("--json", default=None, help="also write the table as JSON to this file")
@@ -131,6 +214,16 @@ def main():
     print("# cnn isa %s, peak %s GFLOP/s (1 thread %s); %d rounds, ours and theirs alternately, %s threads" %
           (isa, "%.1f" % peak_t if peak_t else "?", "%.1f" % peak.get(1, 0), a.rounds, T), flush=True)
     peak_arg = ["--peak", "%.3f" % peak_t] if peak_t else []
+    m2_tmp = tempfile.mkdtemp(prefix="cnn-compare-m2.") if "m2" in parts else None
+    m2_onnx, m2_check = (m2_prepare(a.cnn, a.ort, a.threads, m2_tmp) if m2_tmp else (None, None))
+    if m2_tmp and not m2_onnx:
+        print("compare: M2 rows skipped: %s" % m2_check, file=sys.stderr)
+        m2_check = None
+    elif m2_check:
+        print("# m2: models/resnet18.cnn (random weights) vs ORT %s on one input: max |dp| %.3g, max |d log p| "
+              "%.3g (log p spread %.3g), same argmax: %s" %
+              ("(onnxruntime-node)", m2_check["max_abs_diff_prob"], m2_check["max_abs_diff_log_prob"],
+               m2_check["log_prob_spread"], "yes" if m2_check["argmax_equal"] else "NO"), flush=True)
 
     tab = Table()
     for rnd in range(a.rounds):
@@ -186,6 +279,20 @@ def main():
             tab.add("M1 train peak RSS", "theirs", 1.0 / tv["train"]["peak_rss_mib"] if "train" in tv else None,
                     "1/MiB", "mem")
 
+        if m2_onnx:
+            resnet = os.path.join(ROOT, "models", "resnet18.cnn")
+            for b in (1, 8):
+                ours = run_json([a.cnn, "bench", "infer", resnet, "--batch", str(b), "--threads", T, "--reps", reps,
+                                 "--json"])
+                theirs = run_json(["node", a.ort, m2_onnx, "--batch", str(b), "--threads", T, "--reps",
+                                   str(max(10, a.reps)), "--json"])
+                key = "M2 infer b%d vs ORT" % b
+                tab.add(key, "ours", ours[0]["images_per_second"] if ours else None, "img/s", "m2",
+                        "resnet18 / onnxruntime %s" % (theirs[0].get("ort_version", "") if theirs else "-"))
+                tab.add(key, "theirs", theirs[0]["images_per_second"] if theirs else None, "img/s", "m2")
+    if m2_tmp:
+        shutil.rmtree(m2_tmp, ignore_errors=True)
+
     print("%-28s %10s %10s %8s  %-8s %s" % ("row", "ours", "theirs", "ratio", "unit", "ours / theirs algorithm"))
     ratios, conv_ratios, out = [], [], []
     for key in tab.order:
@@ -220,7 +327,8 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"date": date, "cpu": cpu_name(), "isa": isa, "peak_gflops": peak, "rounds": a.rounds,
-                       "threads": a.threads, "rows": out, "geomean_conv": g_conv, "geomean_all": g_all}, f, indent=1)
+                       "threads": a.threads, "rows": out, "geomean_conv": g_conv, "geomean_all": g_all,
+                       "m2_check": m2_check}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
  * Everything else is read by the layer's parse callback through cnn_kv_*; a key nobody read is an error
  * ("model.cnn:4:12: conv2d: unknown key 'strid'"). Positions are 1-based line:column of the key or value. */
 #include "net_internal.h"
+#include "sys_alloc.h" /* plain heap that tests can fail (the parsed layers are freed with free() by net.c) */
 
 #include <errno.h>
 #include <limits.h>
@@ -290,7 +291,7 @@ static cnn_status parse_line(struct cnn_kv *kv, struct pending *p, cnn_ctx *ctx,
     CNN_TRY(cnn_kv_enum(kv, "init", init_names, &init, NULL));
     p->L.init = (cnn_init)init;
     if (ops->params_size) {
-        p->L.params = calloc(1, ops->params_size);
+        p->L.params = cnn_sys_calloc(1, ops->params_size);
         if (!p->L.params) return cnn_error(ctx, CNN_ERR_NOMEM, "out of memory parsing %s", origin);
     }
     if (ops->parse) CNN_TRY(ops->parse(kv, p->L.params));
@@ -299,6 +300,68 @@ static cnn_status parse_line(struct cnn_kv *kv, struct pending *p, cnn_ctx *ctx,
             return cnn_error(ctx, CNN_ERR_FORMAT, "%s:%zu:%zu: %s: unknown key '%.*s'", origin, kv->line,
                              kv->e[k].key_col, ops->name, (int)kv->e[k].key_len, kv->e[k].key);
 cleanup:
+    return st;
+}
+
+/* A `recipe` line (src/core/recipe.c reads its keys); a key it did not read is an error. */
+static int is_recipe_line(const struct cnn_kv *kv) { return kv->type_len == 6 && !memcmp(kv->type, "recipe", 6); }
+
+static cnn_status parse_recipe(struct cnn_kv *kv, cnn_recipe *r) {
+    cnn_status st = cnn_recipe_parse_kv(kv->ctx, kv, r, kv->line);
+    if (st != CNN_OK) return st;
+    for (size_t k = 0; k < kv->n; k++)
+        if (!kv->e[k].used)
+            return cnn_error(kv->ctx, CNN_ERR_FORMAT, "%s:%zu:%zu: recipe: unknown key '%.*s'", kv->origin, kv->line,
+                             kv->e[k].key_col, (int)kv->e[k].key_len, kv->e[k].key);
+    return CNN_OK;
+}
+
+cnn_status cnn_recipe_parse_line(cnn_ctx *ctx, const char *text, size_t len, const char *origin, cnn_recipe *out) {
+    memset(out, 0, sizeof *out);
+    struct cnn_kv *kv = cnn_sys_calloc(1, sizeof *kv);
+    if (!kv) return cnn_error(ctx, CNN_ERR_NOMEM, "out of memory parsing a recipe");
+    kv->ctx = ctx;
+    kv->origin = origin ? origin : "<recipe>";
+    kv->line = 1;
+    cnn_status st = tokenize_line(kv, text, len);
+    if (st == CNN_OK && !is_recipe_line(kv))
+        st = cnn_error(ctx, CNN_ERR_FORMAT, "%s:1:1: expected a 'recipe' line", kv->origin);
+    if (st == CNN_OK) st = parse_recipe(kv, out);
+    if (st != CNN_OK) memset(out, 0, sizeof *out);
+    free(kv);
+    return st;
+}
+
+cnn_status cnn_recipe_parse(cnn_ctx *ctx, const char *text, size_t len, const char *origin, cnn_recipe *out) {
+    if (!out) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_recipe_parse: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!ctx) return CNN_ERR_INVALID_ARG;
+    if (!text) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_recipe_parse: text is NULL");
+    struct cnn_kv *kv = cnn_sys_calloc(1, sizeof *kv);
+    if (!kv) return cnn_error(ctx, CNN_ERR_NOMEM, "out of memory parsing a recipe");
+    kv->ctx = ctx;
+    kv->origin = origin ? origin : "<model>";
+    cnn_status st = CNN_OK;
+    size_t line = 0;
+    for (size_t i = 0; i <= len && st == CNN_OK;) {
+        size_t j = i;
+        while (j < len && text[j] != '\n') j++;
+        kv->line = ++line;
+        if (j - i >= 6 && memchr(text + i, 'r', j - i) && !memchr(text + i, '\0', j - i)) {
+            cnn_status t = tokenize_line(kv, text + i, j - i);
+            if (t == CNN_OK && kv->type_len && is_recipe_line(kv)) {
+                if (out->line) {
+                    st = cnn_error(ctx, CNN_ERR_FORMAT, "%s:%zu:%zu: recipe: a second recipe line (the first is line %zu)",
+                                   kv->origin, line, kv->type_col, out->line);
+                    break;
+                }
+                st = parse_recipe(kv, out);
+            }
+        }
+        i = j + 1;
+    }
+    if (st != CNN_OK) memset(out, 0, sizeof *out);
+    free(kv);
     return st;
 }
 
@@ -315,9 +378,11 @@ cnn_status cnn_net_parse(cnn_ctx *ctx, const char *text, size_t len, const char 
     if (!text) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_net_parse: text is NULL");
     if (!origin) origin = "<model>";
     cnn_status st = CNN_OK;
-    struct cnn_kv *kv = calloc(1, sizeof *kv);
+    struct cnn_kv *kv = cnn_sys_calloc(1, sizeof *kv);
     struct pending *p = NULL;
     size_t n = 0, cap = 0;
+    cnn_recipe recipe;
+    memset(&recipe, 0, sizeof recipe);
     if (!kv) return cnn_error(ctx, CNN_ERR_NOMEM, "out of memory parsing %s", origin);
     kv->ctx = ctx;
     kv->origin = origin;
@@ -331,11 +396,16 @@ cnn_status cnn_net_parse(cnn_ctx *ctx, const char *text, size_t len, const char 
             if (text[k] == '\0')
                 CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s:%zu:%zu: NUL byte in model text", origin, line, k - i + 1));
         CNN_TRY(tokenize_line(kv, text + i, j - i));
-        if (kv->type_len) {
+        if (kv->type_len && is_recipe_line(kv)) {
+            if (recipe.line)
+                CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s:%zu:%zu: recipe: a second recipe line (the first is line %zu)",
+                                  origin, line, kv->type_col, recipe.line));
+            CNN_TRY(parse_recipe(kv, &recipe));
+        } else if (kv->type_len) {
             if (n == cap) {
                 size_t nc = cap ? cap * 2 : 16;
                 if (nc > 100000) CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s: more than 100000 layers", origin));
-                struct pending *np = realloc(p, nc * sizeof *np);
+                struct pending *np = cnn_sys_realloc(p, nc * sizeof *np);
                 if (!np) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory parsing %s", origin));
                 p = np;
                 cap = nc;
@@ -413,13 +483,14 @@ cnn_status cnn_net_parse(cnn_ctx *ctx, const char *text, size_t len, const char 
                               ops->name));
     }
     {
-        cnn_layer *layers = calloc(n, sizeof *layers);
+        cnn_layer *layers = cnn_sys_calloc(n, sizeof *layers);
         if (!layers) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory parsing %s", origin));
         for (size_t i = 0; i < n; i++) {
             layers[i] = p[i].L;
             p[i].L.params = NULL;
         }
         st = cnn_net_build(ctx, layers, n, origin, out); /* takes ownership of layers */
+        if (st == CNN_OK) (*out)->recipe = recipe;
     }
 cleanup:
     for (size_t i = 0; i < n; i++) free(p[i].L.params);
@@ -445,7 +516,7 @@ cnn_status cnn_net_load(cnn_ctx *ctx, const char *path, cnn_net **out) {
                 st = cnn_error(ctx, CNN_ERR_FORMAT, "%s: model text larger than 64 MiB", path);
                 goto cleanup;
             }
-            char *nb = realloc(buf, nc);
+            char *nb = cnn_sys_realloc(buf, nc);
             if (!nb) {
                 st = cnn_error(ctx, CNN_ERR_NOMEM, "%s: out of memory reading", path);
                 goto cleanup;
@@ -476,6 +547,17 @@ cnn_status cnn_net_to_text(const cnn_net *net, char **out) {
     if (!net) return CNN_ERR_INVALID_ARG;
     cnn_strbuf b = {0};
     cnn_strbuf_printf(&b, "# model text written by cnn %s from %s\n", cnn_version_string(), net->origin);
+    if (net->recipe.set) {
+        size_t need = cnn_recipe_format(&net->recipe, NULL, 0);
+        char *rt = cnn_sys_malloc(need + 1);
+        if (rt) {
+            cnn_recipe_format(&net->recipe, rt, need + 1);
+            cnn_strbuf_printf(&b, "recipe %s\n", rt);
+            free(rt);
+        } else {
+            b.failed = true;
+        }
+    }
     for (size_t i = 0; i < net->n_layers; i++) {
         const cnn_layer *L = &net->layers[i];
         cnn_strbuf_printf(&b, "%s name=%s", L->ops->name, L->name);

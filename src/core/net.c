@@ -8,6 +8,9 @@
  *   forward  layers in order; backward in reverse order, gradients of a tensor read by several layers
  *            accumulate (the first writer stores, the others add).
  * Nothing allocates inside forward/backward.
+ *   grad_hook (net_internal.h; data-parallel training, src/dist/ddp.c): backward calls it for each layer with
+ *            parameters right after that layer's parameter gradients are final (reverse layer order), so an
+ *            allreduce of them can start while the layers below still run. NULL: not called.
  *   CNN_COMPILE_KEEP_ACTIVATIONS (inference only; visualisation, net_query.c) gives every layer its own
  *            output buffer and turns relu fusion off, so every layer's output survives a forward.
  *
@@ -797,6 +800,7 @@ cnn_status cnn_net_backward(cnn_net *net, const float *dy) {
         }
         if (!rt->dy_written) {
             if (rt->w_count) memset(net->grads + rt->w_off, 0, rt->w_count * sizeof(float));
+            if (rt->w_count && net->grad_hook) net->grad_hook(net->grad_hook_user, i, net->grads + rt->w_off, rt->w_count);
             continue;
         }
         cnn_layer_run r;
@@ -813,6 +817,7 @@ cnn_status cnn_net_backward(cnn_net *net, const float *dy) {
             if (r.dx[k]) any_dx = 1;
         }
         if (rt->w_count && L->ops->backward_weights) L->ops->backward_weights(&r);
+        if (rt->w_count && net->grad_hook) net->grad_hook(net->grad_hook_user, i, net->grads + rt->w_off, rt->w_count);
         if (any_dx && L->ops->backward_data) {
             L->ops->backward_data(&r);
             for (size_t k = 0; k < L->n_inputs; k++)

@@ -64,6 +64,13 @@ struct cnn_net {
     float *infer_arena;
     double *fold_scratch;      /* 2 * (largest folded K) doubles: scale, shift */
     uint64_t param_gen, block_gen;
+    /* gradient-ready hook (src/dist, data-parallel training; NULL: none): during cnn_net_backward, called
+     * once per layer with trainable parameters as soon as that layer's parameter gradients are final, in
+     * reverse layer order, with the layer's block of the gradient arena (grads + w_off, w_count floats). The
+     * net does not know what the hook does (it starts an allreduce). */
+    void (*grad_hook)(void *user, size_t layer, float *grad, size_t count);
+    void *grad_hook_user;
+    cnn_recipe recipe; /* the model text's `recipe` line (src/core/recipe.c); set == 0 when none */
 };
 
 /* Build a net from layers whose ops, names, inputs, params, init, origin, line are set (model_text.c).
@@ -71,5 +78,8 @@ struct cnn_net {
  * allocates and initialises them (seed 0). */
 cnn_status cnn_net_build(cnn_ctx *ctx, cnn_layer *layers, size_t n, const char *origin, cnn_net **out);
 const char *cnn_init_name(cnn_init m);
+/* The recipe line (src/core/recipe.c): read the keys of a tokenized `recipe` line; parse one line of text. */
+cnn_status cnn_recipe_parse_kv(cnn_ctx *ctx, struct cnn_kv *kv, cnn_recipe *r, size_t line);
+cnn_status cnn_recipe_parse_line(cnn_ctx *ctx, const char *text, size_t len, const char *origin, cnn_recipe *out);
 
 #endif

@@ -1,6 +1,8 @@
-/* strbuf.c — a growable string for model text and messages (plain malloc: only the text handed out through
- * cnn_net_to_text goes through the context's allocator). */
+/* strbuf.c — a growable string for model text and messages (plain heap through sys_alloc.h, so tests can
+ * fail its allocations; only the text handed out through cnn_net_to_text goes through the context's
+ * allocator). */
 #include "internal.h"
+#include "sys_alloc.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -21,7 +23,7 @@ void cnn_strbuf_printf(cnn_strbuf *b, const char *fmt, ...) {
     if (need > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < need) cap *= 2;
-        char *p = realloc(b->data, cap);
+        char *p = cnn_sys_realloc(b->data, cap);
         if (!p) {
             b->failed = true;
             return;

@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,15 @@ static int get_u64(json_t *o, const char *key, uint64_t *out) {
     return 1;
 }
 
+/* v when it has `size` members, else NULL after releasing v (a member failed to allocate). */
+static json_t *whole(json_t *v, size_t size) {
+    if (v && json_object_size(v) != size) {
+        json_decref(v);
+        v = NULL;
+    }
+    return v;
+}
+
 /* Set meta[key] to the compact JSON text of v (stolen). */
 static int set_json_text(json_t *meta, const char *key, json_t *v) {
     if (!v) return -1;
@@ -69,12 +79,13 @@ static int set_json_text(json_t *meta, const char *key, json_t *v) {
     json_decref(v);
     if (!s) return -1;
     int rc = json_object_set_new(meta, key, json_string(s));
-    free(s);
+    cnn_json_free_str(s);
     return rc;
 }
 
 static cnn_status build_header(cnn_net *net, const cnn_optimizer *opt_c, const cnn_train_state *ts,
-                               const ck_tensor *t, size_t nt, char **out_json) {
+                               const ck_tensor *t, size_t nt, const cnn_ema *ema_c, double best_val,
+                               char **out_json) {
     cnn_ctx *ctx = cnn_net_ctx(net);
     cnn_status st = CNN_OK;
     char *text = NULL;
@@ -85,9 +96,12 @@ static cnn_status build_header(cnn_net *net, const cnn_optimizer *opt_c, const c
     NOMEM_IF(!root || !meta);
     CNN_TRY(cnn_net_to_text(net, &text));
     json_t *model = json_string(text);
-    if (!model) CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "the model text is not valid UTF-8"));
-    NOMEM_IF(json_object_set_new(meta, "format", json_string("pt")) || json_object_set_new(meta, "cnn.model", model) ||
-             json_object_set_new(meta, "cnn.checkpoint", json_string("1")));
+    if (!model) CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "the model text is not valid UTF-8 (or out of memory)"));
+    if (json_object_set_new(meta, "format", json_string("pt"))) {
+        json_decref(model); /* (a failed set_new consumes only its own value) */
+        NOMEM_IF(1);
+    }
+    NOMEM_IF(json_object_set_new(meta, "cnn.model", model) || json_object_set_new(meta, "cnn.checkpoint", json_string("1")));
     uint64_t nseed, nstep;
     cnn_net_get_rng(net, &nseed, &nstep);
     json_t *tr = json_object();
@@ -98,7 +112,7 @@ static cnn_status build_header(cnn_net *net, const cnn_optimizer *opt_c, const c
     json_object_set_new(tr, "seed", u64_str(ts->seed));
     json_object_set_new(tr, "net_seed", u64_str(nseed));
     json_object_set_new(tr, "net_step", u64_str(nstep));
-    NOMEM_IF(json_object_size(tr) != 6 || set_json_text(meta, "cnn.train", tr));
+    NOMEM_IF(set_json_text(meta, "cnn.train", whole(tr, 6)));
     if (opt_c) {
         cnn_optimizer *opt = (cnn_optimizer *)(uintptr_t)opt_c;
         cnn_optimizer_options o = cnn_optimizer_get_options(opt);
@@ -116,7 +130,24 @@ static cnn_status build_header(cnn_net *net, const cnn_optimizer *opt_c, const c
         json_object_set_new(oj, "beta1", json_real(o.beta1));
         json_object_set_new(oj, "beta2", json_real(o.beta2));
         json_object_set_new(oj, "eps", json_real(o.eps));
-        NOMEM_IF(json_object_size(oj) != 10 || set_json_text(meta, "cnn.optim", oj));
+        NOMEM_IF(set_json_text(meta, "cnn.optim", whole(oj, 10)));
+    }
+    if (ema_c) { /* part "recipe": the EMA of the weights (tensors "optim.ema.*") */
+        cnn_ema *ema = (cnn_ema *)(uintptr_t)ema_c;
+        size_t enp, enb;
+        cnn_ema_state(ema, NULL, &enp, NULL, &enb);
+        json_t *ej = json_object();
+        NOMEM_IF(!ej);
+        json_object_set_new(ej, "decay", json_real(cnn_ema_decay(ema)));
+        json_object_set_new(ej, "updates", u64_str(cnn_ema_updates(ema)));
+        json_object_set_new(ej, "params", u64_str(enp));
+        json_object_set_new(ej, "buffers", u64_str(enb));
+        NOMEM_IF(set_json_text(meta, "cnn.ema", whole(ej, 4)));
+    }
+    if (best_val == best_val) {
+        char bv[40];
+        snprintf(bv, sizeof bv, "%.17g", best_val);
+        NOMEM_IF(json_object_set_new(meta, "cnn.best_val", json_string(bv)));
     }
     json_t *args = json_array();
     NOMEM_IF(!args);
@@ -128,24 +159,33 @@ static cnn_status build_header(cnn_net *net, const cnn_optimizer *opt_c, const c
         }
         json_array_append_new(args, a);
     }
-    NOMEM_IF(json_array_size(args) != ts->n_args);
-    NOMEM_IF(set_json_text(meta, "cnn.args", args));
+    NOMEM_IF(set_json_text(meta, "cnn.args", json_array_size(args) == ts->n_args ? args : (json_decref(args), NULL)));
     NOMEM_IF(json_object_set(root, "__metadata__", meta));
 
     uint64_t off = 0;
     for (size_t i = 0; i < nt; i++) {
         json_t *e = json_object(), *shape = json_array(), *offs = json_array();
-        NOMEM_IF(!e || !shape || !offs);
-        for (size_t d = 0; d < t[i].ndim; d++) json_array_append_new(shape, json_integer((json_int_t)t[i].dims[d]));
-        json_array_append_new(offs, json_integer((json_int_t)off));
+        int built = e && shape && offs;
+        for (size_t d = 0; built && d < t[i].ndim; d++) json_array_append_new(shape, json_integer((json_int_t)t[i].dims[d]));
+        if (built) json_array_append_new(offs, json_integer((json_int_t)off));
         off += (uint64_t)t[i].count * 4;
-        json_array_append_new(offs, json_integer((json_int_t)off));
-        json_object_set_new(e, "dtype", json_string("F32"));
+        if (built) json_array_append_new(offs, json_integer((json_int_t)off));
+        built = built && json_array_size(shape) == t[i].ndim && json_array_size(offs) == 2;
+        if (!built) { /* nothing owns them yet */
+            json_decref(e);
+            json_decref(shape);
+            json_decref(offs);
+            NOMEM_IF(1);
+        }
+        json_object_set_new(e, "dtype", json_string("F32")); /* e owns shape and offs from here, even on failure */
         json_object_set_new(e, "shape", shape);
         json_object_set_new(e, "data_offsets", offs);
-        NOMEM_IF(json_array_size(shape) != t[i].ndim || json_array_size(offs) != 2 || json_object_size(e) != 3);
-        if (json_object_get(root, t[i].name))
-            CNN_TRY(cnn_error(ctx, CNN_ERR_INVALID_ARG, "checkpoint: tensor name '%s' twice", t[i].name));
+        if (json_object_size(e) != 3 || json_object_get(root, t[i].name)) {
+            json_decref(e);
+            if (json_object_get(root, t[i].name))
+                CNN_TRY(cnn_error(ctx, CNN_ERR_INVALID_ARG, "checkpoint: tensor name '%s' twice", t[i].name));
+            NOMEM_IF(1);
+        }
         NOMEM_IF(json_object_set_new(root, t[i].name, e));
     }
     *out_json = json_dumps(root, JSON_COMPACT);
@@ -160,6 +200,11 @@ cleanup:
 
 cnn_status cnn_checkpoint_save(cnn_net *net, const cnn_optimizer *opt, const cnn_train_state *state,
                                const char *path) {
+    return cnn_checkpoint_save_ex(net, opt, NULL, state, NAN, path);
+}
+
+cnn_status cnn_checkpoint_save_ex(cnn_net *net, const cnn_optimizer *opt, const cnn_ema *ema,
+                                  const cnn_train_state *state, double best_val, const char *path) {
     if (!net) return CNN_ERR_INVALID_ARG;
     cnn_ctx *ctx = cnn_net_ctx(net);
     if (!path || !*path) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_checkpoint_save: empty path");
@@ -173,7 +218,7 @@ cnn_status cnn_checkpoint_save(cnn_net *net, const cnn_optimizer *opt, const cnn
     ck_tensor *t = NULL;
 
     const size_t np = cnn_net_num_params(net);
-    t = cnn_mem_calloc(ctx, np + 2, sizeof *t);
+    t = cnn_mem_calloc(ctx, np + 4, sizeof *t);
     if (!t) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory saving %s", path));
     size_t nt = 0;
     for (size_t i = 0; i < np; i++) {
@@ -204,7 +249,24 @@ cnn_status cnn_checkpoint_save(cnn_net *net, const cnn_optimizer *opt, const cnn
         }
     }
 
-    CNN_TRY(build_header(net, opt, state, t, nt, &json));
+    if (ema) {
+        float *ep, *eb;
+        size_t enp, enb;
+        cnn_ema_state((cnn_ema *)(uintptr_t)ema, &ep, &enp, &eb, &enb);
+        const char *en[2] = {"optim.ema.params", "optim.ema.buffers"};
+        const float *ed[2] = {ep, eb};
+        size_t ec[2] = {enp, enb};
+        for (int k = 0; k < 2; k++) {
+            if (!ec[k]) continue;
+            t[nt].name = en[k];
+            t[nt].data = ed[k];
+            t[nt].ndim = 1;
+            t[nt].dims[0] = ec[k];
+            t[nt].count = ec[k];
+            nt++;
+        }
+    }
+    CNN_TRY(build_header(net, opt, state, t, nt, ema, best_val, &json));
     {
         cnn_st_data *d = cnn_mem_calloc(ctx, nt ? nt : 1, sizeof *d);
         if (!d) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory saving %s", path));
@@ -217,7 +279,7 @@ cnn_status cnn_checkpoint_save(cnn_net *net, const cnn_optimizer *opt, const cnn
     }
 cleanup:
     cnn_mem_free(ctx, t);
-    free(json);
+    cnn_json_free_str(json);
     return st;
 }
 
@@ -443,6 +505,9 @@ cnn_status cnn_checkpoint_load_optimizer(cnn_optimizer *opt, const char *path) {
     CNN_TRY(cnn_mem_alloc_checked(ctx, IO_CHUNK, "a read buffer", (void **)&chunk));
     f = fopen(path, "rb");
     if (!f) CNN_TRY(cnn_error(ctx, CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno)));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0) CNN_TRY(cnn_error(ctx, CNN_ERR_IO, "%s: cannot stat: %s", path, strerror(errno)));
+    const uint64_t data_len = (uint64_t)sb.st_size > ds ? (uint64_t)sb.st_size - ds : 0;
     for (int i = 0; i < 2; i++) {
         json_t *e = json_object_get(root, names[i]);
         if (!s[i]) {
@@ -458,8 +523,13 @@ cnn_status cnn_checkpoint_load_optimizer(cnn_optimizer *opt, const char *path) {
             CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s: optimizer state '%s' must be F32 of shape [%zu]", path, names[i],
                               count));
         json_int_t b = json_integer_value(json_array_get(offs, 0)), en = json_integer_value(json_array_get(offs, 1));
-        if (b < 0 || en - b != (json_int_t)(count * 4))
+        /* (unsigned arithmetic: en - b may overflow json_int_t for hostile offsets) */
+        if (b < 0 || en < b || (uint64_t)en - (uint64_t)b != (uint64_t)count * 4)
             CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s: optimizer state '%s': bad data_offsets", path, names[i]));
+        if ((uint64_t)en > data_len)
+            CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT,
+                              "%s: optimizer state '%s': data_offsets [%lld, %lld] run past the end of the data area "
+                              "(%llu bytes)", path, names[i], (long long)b, (long long)en, (unsigned long long)data_len));
         CNN_TRY(read_f32(ctx, path, f, ds + (uint64_t)b, staging + (size_t)i * count, count, chunk));
     }
     for (int i = 0; i < 2; i++)
@@ -471,5 +541,206 @@ cleanup:
     json_decref(root);
     cnn_mem_free(ctx, chunk);
     cnn_mem_free(ctx, staging);
+    return st;
+}
+
+/* ---------------------------------------------------------------- EMA and best validation (part "recipe") */
+
+/* Read F32 tensor `name` of shape [count] into dst. */
+static cnn_status read_vec(cnn_ctx *ctx, const char *path, json_t *root, uint64_t ds, uint64_t data_len, FILE *f,
+                           const char *name, float *dst, size_t count, unsigned char *chunk) {
+    json_t *e = json_object_get(root, name);
+    if (!e) return cnn_error(ctx, CNN_ERR_FORMAT, "%s: EMA tensor '%s' missing", path, name);
+    json_t *dt = json_object_get(e, "dtype"), *shape = json_object_get(e, "shape"),
+           *offs = json_object_get(e, "data_offsets");
+    if (!json_is_string(dt) || strcmp(json_string_value(dt), "F32") || !json_is_array(shape) ||
+        json_array_size(shape) != 1 || json_integer_value(json_array_get(shape, 0)) != (json_int_t)count ||
+        !json_is_array(offs) || json_array_size(offs) != 2)
+        return cnn_error(ctx, CNN_ERR_FORMAT, "%s: EMA tensor '%s' must be F32 of shape [%zu]", path, name, count);
+    json_int_t b = json_integer_value(json_array_get(offs, 0)), en = json_integer_value(json_array_get(offs, 1));
+    if (b < 0 || en < b || (uint64_t)en - (uint64_t)b != (uint64_t)count * 4 || (uint64_t)en > data_len)
+        return cnn_error(ctx, CNN_ERR_FORMAT, "%s: EMA tensor '%s': bad data_offsets", path, name);
+    return read_f32(ctx, path, f, ds + (uint64_t)b, dst, count, chunk);
+}
+
+cnn_status cnn_checkpoint_load_ema(cnn_ema *ema, const char *path) {
+    if (!ema || !path) return CNN_ERR_INVALID_ARG;
+    float *ep, *eb;
+    size_t enp, enb;
+    cnn_ema_state(ema, &ep, &enp, &eb, &enb);
+    cnn_ctx *ctx = cnn_ema_ctx(ema);
+    cnn_status st = CNN_OK;
+    json_t *root = NULL, *ej = NULL;
+    FILE *f = NULL;
+    unsigned char *chunk = NULL;
+    float *staging = NULL;
+    uint64_t ds, updates, fp, fb;
+    CNN_TRY(read_header(ctx, path, &root, &ds));
+    CNN_TRY(meta_json(ctx, path, root, "cnn.ema", 0, &ej));
+    if (!ej) CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s: the checkpoint has no EMA of the weights (metadata \"cnn.ema\")", path));
+    if (!json_is_object(ej) || !get_u64(ej, "updates", &updates) || !get_u64(ej, "params", &fp) ||
+        !get_u64(ej, "buffers", &fb))
+        CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s: metadata \"cnn.ema\" needs updates, params and buffers", path));
+    if (fp != (uint64_t)enp || fb != (uint64_t)enb)
+        CNN_TRY(cnn_error(ctx, CNN_ERR_SHAPE, "%s: the checkpoint's EMA has %llu + %llu floats, this net %zu + %zu", path,
+                          (unsigned long long)fp, (unsigned long long)fb, enp, enb));
+    CNN_TRY(cnn_mem_alloc_checked(ctx, (enp + enb + 1) * sizeof(float), "the EMA being loaded", (void **)&staging));
+    CNN_TRY(cnn_mem_alloc_checked(ctx, IO_CHUNK, "a read buffer", (void **)&chunk));
+    f = fopen(path, "rb");
+    if (!f) CNN_TRY(cnn_error(ctx, CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno)));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0) CNN_TRY(cnn_error(ctx, CNN_ERR_IO, "%s: cannot stat: %s", path, strerror(errno)));
+    const uint64_t data_len = (uint64_t)sb.st_size > ds ? (uint64_t)sb.st_size - ds : 0;
+    if (enp) CNN_TRY(read_vec(ctx, path, root, ds, data_len, f, "optim.ema.params", staging, enp, chunk));
+    if (enb) CNN_TRY(read_vec(ctx, path, root, ds, data_len, f, "optim.ema.buffers", staging + enp, enb, chunk));
+    if (enp) memcpy(ep, staging, enp * sizeof(float));
+    if (enb) memcpy(eb, staging + enp, enb * sizeof(float));
+    cnn_ema_set_updates(ema, updates);
+cleanup:
+    if (f) fclose(f);
+    json_decref(ej);
+    json_decref(root);
+    cnn_mem_free(ctx, chunk);
+    cnn_mem_free(ctx, staging);
+    return st;
+}
+
+cnn_status cnn_checkpoint_read_best(cnn_ctx *ctx, const char *path, double *best) {
+    if (!best) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_checkpoint_read_best: best is NULL");
+    *best = NAN;
+    if (!ctx || !path) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_checkpoint_read_best: NULL argument");
+    json_t *root;
+    uint64_t ds;
+    cnn_status st = read_header(ctx, path, &root, &ds);
+    if (st != CNN_OK) return st;
+    json_t *meta = json_object_get(root, "__metadata__");
+    json_t *v = json_is_object(meta) ? json_object_get(meta, "cnn.best_val") : NULL;
+    if (v) {
+        char *end;
+        const char *sv = json_is_string(v) ? json_string_value(v) : "";
+        double x = strtod(sv, &end);
+        if (end == sv || *end)
+            st = cnn_error(ctx, CNN_ERR_FORMAT, "%s: metadata \"cnn.best_val\" is not a number", path);
+        else
+            *best = x;
+    }
+    json_decref(root);
+    return st;
+}
+
+/* ---------------------------------------------------------------- class names (part "data")
+ * metadata "cnn.classes": the JSON text of an array of strings, the class names in label order. Written by
+ * rewriting the file: header and data are read, the key is set, and the file is written again atomically
+ * (cnn_safetensors_write_atomic), so a failure leaves the old file. */
+
+#define MAX_CLASS_NAMES 65536u
+
+cnn_status cnn_checkpoint_read_class_names(cnn_ctx *ctx, const char *path, char ***names, size_t *n) {
+    if (!names || !n) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_checkpoint_read_class_names: NULL output");
+    *names = NULL;
+    *n = 0;
+    if (!ctx || !path) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_checkpoint_read_class_names: NULL argument");
+    json_t *root = NULL, *arr = NULL;
+    uint64_t ds;
+    cnn_status st = read_header(ctx, path, &root, &ds);
+    if (st != CNN_OK) return st;
+    CNN_TRY(meta_json(ctx, path, root, "cnn.classes", 0, &arr));
+    if (!arr) goto cleanup;
+    size_t k = json_is_array(arr) ? json_array_size(arr) : 0;
+    if (!k || k > MAX_CLASS_NAMES)
+        CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s: metadata \"cnn.classes\" is not an array of 1..%u names", path,
+                          MAX_CLASS_NAMES));
+    size_t bytes = (k + 1) * sizeof(char *);
+    for (size_t i = 0; i < k; i++) {
+        json_t *a = json_array_get(arr, i);
+        if (!json_is_string(a) || json_string_length(a) == 0 || strlen(json_string_value(a)) != json_string_length(a))
+            CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s: metadata \"cnn.classes\" entry %zu is not a non-empty string",
+                              path, i));
+        bytes += json_string_length(a) + 1;
+    }
+    char **block = cnn_alloc(ctx, bytes);
+    if (!block) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory reading %s", path));
+    char *s = (char *)(block + k + 1);
+    for (size_t i = 0; i < k; i++) {
+        json_t *a = json_array_get(arr, i);
+        size_t len = json_string_length(a);
+        memcpy(s, json_string_value(a), len + 1);
+        block[i] = s;
+        s += len + 1;
+    }
+    block[k] = NULL;
+    *names = block;
+    *n = k;
+cleanup:
+    json_decref(arr);
+    json_decref(root);
+    return st;
+}
+
+cnn_status cnn_checkpoint_write_class_names(cnn_ctx *ctx, const char *path, const char *const *names, size_t n) {
+    if (!ctx || !path || (!names && n))
+        return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_checkpoint_write_class_names: NULL argument");
+    if (n == 0 || n > MAX_CLASS_NAMES)
+        return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_checkpoint_write_class_names: %zu names (expected 1..%u)", n,
+                         MAX_CLASS_NAMES);
+    cnn_status st = CNN_OK;
+    json_t *root = NULL, *arr = json_array();
+    float *data = NULL;
+    unsigned char *chunk = NULL;
+    char *json = NULL;
+    FILE *f = NULL;
+    if (!arr) return cnn_error(ctx, CNN_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = names[i] && names[i][0] ? json_string(names[i]) : NULL;
+        if (!v)
+            CNN_TRY(cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_checkpoint_write_class_names: name %zu is %s", i,
+                              !names[i] ? "NULL" : !names[i][0] ? "empty" : "not valid UTF-8"));
+        json_array_append_new(arr, v);
+    }
+    if (json_array_size(arr) != n) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory"));
+    uint64_t ds;
+    CNN_TRY(read_header(ctx, path, &root, &ds));
+    f = fopen(path, "rb");
+    if (!f) CNN_TRY(cnn_error(ctx, CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno)));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0) CNN_TRY(cnn_error(ctx, CNN_ERR_IO, "%s: cannot stat: %s", path, strerror(errno)));
+    uint64_t bytes = (uint64_t)sb.st_size - ds;
+    /* every entry F32 (the only dtype the library writes), so the data area is a float array */
+    const char *key;
+    json_t *e;
+    json_object_foreach(root, key, e) {
+        if (!strcmp(key, "__metadata__")) continue;
+        json_t *dt = json_object_get(e, "dtype");
+        if (!json_is_string(dt) || strcmp(json_string_value(dt), "F32") != 0)
+            CNN_TRY(cnn_error(ctx, CNN_ERR_UNSUPPORTED, "%s: tensor '%s' is not F32: class names can only be added to "
+                              "files the library wrote", path, key));
+    }
+    if (bytes % 4) CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s: data area of %llu bytes is not whole floats", path,
+                                     (unsigned long long)bytes));
+    size_t count = (size_t)(bytes / 4);
+    CNN_TRY(cnn_mem_alloc_checked(ctx, count ? count * 4 : 4, "the tensors being rewritten", (void **)&data));
+    CNN_TRY(cnn_mem_alloc_checked(ctx, IO_CHUNK, "a read buffer", (void **)&chunk));
+    CNN_TRY(read_f32(ctx, path, f, ds, data, count, chunk));
+    fclose(f);
+    f = NULL;
+    json_t *meta = json_object_get(root, "__metadata__");
+    if (!json_is_object(meta)) {
+        meta = json_object();
+        if (!meta || json_object_set_new(root, "__metadata__", meta)) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory"));
+    }
+    json_t *a = arr;
+    arr = NULL;
+    if (set_json_text(meta, "cnn.classes", a)) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory"));
+    json = json_dumps(root, JSON_COMPACT);
+    if (!json) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory"));
+    cnn_st_data d = {data, count};
+    st = cnn_safetensors_write_atomic(ctx, path, json, &d, 1);
+cleanup:
+    if (f) fclose(f);
+    json_decref(arr);
+    json_decref(root);
+    cnn_json_free_str(json);
+    cnn_mem_free(ctx, data);
+    cnn_mem_free(ctx, chunk);
     return st;
 }

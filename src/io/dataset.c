@@ -25,31 +25,24 @@
  *              its cifar-10-batches-bin/ subfolder (the layout of the distributed archive): train is the
  *              five data batches in order, test is test_batch.bin; a missing batch is an error that lists
  *              every missing name. Samples (3, 32, 32), 10 classes, uint8 storage as for IDX.
- * A folder with neither is CNN_ERR_IO, listing what was looked for. */
+ *   "images"   otherwise, a train/ or test/ subfolder: DIR/<split>/<class>/<image> PNG and JPEG files
+ *              (dataset_images.c), the classes the sorted union of both splits' class folders.
+ * A folder with none is CNN_ERR_IO, listing what was looked for.
+ *
+ * Class names (cnn_dataset_class_name): every dataset has one per class (up to CNN_DATASET_MAX_NAMES):
+ * a classes.txt in the folder wins (apply_names), then the loader's (CIFAR-10's, image folder names, list
+ * names), Fashion-MNIST's for an IDX folder whose path says "fashion" or "fmnist", else "0".."N-1".
+ * Warnings (files an image loader skipped) are kept with the dataset; nothing is printed. */
 #define _POSIX_C_SOURCE 200809L /* fileno, fdopen, fseeko, fsync, O_CLOEXEC, O_DIRECTORY */
 #include "dataset_internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-
-struct cnn_dataset {
-    cnn_ctx *ctx;
-    size_t n;         /* samples */
-    cnn_shape shape;  /* per sample */
-    size_t count;     /* c * h * w */
-    size_t plane;     /* h * w */
-    size_t classes;
-    uint8_t *u8;      /* n * count pixels, or NULL */
-    float *f32;       /* n * count values, or NULL */
-    int32_t *labels;  /* n */
-    int normalized;
-    float *mean, *std; /* c each; 0 and 1 when not normalized */
-    float *lut;       /* c * 256 (uint8 data only) */
-    const char *kind; /* "idx", "cifar10", "memory" */
-};
 
 void cnn_dataset_free(cnn_dataset *ds) {
     if (!ds) return;
@@ -60,7 +53,106 @@ void cnn_dataset_free(cnn_dataset *ds) {
     cnn_mem_free(ctx, ds->mean);
     cnn_mem_free(ctx, ds->std);
     cnn_mem_free(ctx, ds->lut);
+    cnn_strlist_free(ctx, &ds->names);
+    cnn_strlist_free(ctx, &ds->warnings);
     cnn_mem_free(ctx, ds);
+}
+
+cnn_status cnn_strlist_push(cnn_ctx *ctx, cnn_strlist *l, const char *fmt, ...) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        char **s = cnn_mem_calloc(ctx, cap, sizeof *s);
+        if (!s) return cnn_error(ctx, CNN_ERR_NOMEM, "out of memory growing a list of %zu strings", cap);
+        if (l->n) memcpy(s, l->s, l->n * sizeof *s);
+        cnn_mem_free(ctx, l->s);
+        l->s = s;
+        l->cap = cap;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (len < 0) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cannot format a string");
+    char *t = cnn_mem_alloc(ctx, (size_t)len + 1);
+    if (!t) return cnn_error(ctx, CNN_ERR_NOMEM, "out of memory");
+    va_start(ap, fmt);
+    vsnprintf(t, (size_t)len + 1, fmt, ap);
+    va_end(ap);
+    l->s[l->n++] = t;
+    return CNN_OK;
+}
+
+void cnn_strlist_free(cnn_ctx *ctx, cnn_strlist *l) {
+    for (size_t i = 0; i < l->n; i++) cnn_mem_free(ctx, l->s[i]);
+    cnn_mem_free(ctx, l->s);
+    memset(l, 0, sizeof *l);
+}
+
+cnn_status cnn_dataset_warn(cnn_dataset *ds, const char *fmt, ...) {
+    ds->warnings_total++;
+    if (ds->warnings.n >= CNN_DATASET_MAX_WARNINGS) {
+        cnn_mem_free(ds->ctx, ds->warnings.s[ds->warnings.n - 1]);
+        ds->warnings.n--;
+        return cnn_strlist_push(ds->ctx, &ds->warnings, "... and %zu more warnings",
+                                ds->warnings_total - (CNN_DATASET_MAX_WARNINGS - 1));
+    }
+    char msg[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return cnn_strlist_push(ds->ctx, &ds->warnings, "%s", msg);
+}
+
+cnn_status cnn_dataset_default_names(cnn_dataset *ds) {
+    if (ds->names.n || ds->classes > CNN_DATASET_MAX_NAMES) return CNN_OK;
+    for (size_t i = 0; i < ds->classes; i++) {
+        cnn_status st = cnn_strlist_push(ds->ctx, &ds->names, "%zu", i);
+        if (st != CNN_OK) return st;
+    }
+    return CNN_OK;
+}
+
+cnn_status cnn_read_names_file(cnn_ctx *ctx, const char *path, cnn_strlist *out, int *found) {
+    *found = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT) return CNN_OK;
+        return cnn_error(ctx, CNN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    *found = 1;
+    cnn_status st = CNN_OK;
+    char line[1024];
+    size_t lineno = 0, blank_run = 0;
+    cnn_strlist l = {NULL, 0, 0};
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n')
+            CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s:%zu: class name longer than %zu characters", path, lineno,
+                              sizeof line - 2));
+        char *b = line, *e = line + len;
+        while (b < e && (*b == ' ' || *b == '\t')) b++;
+        while (e > b && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) e--;
+        *e = 0;
+        if (!*b) {
+            blank_run++;
+            continue;
+        }
+        if (blank_run)
+            CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s:%zu: empty class name (one name per line)", path, lineno - 1));
+        if (l.n >= CNN_DATASET_MAX_NAMES)
+            CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s:%zu: more than %u class names", path, lineno, CNN_DATASET_MAX_NAMES));
+        CNN_TRY(cnn_strlist_push(ctx, &l, "%s", b));
+    }
+    if (ferror(f)) CNN_TRY(cnn_error(ctx, CNN_ERR_IO, "%s: read error", path));
+    if (!l.n) CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s: no class names (one name per line)", path));
+    *out = l;
+    memset(&l, 0, sizeof l);
+cleanup:
+    cnn_strlist_free(ctx, &l);
+    fclose(f);
+    return st;
 }
 
 static void build_lut(cnn_dataset *ds) {
@@ -115,6 +207,10 @@ cleanup:
     return st;
 }
 
+cnn_status cnn_dataset_new_u8(cnn_ctx *ctx, size_t n, cnn_shape shape, cnn_dataset **out) {
+    return dataset_new(ctx, n, shape, 1, NULL, out);
+}
+
 cnn_status cnn_dataset_load_idx(cnn_ctx *ctx, const char *images_path, const char *labels_path,
                                 cnn_dataset **out) {
     if (!out) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_dataset_load_idx: out is NULL");
@@ -146,6 +242,7 @@ cnn_status cnn_dataset_load_idx(cnn_ctx *ctx, const char *images_path, const cha
     }
     ds->classes = max_label + 1 < 2 ? 2 : max_label + 1;
     ds->kind = "idx";
+    CNN_TRY(cnn_dataset_default_names(ds));
     *out = ds;
     ds = NULL;
 cleanup:
@@ -256,6 +353,24 @@ static cnn_status load_cifar(cnn_ctx *ctx, const char *root, int test, cnn_datas
     for (size_t i = 0; i < n; i++) ds->labels[i] = lab[i];
     ds->classes = CNN_CIFAR_CLASSES;
     ds->kind = "cifar10";
+    {
+        /* the distributed archive names its classes in batches.meta.txt */
+        static const char *const cifar_names[10] = {"airplane", "automobile", "bird", "cat", "deer",
+                                                    "dog",      "frog",       "horse", "ship", "truck"};
+        char *meta = NULL;
+        int found = 0;
+        cnn_strlist l = {NULL, 0, 0};
+        CNN_TRY(join_path(ctx, root, "batches.meta.txt", &meta));
+        st = cnn_read_names_file(ctx, meta, &l, &found);
+        cnn_mem_free(ctx, meta);
+        if (st != CNN_OK) goto cleanup;
+        if (found && l.n == CNN_CIFAR_CLASSES) {
+            ds->names = l;
+        } else {
+            cnn_strlist_free(ctx, &l);
+            for (size_t i = 0; i < CNN_CIFAR_CLASSES; i++) CNN_TRY(cnn_strlist_push(ctx, &ds->names, "%s", cifar_names[i]));
+        }
+    }
     *out = ds;
     ds = NULL;
 cleanup:
@@ -266,7 +381,7 @@ cleanup:
     return st;
 }
 
-cnn_status cnn_dataset_load_dir(cnn_ctx *ctx, const char *dir, const char *split, cnn_dataset **out) {
+static cnn_status load_dir_plain(cnn_ctx *ctx, const char *dir, const char *split, cnn_dataset **out) {
     if (!out) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_dataset_load_dir: out is NULL");
     *out = NULL;
     if (!ctx) return CNN_ERR_INVALID_ARG;
@@ -311,7 +426,7 @@ cnn_status cnn_dataset_load_dir(cnn_ctx *ctx, const char *dir, const char *split
         char m[1200];
         snprintf(m, sizeof m, "%s", cnn_ctx_last_error(ctx));
         st = cnn_error(ctx, CNN_ERR_IO, "%s; nor CIFAR-10 data_batch_1.bin .. data_batch_5.bin, test_batch.bin "
-                       "(in the folder or its cifar-10-batches-bin/)", m);
+                       "(in the folder or its cifar-10-batches-bin/), nor train/ and test/ folders of images", m);
     }
     if (st != CNN_OK) goto cleanup;
     /* Labels with the same prefix as the images first. */
@@ -322,6 +437,123 @@ cnn_status cnn_dataset_load_dir(cnn_ctx *ctx, const char *dir, const char *split
 cleanup:
     cnn_mem_free(ctx, images);
     cnn_mem_free(ctx, labels);
+    return st;
+}
+
+static int path_is_dir(cnn_ctx *ctx, const char *dir, const char *name) {
+    char *p = NULL;
+    if (join_path(ctx, dir, name, &p) != CNN_OK) return 0;
+    struct stat sb;
+    int r = stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+    cnn_mem_free(ctx, p);
+    return r;
+}
+
+static int looks_like_fashion(const char *dir) {
+    char low[4096];
+    size_t n = strlen(dir);
+    if (n >= sizeof low) n = sizeof low - 1;
+    for (size_t i = 0; i < n; i++) low[i] = (char)tolower((unsigned char)dir[i]);
+    low[n] = 0;
+    return strstr(low, "fashion") != NULL || strstr(low, "fmnist") != NULL;
+}
+
+/* Names for an IDX or CIFAR-10 dataset loaded from dir: classes.txt there wins (it may name classes that
+ * the labels never reach; it must name every label), then what the loader set, Fashion-MNIST's names,
+ * "0".."N-1". */
+static cnn_status apply_names(cnn_dataset *ds, const char *dir) {
+    static const char *const fashion[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                            "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    cnn_ctx *ctx = ds->ctx;
+    cnn_status st = CNN_OK;
+    char *path = NULL;
+    int found = 0;
+    cnn_strlist l = {NULL, 0, 0};
+    CNN_TRY(join_path(ctx, dir, "classes.txt", &path));
+    CNN_TRY(cnn_read_names_file(ctx, path, &l, &found));
+    if (found) {
+        if (l.n < ds->classes)
+            CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s: %zu class names, but the labels go up to %zu", path, l.n,
+                              ds->classes - 1));
+        cnn_strlist_free(ctx, &ds->names);
+        ds->names = l;
+        memset(&l, 0, sizeof l);
+        ds->classes = ds->names.n;
+    } else if (ds->classes == 10 && !strcmp(ds->kind, "idx") && looks_like_fashion(dir)) {
+        cnn_strlist_free(ctx, &ds->names); /* the defaults "0".."9" */
+        for (size_t i = 0; i < 10; i++) CNN_TRY(cnn_strlist_push(ctx, &ds->names, "%s", fashion[i]));
+    }
+    CNN_TRY(cnn_dataset_default_names(ds));
+cleanup:
+    cnn_strlist_free(ctx, &l);
+    cnn_mem_free(ctx, path);
+    return st;
+}
+
+cnn_dataset_options cnn_dataset_options_default(void) {
+    cnn_dataset_options o;
+    memset(&o, 0, sizeof o);
+    return o;
+}
+
+cnn_status cnn_dataset_load_dir(cnn_ctx *ctx, const char *dir, const char *split, cnn_dataset **out) {
+    return cnn_dataset_load_dir_ex(ctx, dir, split, NULL, out);
+}
+
+cnn_status cnn_dataset_load_dir_ex(cnn_ctx *ctx, const char *dir, const char *split, const cnn_dataset_options *opt,
+                                   cnn_dataset **out) {
+    if (!out) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_dataset_load_dir: out is NULL");
+    *out = NULL;
+    if (!ctx) return CNN_ERR_INVALID_ARG;
+    if (!dir || !split) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_dataset_load_dir: %s is NULL", dir ? "split" : "dir");
+    int test = !strcmp(split, "test") || !strcmp(split, "t10k");
+    if (!test && strcmp(split, "train") != 0)
+        return cnn_error(ctx, CNN_ERR_INVALID_ARG, "%s: unknown split '%s' (expected 'train' or 'test')", dir, split);
+    struct stat sb;
+    if (stat(dir, &sb) != 0) return cnn_error(ctx, CNN_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode)) return cnn_error(ctx, CNN_ERR_IO, "%s: not a directory", dir);
+    cnn_status st = CNN_OK;
+    cnn_dataset *ds = NULL;
+    char *sub = NULL;
+    cnn_strlist classes = {NULL, 0, 0};
+    int images = 0;
+    if (!holds_idx(ctx, dir) && !holds_cifar(ctx, dir)) {
+        CNN_TRY(join_path(ctx, dir, "cifar-10-batches-bin", &sub));
+        int cifar_sub = stat(sub, &sb) == 0 && S_ISDIR(sb.st_mode) && holds_cifar(ctx, sub);
+        images = !cifar_sub && (path_is_dir(ctx, dir, "train") || path_is_dir(ctx, dir, "test"));
+    }
+    if (images) {
+        char *train_dir = NULL, *test_dir = NULL;
+        cnn_dataset_options o = opt ? *opt : cnn_dataset_options_default();
+        st = join_path(ctx, dir, "train", &train_dir);
+        if (st == CNN_OK) st = join_path(ctx, dir, "test", &test_dir);
+        if (st == CNN_OK && !o.class_names) {
+            /* both splits' class folders, so that train and test agree on the labels */
+            st = cnn_list_subfolders(ctx, train_dir, 1, &classes);
+            if (st == CNN_OK) st = cnn_list_subfolders(ctx, test_dir, 1, &classes);
+            if (st == CNN_OK) {
+                o.class_names = (const char *const *)classes.s;
+                o.n_classes = classes.n;
+            }
+        }
+        const char *split_dir = test ? test_dir : train_dir;
+        if (st == CNN_OK && (stat(split_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)))
+            st = cnn_error(ctx, CNN_ERR_IO, "%s: image dataset without a %s/ folder (expected %s/train/<class>/* and "
+                           "%s/test/<class>/*)", dir, test ? "test" : "train", dir, dir);
+        if (st == CNN_OK) st = cnn_dataset_load_image_folder(ctx, split_dir, &o, &ds);
+        cnn_mem_free(ctx, train_dir);
+        cnn_mem_free(ctx, test_dir);
+        if (st != CNN_OK) goto cleanup;
+    } else {
+        CNN_TRY(load_dir_plain(ctx, dir, split, &ds));
+        CNN_TRY(apply_names(ds, dir));
+    }
+    *out = ds;
+    ds = NULL;
+cleanup:
+    cnn_strlist_free(ctx, &classes);
+    cnn_mem_free(ctx, sub);
+    cnn_dataset_free(ds);
     return st;
 }
 
@@ -351,6 +583,10 @@ cnn_status cnn_dataset_from_memory(cnn_ctx *ctx, const float *x, const int32_t *
     memcpy(ds->labels, labels, n * sizeof(int32_t));
     ds->classes = classes;
     ds->kind = "memory";
+    if ((st = cnn_dataset_default_names(ds)) != CNN_OK) {
+        cnn_dataset_free(ds);
+        return st;
+    }
     *out = ds;
     return CNN_OK;
 }
@@ -365,6 +601,38 @@ cnn_shape cnn_dataset_shape(const cnn_dataset *ds) {
 size_t cnn_dataset_classes(const cnn_dataset *ds) { return ds ? ds->classes : 0; }
 
 const char *cnn_dataset_kind(const cnn_dataset *ds) { return ds ? ds->kind : ""; }
+
+size_t cnn_dataset_num_warnings(const cnn_dataset *ds) { return ds ? ds->warnings.n : 0; }
+
+const char *cnn_dataset_warning(const cnn_dataset *ds, size_t i) {
+    return ds && i < ds->warnings.n ? ds->warnings.s[i] : NULL;
+}
+
+const char *cnn_dataset_class_name(const cnn_dataset *ds, size_t i) {
+    return ds && i < ds->classes && i < ds->names.n ? ds->names.s[i] : NULL;
+}
+
+cnn_status cnn_dataset_set_class_names(cnn_dataset *ds, const char *const *names, size_t n) {
+    if (!ds) return CNN_ERR_INVALID_ARG;
+    if (!names || n != ds->classes)
+        return cnn_error(ds->ctx, CNN_ERR_INVALID_ARG, "cnn_dataset_set_class_names: %zu names for %zu classes",
+                         names ? n : 0, ds->classes);
+    for (size_t i = 0; i < n; i++)
+        if (!names[i] || !names[i][0] || strpbrk(names[i], "\r\n"))
+            return cnn_error(ds->ctx, CNN_ERR_INVALID_ARG,
+                             "cnn_dataset_set_class_names: name %zu is %s", i, names[i] ? "empty or has a line break" : "NULL");
+    cnn_strlist l = {NULL, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        cnn_status st = cnn_strlist_push(ds->ctx, &l, "%s", names[i]);
+        if (st != CNN_OK) {
+            cnn_strlist_free(ds->ctx, &l);
+            return st;
+        }
+    }
+    cnn_strlist_free(ds->ctx, &ds->names);
+    ds->names = l;
+    return CNN_OK;
+}
 
 cnn_status cnn_dataset_set_normalization(cnn_dataset *ds, const float *mean, const float *std, size_t channels) {
     if (!ds) return CNN_ERR_INVALID_ARG;

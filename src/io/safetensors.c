@@ -12,7 +12,8 @@
  * written by jansson (compact, keys in insertion order) and padded with spaces so that the data starts at a
  * multiple of 8 bytes. Written atomically: a temporary file in the same folder (O_EXCL, mode 0666 & ~umask),
  * fwrite, fflush, fsync, fclose, rename over the target, then fsync of the folder; on any failure the
- * temporary file is removed and the target is untouched.
+ * temporary file is removed and the target is untouched. A temporary file that a killed writer left
+ * ("<file>.tmp.<pid>.<n>" of a process that no longer exists) is removed by the next save of that file.
  *
  * Load: the header (N <= 100 MB and <= file size - 8) is parsed with jansson (duplicate keys rejected) and
  * validated completely before any weight changes: a JSON object; "__metadata__" an object of strings; each
@@ -37,6 +38,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -127,30 +130,37 @@ static cnn_status build_header(cnn_net *net, char **out_json) {
     if (!root || !meta) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory building a safetensors header"));
     CNN_TRY(cnn_net_to_text(net, &text));
     json_t *model = json_string(text);
-    if (!model) CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "the model text is not valid UTF-8"));
-    if (json_object_set_new(meta, "format", json_string("pt")) || json_object_set_new(meta, "cnn.model", model) ||
-        json_object_set(root, "__metadata__", meta))
+    if (!model) CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "the model text is not valid UTF-8 (or out of memory)"));
+    if (json_object_set_new(meta, "format", json_string("pt"))) {
+        json_decref(model); /* (a failed set_new consumes only its own value) */
+        CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory building a safetensors header"));
+    }
+    if (json_object_set_new(meta, "cnn.model", model) || json_object_set(root, "__metadata__", meta))
         CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory building a safetensors header"));
     uint64_t off = 0;
     for (size_t i = 0; i < cnn_net_num_params(net); i++) {
         cnn_param p;
         CNN_TRY(cnn_net_param_at(net, i, &p));
         json_t *e = json_object(), *shape = json_array(), *offs = json_array();
-        if (e) {
-            json_object_set_new(e, "dtype", json_string("F32"));
-            json_object_set_new(e, "shape", shape ? shape : json_null());
-            json_object_set_new(e, "data_offsets", offs ? offs : json_null());
-        } else {
+        int built = e && shape && offs;
+        for (size_t d = 0; built && d < p.ndim; d++) json_array_append_new(shape, json_integer((json_int_t)p.dims[d]));
+        if (built) json_array_append_new(offs, json_integer((json_int_t)off));
+        off += (uint64_t)p.count * 4;
+        if (built) json_array_append_new(offs, json_integer((json_int_t)off));
+        if (!built || json_array_size(shape) != p.ndim || json_array_size(offs) != 2) { /* nothing owns them yet */
+            json_decref(e);
             json_decref(shape);
             json_decref(offs);
-        }
-        if (!e || !shape || !offs || json_object_set_new(root, p.name, e))
             CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory building a safetensors header"));
-        for (size_t d = 0; d < p.ndim; d++) json_array_append_new(shape, json_integer((json_int_t)p.dims[d]));
-        json_array_append_new(offs, json_integer((json_int_t)off));
-        off += (uint64_t)p.count * 4;
-        json_array_append_new(offs, json_integer((json_int_t)off));
-        if (json_array_size(shape) != p.ndim || json_array_size(offs) != 2)
+        }
+        json_object_set_new(e, "dtype", json_string("F32")); /* e owns shape and offs from here, even on failure */
+        json_object_set_new(e, "shape", shape);
+        json_object_set_new(e, "data_offsets", offs);
+        if (json_object_size(e) != 3) {
+            json_decref(e);
+            CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory building a safetensors header"));
+        }
+        if (json_object_set_new(root, p.name, e)) /* (consumes e) */
             CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory building a safetensors header"));
     }
     *out_json = json_dumps(root, JSON_COMPACT);
@@ -187,6 +197,39 @@ static void sync_parent_dir(const char *path) {
     }
 }
 
+/* Remove what a writer killed during a save left next to `path`: "<name>.tmp.<pid>.<n>" files whose process
+ * is gone (kill -9, or cnn train's immediate exit on a second signal). A live writer's file is left alone. */
+static void remove_stale_temps(const char *path) {
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t blen = strlen(base);
+    char dir[4096];
+    if (!slash) {
+        strcpy(dir, ".");
+    } else {
+        size_t len = (size_t)(slash - path);
+        if (len == 0) len = 1;
+        if (len >= sizeof dir) return;
+        memcpy(dir, path, len);
+        dir[len] = 0;
+    }
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *nm = de->d_name;
+        if (strncmp(nm, base, blen) != 0 || strncmp(nm + blen, ".tmp.", 5) != 0) continue;
+        char *end;
+        errno = 0;
+        long pid = strtol(nm + blen + 5, &end, 10);
+        if (errno || pid <= 0 || *end != '.' || end[1] < '0' || end[1] > '9') continue;
+        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char full[4096 + 256];
+        if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, nm) < sizeof full) (void)unlink(full);
+    }
+    closedir(d);
+}
+
 /* Write a safetensors file atomically: header `json` (padded with spaces so the data starts at a multiple
  * of 8), then the tensors' F32 data little-endian in order, into a temporary file next to `path`; flush,
  * fsync, rename over `path`, fsync the folder. On any failure the temporary file is removed and `path` is
@@ -205,6 +248,7 @@ cnn_status cnn_safetensors_write_atomic(cnn_ctx *ctx, const char *path, const ch
     tmp = cnn_mem_alloc(ctx, plen + 64);
     chunk = cnn_mem_alloc(ctx, IO_CHUNK);
     if (!tmp || !chunk) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory saving %s", path));
+    remove_stale_temps(path);
     static atomic_uint counter;
     int fd = -1;
     for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
@@ -251,6 +295,13 @@ cnn_status cnn_safetensors_write_atomic(cnn_ctx *ctx, const char *path, const ch
 cleanup:
     if (f) fclose(f);
     if (have_tmp) unlink(tmp);
+    if (st == CNN_ERR_IO) { /* say what the failure means for the file asked for */
+        char msg[sizeof ctx->error];
+        snprintf(msg, sizeof msg, "%s", ctx->error);
+        struct stat sb;
+        cnn_error(ctx, st, "%s; %s", msg,
+                  stat(path, &sb) == 0 ? "the file there before is unchanged" : "nothing was saved");
+    }
     cnn_mem_free(ctx, tmp);
     cnn_mem_free(ctx, chunk);
     return st;
@@ -275,7 +326,7 @@ cnn_status cnn_net_save_weights(cnn_net *net, const char *path) {
     st = cnn_safetensors_write_atomic(ctx, path, json, t, nt);
 cleanup:
     cnn_mem_free(ctx, t);
-    free(json);
+    cnn_json_free_str(json);
     return st;
 }
 
@@ -346,7 +397,13 @@ static cnn_status check_entry(cnn_net *net, const char *path, const char *name, 
                          path, name, (unsigned long long)e->begin, (unsigned long long)e->end,
                          (unsigned long long)data_len);
     size_t bytes;
-    if (!cnn_size_mul(count, e->dt->size, &bytes) || (uint64_t)bytes != e->end - e->begin) {
+    if (!cnn_size_mul(count, e->dt->size, &bytes)) {
+        char s[160];
+        shape_str(s, sizeof s, dims, ndim);
+        return cnn_error(ctx, CNN_ERR_FORMAT, "%s: tensor '%s': shape overflows: %s elements of %s need more than 2^64 bytes",
+                         path, name, s, e->dt->name);
+    }
+    if ((uint64_t)bytes != e->end - e->begin) {
         char s[160];
         shape_str(s, sizeof s, dims, ndim);
         return cnn_error(ctx, CNN_ERR_FORMAT,

@@ -5,6 +5,16 @@
 
 #include "../core/internal.h"
 
+#include <jansson.h>
+
+/* Free what json_dumps returned with jansson's own allocator (json_set_alloc_funcs may have replaced
+ * malloc: a program's or tests/test_alloc_fail.c's). */
+static inline void cnn_json_free_str(char *s) {
+    json_free_t f = NULL;
+    json_get_alloc_funcs(NULL, &f);
+    if (f) f(s);
+}
+
 typedef struct cnn_st_data {
     const float *data;
     size_t count;

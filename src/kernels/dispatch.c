@@ -38,11 +38,17 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
         k->sgemm = cnn_f32_gemm_blocked_avx2;
         k->conv_direct_fwd = cnn_f32_conv_direct_fwd_avx2;
         k->conv_direct_wgrad = cnn_f32_conv_direct_wgrad_avx2;
+        k->conv_stem_fwd = cnn_f32_conv_stem_fwd_avx2;
+        k->conv_stem_wgrad = cnn_f32_conv_stem_wgrad_avx2;
         k->winograd_weights = cnn_f32_winograd_f23_weights_avx2;
         k->winograd_input = cnn_f32_winograd_f23_input_avx2;
         k->winograd_output = cnn_f32_winograd_f23_output_avx2;
         k->winograd_dyin = cnn_f32_winograd_f23_dyin_avx2;
         k->winograd_wgrad = cnn_f32_winograd_f23_wgrad_avx2;
+        k->winograd_weights_e = cnn_f32_winograd_f23_weights_e_avx2;
+        k->winograd4_weights = cnn_f32_winograd_f43_weights_avx2;
+        k->winograd4_input = cnn_f32_winograd_f43_input_avx2;
+        k->winograd4_output = cnn_f32_winograd_f43_output_avx2;
         k->im2col = cnn_f32_im2col_avx2;
         k->col2im = cnn_f32_col2im_avx2;
     } else {
@@ -51,11 +57,17 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
         k->sgemm = cnn_f32_gemm_blocked_scalar;
         k->conv_direct_fwd = cnn_f32_conv_direct_fwd_scalar;
         k->conv_direct_wgrad = cnn_f32_conv_direct_wgrad_scalar;
+        k->conv_stem_fwd = cnn_f32_conv_stem_fwd_scalar;
+        k->conv_stem_wgrad = cnn_f32_conv_stem_wgrad_scalar;
         k->winograd_weights = cnn_f32_winograd_f23_weights_scalar;
         k->winograd_input = cnn_f32_winograd_f23_input_scalar;
         k->winograd_output = cnn_f32_winograd_f23_output_scalar;
         k->winograd_dyin = cnn_f32_winograd_f23_dyin_scalar;
         k->winograd_wgrad = cnn_f32_winograd_f23_wgrad_scalar;
+        k->winograd_weights_e = cnn_f32_winograd_f23_weights_e_scalar;
+        k->winograd4_weights = cnn_f32_winograd_f43_weights_scalar;
+        k->winograd4_input = cnn_f32_winograd_f43_input_scalar;
+        k->winograd4_output = cnn_f32_winograd_f43_output_scalar;
         k->im2col = cnn_f32_im2col_scalar;
         k->col2im = cnn_f32_col2im_scalar;
     }

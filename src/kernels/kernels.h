@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "f32_conv_direct/conv_direct.h"
+#include "f32_conv_stem/conv_stem.h"
 #include "f32_winograd/winograd.h"
 #include "f32_im2col/im2col.h"
 
@@ -25,11 +26,17 @@ typedef struct cnn_kernels {
     cnn_sgemm_fn sgemm;
     cnn_conv_direct_fwd_fn conv_direct_fwd;     /* conv2d "direct": plane correlation (conv_direct.h) */
     cnn_conv_direct_wgrad_fn conv_direct_wgrad; /* conv2d "direct": per-tap weight-gradient sums */
+    cnn_conv_stem_fwd_fn conv_stem_fwd;         /* conv2d "stem": small-channel kernels (conv_stem.h) */
+    cnn_conv_stem_wgrad_fn conv_stem_wgrad;
     cnn_winograd_weights_fn winograd_weights;   /* conv2d "winograd" F(2x2,3x3) transforms (winograd.h) */
     cnn_winograd_input_fn winograd_input;
     cnn_winograd_output_fn winograd_output;
     cnn_winograd_dyin_fn winograd_dyin;
     cnn_winograd_wgrad_fn winograd_wgrad;
+    cnn_winograd_weights_e_fn winograd_weights_e; /* F(2x2) U through one pointer per tile element */
+    cnn_winograd_weights_e_fn winograd4_weights;  /* conv2d "winograd-f4x4" F(4x4,3x3) (winograd.h) */
+    cnn_winograd_input_fn winograd4_input;
+    cnn_winograd_output_fn winograd4_output;
     cnn_im2col_fn im2col;                       /* conv2d "im2col+gemm" lowering (im2col.h) */
     cnn_col2im_fn col2im;
 } cnn_kernels;

@@ -21,10 +21,17 @@
  * Algorithm threads over channels (cnn_pool_for, one task per channel); each channel's statistics are
  *           two passes in double (mean, then squared deviations) in sample order, so results do not depend
  *           on the thread count and the variance does not suffer from cancellation.
- * References Ioffe & Szegedy, "Batch Normalization" (2015); PyTorch torch.nn.BatchNorm2d documentation.
+ * Sync     (data-parallel training, src/dist/bn_sync.h; cnn_batchnorm_set_sync): with a hook set, a
+ *           training pass reduces the per-channel sums over all ranks between phases (sum x and the count,
+ *           then sum (x - mu)^2; in backward sum dy and sum dy * xhat), so each rank normalises with the
+ *           global batch's statistics: 2 ranks x 32 samples give the values of 1 x 64 (to rounding). The
+ *           sums of the phases are kept in saved (after mu and inv_std). Without a hook nothing changes.
+ * References Ioffe & Szegedy, "Batch Normalization" (2015); PyTorch torch.nn.BatchNorm2d documentation;
+ *           PyTorch torch.nn.SyncBatchNorm.
  */
 #include "layer.h"
 #include "fold.h"
+#include "../dist/bn_sync.h"
 
 #include <math.h>
 #include <string.h>
@@ -33,6 +40,7 @@ typedef struct batchnorm_params {
     double eps;
     double momentum;
     int affine;
+    const cnn_bn_sync *sync; /* NULL: statistics of this process's batch only */
 } batchnorm_params;
 
 #define BN_EPS_DEFAULT 1e-5
@@ -92,7 +100,8 @@ static void batchnorm_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
     s->tensors[k++] = (cnn_tensor_desc){.suffix = "running_var", .ndim = 1, .dims = {c}, .trainable = 0,
                                         .role = CNN_ROLE_ONES, .fan_in = c, .fan_out = c};
     s->n_tensors = k;
-    s->saved_fixed = 2 * c * sizeof(double);
+    /* mu, inv_std; then for sync mode the global count M and 2c + 1 doubles of sums */
+    s->saved_fixed = (4 * c + 2) * sizeof(double);
     s->flops = (uint64_t)2 * L->in[0].c * L->in[0].h * L->in[0].w;
 }
 
@@ -146,10 +155,92 @@ static void forward_channel(void *arg, size_t ch, size_t thread) {
     }
 }
 
+/* ---- synchronised statistics (a hook is set, training): the phases of forward_channel, with the sums
+ * reduced over ranks in between. saved: mu[c], inv_std[c], M, sums[2c + 1]. ---- */
+
+static void sync_sum_channel(void *arg, size_t ch, size_t thread) {
+    (void)thread;
+    const bn_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    size_t c = j->c, hw = j->hw;
+    double *sums = (double *)r->saved + 2 * c + 1, s = 0.0;
+    for (size_t i = 0; i < r->n; i++) {
+        const float *x = r->x[0] + (i * c + ch) * hw;
+        for (size_t k = 0; k < hw; k++) s += x[k];
+    }
+    sums[ch] = s;
+}
+
+static void sync_dev_channel(void *arg, size_t ch, size_t thread) {
+    (void)thread;
+    const bn_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    size_t c = j->c, hw = j->hw;
+    double *saved = r->saved, *sums = saved + 2 * c + 1, mu = saved[ch], v = 0.0;
+    for (size_t i = 0; i < r->n; i++) {
+        const float *x = r->x[0] + (i * c + ch) * hw;
+        for (size_t k = 0; k < hw; k++) {
+            double d = x[k] - mu;
+            v += d * d;
+        }
+    }
+    sums[ch] = v;
+}
+
+static void sync_apply_channel(void *arg, size_t ch, size_t thread) {
+    (void)thread;
+    const bn_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const batchnorm_params *p = r->L->params;
+    size_t c = j->c, hw = j->hw, n = r->n;
+    const double *saved = r->saved;
+    double mu = saved[ch], inv_std = saved[c + ch];
+    double g = p->affine ? r->w[ch] : 1.0, b = p->affine ? r->w[c + ch] : 0.0;
+    float muf = (float)mu, a = (float)(g * inv_std), bf = (float)b;
+    for (size_t i = 0; i < n; i++) {
+        const float *x = r->x[0] + (i * c + ch) * hw;
+        float *y = r->y + (i * c + ch) * hw;
+        for (size_t k = 0; k < hw; k++) y[k] = (x[k] - muf) * a + bf;
+    }
+}
+
+static void batchnorm_forward_sync(const cnn_layer_run *r, bn_job *j) {
+    const batchnorm_params *p = r->L->params;
+    size_t c = j->c;
+    double *saved = r->saved, *sums = saved + 2 * c + 1;
+    cnn_pool_for(r->ctx, c, sync_sum_channel, j);
+    sums[c] = (double)(r->n * j->hw);
+    p->sync->allreduce_sum(p->sync->user, sums, c + 1, 0);
+    double m = sums[c] > 0 ? sums[c] : 1.0;
+    saved[2 * c] = m;
+    for (size_t ch = 0; ch < c; ch++) saved[ch] = sums[ch] / m;
+    cnn_pool_for(r->ctx, c, sync_dev_channel, j);
+    p->sync->allreduce_sum(p->sync->user, sums, c, 0);
+    float *rm = r->buf, *rv = r->buf + c;
+    for (size_t ch = 0; ch < c; ch++) {
+        double var = sums[ch] / m;
+        saved[c + ch] = 1.0 / sqrt(var + p->eps);
+        rm[ch] = (float)((1.0 - p->momentum) * rm[ch] + p->momentum * saved[ch]);
+        if (m > 1) rv[ch] = (float)((1.0 - p->momentum) * rv[ch] + p->momentum * (sums[ch] / (m - 1)));
+    }
+    cnn_pool_for(r->ctx, c, sync_apply_channel, j);
+}
+
 static void batchnorm_forward(const cnn_layer_run *r) {
+    const batchnorm_params *p = r->L->params;
     bn_job j = {.r = r, .c = r->L->in[0].c, .hw = r->L->in[0].h * r->L->in[0].w};
     if (r->n == 0) return;
+    if (p->sync && r->training) {
+        batchnorm_forward_sync(r, &j);
+        return;
+    }
     cnn_pool_for(r->ctx, j.c, forward_channel, &j);
+}
+
+int cnn_batchnorm_set_sync(cnn_layer *L, const cnn_bn_sync *sync) {
+    if (!L || L->ops != &cnn_layer_batchnorm) return -1;
+    ((batchnorm_params *)L->params)->sync = sync;
+    return 0;
 }
 
 /* Eval-mode y = scale * x + shift per channel (fold.h: an inference compile folds it into the conv before). */
@@ -203,7 +294,11 @@ static void backward_data_channel(void *arg, size_t ch, size_t thread) {
     channel_stats(r, c, ch, &mu, &inv_std);
     double g = p->affine ? r->w[ch] : 1.0;
     float k1 = (float)(g * inv_std), muf = (float)mu, isf = (float)inv_std, mdy = 0.0f, mdyx = 0.0f;
-    if (r->training) {
+    if (r->training && p->sync) { /* the global means, reduced by batchnorm_backward_data */
+        const double *saved = r->saved, *sums = saved + 2 * c + 1;
+        mdy = (float)(sums[ch] / saved[2 * c]);
+        mdyx = (float)(sums[c + ch] / saved[2 * c]);
+    } else if (r->training) {
         double s1, s2, m = (double)(n * hw);
         channel_sums(r, c, hw, ch, mu, inv_std, &s1, &s2);
         mdy = (float)(s1 / m);
@@ -220,9 +315,25 @@ static void backward_data_channel(void *arg, size_t ch, size_t thread) {
     }
 }
 
+/* sync mode: this rank's sum(dy) and sum(dy * xhat) into the sums area, to be reduced over ranks */
+static void sync_grad_sums_channel(void *arg, size_t ch, size_t thread) {
+    (void)thread;
+    const bn_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    size_t c = j->c;
+    double mu, inv_std, *sums = (double *)r->saved + 2 * c + 1;
+    channel_stats(r, c, ch, &mu, &inv_std);
+    channel_sums(r, c, j->hw, ch, mu, inv_std, &sums[ch], &sums[c + ch]);
+}
+
 static void batchnorm_backward_data(const cnn_layer_run *r) {
+    const batchnorm_params *p = r->L->params;
     bn_job j = {.r = r, .c = r->L->in[0].c, .hw = r->L->in[0].h * r->L->in[0].w};
     if (!r->dx[0] || r->n == 0) return;
+    if (p->sync && r->training) {
+        cnn_pool_for(r->ctx, j.c, sync_grad_sums_channel, &j);
+        p->sync->allreduce_sum(p->sync->user, (double *)r->saved + 2 * j.c + 1, 2 * j.c, 1);
+    }
     cnn_pool_for(r->ctx, j.c, backward_data_channel, &j);
 }
 

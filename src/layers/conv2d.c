@@ -17,8 +17,17 @@
  * Algorithm chosen per layer when it is built (conv_dims_of; `cnn info` shows it), or forced with the
  *           model-text key algo=auto|im2col|direct|winograd (tests, benchmarks; a forced algorithm that
  *           cannot run the layer is a shape error):
+ *           (algo=stem forces the stem algorithm below; the other names as listed in algo_names)
+ *           "stem"          groups 1, dilation 1, any stride/padding, with C <= STEM_MAX_C = 4 and
+ *                           K >= STEM_MIN_K = 8 (ResNet's 3 -> 64 7x7/2, M1's 1 -> 32 3x3): the input rows
+ *                           a block needs are copied into column-phase planes (kernels/f32_conv_stem), so
+ *                           every tap reads a contiguous run of output columns; forward tiles of 6 output
+ *                           channels x 16 columns (the filter packed in blocks of 6, 3.5 KiB for 147
+ *                           taps), weight gradient tiles of 4 channels x 3 taps summed over the batch.
+ *                           Backward-data runs im2col+gemm. See stem_forward_task and
+ *                           stem_backward_weights_task.
  *           "direct"        stride 1 and at most DIRECT_MAX_CG = 4 input channels per group (depthwise,
- *                           small-channel stems such as M1's first layer): plane-by-plane correlation
+ *                           groups > 1 or fewer than 8 output channels): plane-by-plane correlation
  *                           (kernels/f32_conv_direct) on zero-padded planes in the workspace.
  *             forward       tasks = (sample, group): pad the group's Cg planes once, then per output
  *                           channel y[o] = b[o] + sum_c corr(xp[c], W[o][c]) (one call per (o, c)).
@@ -35,6 +44,13 @@
  *                           backward-weights is dW = G^T [sum over tiles (A dy A^T) .* (B^T d B)] G, 16
  *                           GEMMs over the batch's tiles. 2.25x fewer multiplications; the GEMMs are
  *                           ctx->kernels.sgemm. See wino_task and wino_wgrad_task.
+ *           "winograd-f4x4" the same layers with C >= 32, K >= 32 and at least 16 4x4 output tiles per
+ *                           sample (wino_tile): Winograd F(4x4,3x3) (6x6 tiles, 36 GEMMs, 2.25x fewer
+ *                           multiplications than F(2x2), about one decimal digit less accurate; see
+ *                           kernels/f32_winograd/winograd.h for its matrices) in forward and backward-data;
+ *                           backward-weights stays F(2x2) (no F(4x4) weight gradient yet; F(2x2) beats
+ *                           im2col there: c1-c3 1.0-1.7x oneDNN before this change). algo=winograd forces
+ *                           F(2x2); algo=winograd-f2x2 / winograd-f4x4 force a tile size.
  *           "gemm-1x1"      kh = kw = 1, stride 1, no padding (and more than 4 channels per group): x_g
  *                           itself is the column matrix and im2col is skipped.
  *           "im2col+gemm"   everything else. The SGEMM is ctx->kernels.sgemm (row-major); im2col / col2im
@@ -93,11 +109,14 @@ typedef struct conv_params {
 } conv_params;
 
 /* algo= values (index = value); "im2col" means im2col+gemm, or gemm-1x1 where that applies. */
-enum { ALGO_AUTO = 0, ALGO_IM2COL, ALGO_DIRECT, ALGO_WINOGRAD };
-static const char *const algo_names[] = {"auto", "im2col", "direct", "winograd", NULL};
+enum { ALGO_AUTO = 0, ALGO_IM2COL, ALGO_DIRECT, ALGO_WINOGRAD, ALGO_WINO2, ALGO_WINO4, ALGO_STEM };
+static const char *const algo_names[] = {"auto", "im2col", "direct", "winograd", "winograd-f2x2", "winograd-f4x4",
+                                         "stem", NULL};
+/* algo=winograd forces Winograd F(2x2) (as before F(4x4) existed); -f2x2 / -f4x4 force a tile size */
+static int algo_is_wino(int algo) { return algo == ALGO_WINOGRAD || algo == ALGO_WINO2 || algo == ALGO_WINO4; }
 
 /* The algorithm a layer runs (conv_dims.algo). */
-typedef enum conv_algo { CONV_IM2COL = 0, CONV_GEMM_1X1, CONV_DIRECT, CONV_WINOGRAD } conv_algo;
+typedef enum conv_algo { CONV_IM2COL = 0, CONV_GEMM_1X1, CONV_DIRECT, CONV_WINOGRAD, CONV_STEM } conv_algo;
 
 /* Everything a pass needs, derived from the params and the input shape. */
 typedef struct conv_dims {
@@ -116,6 +135,10 @@ typedef struct conv_dims {
     /* im2col+gemm: the column matrix is built and multiplied in blocks of brows output rows (nblocks
      * blocks), so that a block (rows * brows * OW floats) stays in L2 for large images */
     size_t brows, nblocks;
+    /* stem: phase-plane rows of stem_ldp floats; forward blocks of stem_rbf output rows (planes
+     * stem_psf floats apart), weight-gradient chunks of stem_rbw rows (stem_psw) */
+    size_t stem_ldp, stem_rbf, stem_rbw, stem_psf, stem_psw;
+    size_t wino_m; /* winograd: output tile side, 2 (F(2x2,3x3)) or 4 (F(4x4,3x3)); see wino_tile */
 } conv_dims;
 
 /* ---- parse / print ---- */
@@ -290,6 +313,30 @@ static int winograd_possible(const conv_params *p) {
            p->groups == 1;
 }
 
+/* The winograd tile: F(4x4,3x3) (2.25x fewer multiplications than F(2x2), about one decimal digit less
+ * accurate) when forced, or automatically when both channel counts are at least WINO4_MIN_CH (the 36
+ * GEMMs large next to the transforms) and a sample has at least WINO4_MIN_TILES 4x4 tiles (13x13 outputs
+ * and up: with fewer tiles per GEMM, e.g. ResNet's 7x7 layer4 at batch 1, packing the 36 U_e of K*C
+ * floats dominates and F(2x2) packs 16); else F(2x2,3x3). Measured (1 thread, CPU time per pass,
+ * F(2x2) -> F(4x4)): c1 5.1 -> 5.4 ms fwd and 5.7 -> 5.5 bwd_data, c2 18.6 -> 13.9 and 19.6 -> 14.4,
+ * c3 23.7 -> 18.8 and 22.9 -> 22.6. */
+#define WINO4_MIN_CH 32
+#define WINO4_MIN_TILES 16
+static size_t wino_tile(const conv_params *p, const conv_dims *d) {
+    if (p->algo == ALGO_WINO4) return 4;
+    if (p->algo == ALGO_AUTO && d->C >= WINO4_MIN_CH && d->K >= WINO4_MIN_CH &&
+        (d->OH + 3) / 4 * ((d->OW + 3) / 4) >= WINO4_MIN_TILES)
+        return 4;
+    return 2;
+}
+
+/* The stem algorithm handles groups 1 and dilation 1 (any stride, padding, channel count); auto picks it
+ * for at most STEM_MAX_C input channels and at least STEM_MIN_K output channels (ResNet's 3 -> 64 7x7/2,
+ * M1's 1 -> 32 3x3), where im2col+gemm multiplies a tall column matrix by a short filter. */
+#define STEM_MAX_C 4
+#define STEM_MIN_K 8
+static int stem_possible(const conv_params *p) { return p->groups == 1 && p->dil_h == 1 && p->dil_w == 1; }
+
 /* Fill d from params and input shape (shape has validated them). */
 static void conv_dims_of(const conv_params *p, cnn_shape in, conv_dims *d) {
     size_t pt = 0, pb = 0, pl = 0, pr = 0, ext, padded;
@@ -332,15 +379,27 @@ static void conv_dims_of(const conv_params *p, cnn_shape in, conv_dims *d) {
     d->pg_bwd = (cnn_plane_geom){.oh = d->H, .ow = d->W, .kh = p->kh, .kw = p->kw, .dh = p->dil_h,
                                  .dw = p->dil_w, .ldx = d->QC + 8, .ldy = d->W};
     const int direct_ok = direct_possible(p);
-    if (p->algo == ALGO_DIRECT || (p->algo == ALGO_AUTO && direct_ok && d->Cg <= DIRECT_MAX_CG)) {
+    if (p->algo == ALGO_STEM || (p->algo == ALGO_AUTO && stem_possible(p) && d->C <= STEM_MAX_C && d->K >= STEM_MIN_K)) {
+        d->algo = CONV_STEM;
+        const size_t sh = p->stride_h, sw = p->stride_w;
+        d->stem_ldp = cnn_round_up(cnn_round_up(d->OW, 16) + (p->kw - 1) / sw, 8);
+        d->stem_rbf = d->OH < 8 ? d->OH : 8;
+        size_t rbw = 4096 / (4 * d->OW);
+        if (rbw < 1) rbw = 1;
+        if (rbw > d->OH) rbw = d->OH;
+        d->stem_rbw = rbw;
+        d->stem_psf = cnn_round_up(((d->stem_rbf - 1) * sh + p->kh) * d->stem_ldp, 16);
+        d->stem_psw = cnn_round_up(((d->stem_rbw - 1) * sh + p->kh) * d->stem_ldp, 16);
+    }
+    else if (p->algo == ALGO_DIRECT || (p->algo == ALGO_AUTO && direct_ok && d->Cg <= DIRECT_MAX_CG)) {
         d->algo = CONV_DIRECT;
         /* the direct input gradient makes one pass over a dx plane per output channel of the group; with
          * many of them (a stem: C=1 -> 32) the GEMM form is faster (measured: M1 conv1 30 vs 21 GFLOP/s) */
         d->direct_bwd_gemm = p->algo == ALGO_AUTO && d->Kg > DIRECT_MAX_CG;
     }
-    else if (p->algo == ALGO_WINOGRAD ||
+    else if (algo_is_wino(p->algo) ||
              (p->algo == ALGO_AUTO && winograd_possible(p) && d->C >= WINO_MIN_CH && d->K >= WINO_MIN_CH))
-        d->algo = CONV_WINOGRAD;
+        d->algo = CONV_WINOGRAD, d->wino_m = wino_tile(p, d);
     else
         d->algo = d->gemm_1x1 ? CONV_GEMM_1X1 : CONV_IM2COL;
 }
@@ -383,13 +442,25 @@ static cnn_status conv_shape(cnn_layer *L) {
     if (p->algo == ALGO_DIRECT && !direct_possible(p))
         return cnn_layer_error(L, CNN_ERR_SHAPE, "algo=direct needs stride 1 (stride is %zux%zu)", p->stride_h,
                                p->stride_w);
-    if (p->algo == ALGO_WINOGRAD && !winograd_possible(p))
-        return cnn_layer_error(L, CNN_ERR_SHAPE,
-                               "algo=winograd needs a 3x3 kernel, stride 1, dilation 1 and groups=1");
+    if (p->algo == ALGO_STEM && !stem_possible(p))
+        return cnn_layer_error(L, CNN_ERR_SHAPE, "algo=stem needs groups=1 and dilation 1");
+    if (stem_possible(p) && (in.c <= STEM_MAX_C || p->algo == ALGO_STEM)) {
+        /* the stem algorithm's phase planes and packed filter (see conv_sizes) */
+        size_t ldp, pr, a, b2;
+        if (!cnn_size_add(ow, 16 + p->kw / p->stride_w + 16, &ldp) || !cnn_size_mul(p->stride_h, 8, &pr) ||
+            !cnn_size_add(pr, p->kh + 1, &pr) || !cnn_size_mul3(pr, ldp, in.c, &a) ||
+            !cnn_size_mul(a, p->stride_w, &a) || !cnn_size_mul(rows, p->k, &b2) || !cnn_size_mul(b2, 2, &b2) ||
+            !cnn_size_add(a, b2 + 64, &a) || !cnn_size_mul(a, sizeof(float), &a))
+            return cnn_layer_error(L, CNN_ERR_SHAPE, "stem workspace for %zux%zux%zu is too large", in.c, in.h,
+                                   in.w);
+    }
+    if (algo_is_wino(p->algo) && !winograd_possible(p))
+        return cnn_layer_error(L, CNN_ERR_SHAPE, "algo=%s needs a 3x3 kernel, stride 1, dilation 1 and groups=1",
+                               algo_names[p->algo]);
     if (winograd_possible(p)) {
         /* U, V and M of the winograd algorithm (see wino_ws) */
         size_t u, vm, a;
-        if (!cnn_size_mul3(16, p->k, in.c, &u) || !cnn_size_mul(in.c + p->k, (size_t)16 * 1024, &vm) ||
+        if (!cnn_size_mul3(36, p->k, in.c, &u) || !cnn_size_mul(in.c + p->k, (size_t)36 * 1024, &vm) ||
             !cnn_size_add(u, vm + 64, &a) || !cnn_size_mul(a, sizeof(float), &a))
             return cnn_layer_error(L, CNN_ERR_SHAPE, "winograd workspace for %zu -> %zu channels is too large",
                                    in.c, p->k);
@@ -422,7 +493,7 @@ static size_t direct_ws(const conv_dims *d) {
     return m > w ? m : w;
 }
 
-static size_t wino_ws(const conv_dims *d);
+static size_t wino_ws(const conv_dims *d, size_t threads);
 
 static void conv_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
     const conv_params *p = L->params;
@@ -448,13 +519,22 @@ static void conv_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
         break;
     }
     case CONV_WINOGRAD:
-        s->ws_per_thread = wino_ws(&d);
-        s->algorithm = "winograd-f2x2";
+        s->ws_per_thread = wino_ws(&d, L->ctx ? L->ctx->threads : 1);
+        s->algorithm = d.wino_m == 4 ? "winograd-f4x4" : "winograd-f2x2";
         break;
     case CONV_GEMM_1X1:
         s->ws_per_thread = 0;
         s->algorithm = "gemm-1x1";
         break;
+    case CONV_STEM: {
+        /* forward: packed filter + planes; weights: double sums + planes; data: one im2col block */
+        const size_t f = ws16(d.rows * cnn_round_up(d.K, CNN_STEM_KB)) + d.C * d.geom.stride_w * d.stem_psf;
+        const size_t w = ws16(2 * d.K * (d.rows + 1)) + d.C * d.geom.stride_w * d.stem_psw;
+        const size_t c = d.rows * d.brows * d.OW;
+        s->ws_per_thread = f > w ? (f > c ? f : c) : (w > c ? w : c);
+        s->algorithm = "stem";
+        break;
+    }
     default:
         s->ws_per_thread = d.rows * d.brows * d.OW;
         s->algorithm = "im2col+gemm";
@@ -635,23 +715,40 @@ static void direct_backward_weights_task(void *arg, size_t o, size_t thread) {
 }
 
 /* ---- the winograd algorithm ----
- * One pass (forward: x -> y with W; backward-data: dy -> dx with W flipped and transposed and "padding"
- * 2 - pad, which gives the full correlation) over the batch's tile rows (2x2 output tiles, tw per row,
- * th rows per sample), in chunks of rpc tile rows: per piece of a chunk (the part of it in one sample)
- * the input planes are zero-padded into P and transformed into V; then 16 GEMMs
- * M_e[kout, cols] = U_e[kout, cin] * V_e[cin, cols]; then per piece the output transform into Y and the
- * copy of its valid part into the output (bias added, or accumulated). The weights are transformed once
- * per pass into U (first pool_for, split over output channels; U lives in thread 0's workspace region
- * and is read by all), then task p of `parts` runs a contiguous range of chunks. Every output element
- * comes from the same transforms and the same GEMM sum over cin wherever its tile falls, so results are
- * identical for any thread count. */
+ * F(m x m, 3x3) with m = 2 (4x4 tiles, E = 16 tile elements, kernels winograd_*) or m = 4 (6x6 tiles,
+ * E = 36, kernels winograd4_*; conv_dims.wino_m, see wino_tile). One pass (forward: x -> y with W;
+ * backward-data: dy -> dx with W flipped and transposed and "padding" 2 - pad, which gives the full
+ * correlation) over the batch's tile rows (m x m output tiles, tw per row, th rows per sample), in chunks
+ * of rpc tile rows: per piece of a chunk (the part of it in one sample) the input planes are zero-padded
+ * into P and transformed into V; then E GEMMs M_e[kout, cols] = U_e[kout, cin] * V_e[cin, cols]; then per
+ * piece the output transform into Y and the copy of its valid part into the output (bias added, or
+ * accumulated). The weights are transformed once per pass (first pool_for, split over output channels)
+ * into ONE shared U: the E matrices U_e (ws16(K*C) floats each) are spread over the tails of the threads'
+ * workspace regions, cap = ceil(E / threads) per region after the private buffers (wino_uoff), so the
+ * workspace holds U once, not once per thread; then task p of `parts` runs a contiguous range of chunks.
+ * (Should the context run on fewer threads than the layer was sized for, the tails cannot hold U: each
+ * task then transforms U_e per chunk, cap elements at a time, into its own tail; same values.) Every output
+ * element comes from the same transforms and the same GEMM sum over cin wherever its tile falls, so
+ * results are identical for any thread count. Backward-weights always runs F(2x2) (wino_wgrad_task). */
 typedef struct wino_plan {
+    size_t m, E; /* output tile side and (m + 2)^2 tile elements */
     size_t cin, kout, ih, iw, oh, ow, th, tw, rpc, nb, ld, ldp, ldo, pstride, ystride;
     ptrdiff_t pt, pl;
 } wino_plan;
 
-static void wino_plan_of(const conv_dims *d, int backward, wino_plan *w) {
+/* V and M of one chunk, E * (cin + kout) * cols floats, within about WINO_CHUNK floats */
+#define WINO_CHUNK ((size_t)1 << 19)
+/* but at least WINO4_MIN_COLS tiles per chunk for F(4x4): each of the 36 GEMMs packs its U_e (K*C floats)
+ * once per chunk, which costs more than the chunk's V and M falling out of L2 when K*C is large (c3:
+ * 256 x 256, where 28 tiles per chunk ran 1.5x slower than F(2x2)) */
+#ifndef WINO4_MIN_COLS
+#define WINO4_MIN_COLS 128
+#endif
+
+static void wino_plan_of(const conv_dims *d, int backward, size_t m, wino_plan *w) {
     memset(w, 0, sizeof *w);
+    w->m = m;
+    w->E = (m + 2) * (m + 2);
     if (!backward) {
         w->cin = d->C, w->kout = d->K, w->ih = d->H, w->iw = d->W, w->oh = d->OH, w->ow = d->OW;
         w->pt = (ptrdiff_t)d->geom.pad_top, w->pl = (ptrdiff_t)d->geom.pad_left;
@@ -659,25 +756,25 @@ static void wino_plan_of(const conv_dims *d, int backward, wino_plan *w) {
         w->cin = d->K, w->kout = d->C, w->ih = d->OH, w->iw = d->OW, w->oh = d->H, w->ow = d->W;
         w->pt = 2 - (ptrdiff_t)d->geom.pad_top, w->pl = 2 - (ptrdiff_t)d->geom.pad_left;
     }
-    w->th = (w->oh + 1) / 2;
-    w->tw = (w->ow + 1) / 2;
+    w->th = (w->oh + m - 1) / m;
+    w->tw = (w->ow + m - 1) / m;
     const size_t tw8 = cnn_round_up(w->tw, 8);
-    /* V and M of one chunk (16 * (C + K) * cols floats) within about 2 MiB */
-    const size_t target = ((size_t)1 << 19) / (16 * (d->C + d->K));
+    size_t target = WINO_CHUNK / (w->E * (d->C + d->K));
+    if (m == 4 && target < WINO4_MIN_COLS) target = WINO4_MIN_COLS;
     w->rpc = target / w->tw ? target / w->tw : 1;
     w->nb = w->rpc * w->tw;
     w->ld = w->nb + 8; /* the kernels' 7 columns of slack */
     const size_t rows = w->rpc < w->th ? w->rpc : w->th; /* tile rows of one piece */
-    w->ldp = 2 * tw8 + 2;
-    w->pstride = ws16((2 * rows + 2) * w->ldp);
-    w->ldo = 2 * tw8;
-    w->ystride = ws16(2 * rows * w->ldo);
+    w->ldp = m * tw8 + (m == 4 ? 4 : 2);               /* the AVX2 input kernels' column reach */
+    w->pstride = ws16((m * rows + 2) * w->ldp);
+    w->ldo = m * tw8;
+    w->ystride = ws16(m * rows * w->ldo);
 }
 
-/* U [16][K][C], V [cin][16][ld], M [kout][16][ld], P (cin padded planes), Y (kout output planes) */
-static size_t wino_ws_plan(const conv_dims *d, const wino_plan *w) {
-    return ws16(16 * d->K * d->C) + ws16(16 * w->cin * w->ld) + ws16(16 * w->kout * w->ld) +
-           w->cin * w->pstride + w->kout * w->ystride;
+/* A pass's private buffers: V [cin][E][ld], M [kout][E][ld], P (cin padded planes), Y (kout planes) */
+static size_t wino_ws_plan(const wino_plan *w) {
+    return ws16(w->E * w->cin * w->ld) + ws16(w->E * w->kout * w->ld) + w->cin * w->pstride +
+           w->kout * w->ystride;
 }
 
 /* Backward-weights (forward plan f): V [C][16][ld], D [K][16][ld], P (C padded input planes), Q (K padded
@@ -691,13 +788,21 @@ static size_t wino_ws_wgrad(const conv_dims *d, const wino_plan *f) {
            ws16(16 * d->K * d->C);
 }
 
-static size_t wino_ws(const conv_dims *d) {
-    wino_plan f, b;
-    wino_plan_of(d, 0, &f);
-    wino_plan_of(d, 1, &b);
-    size_t a = wino_ws_plan(d, &f), c = wino_ws_plan(d, &b), g = wino_ws_wgrad(d, &f);
+/* Floats of a thread's region before its share of U: the largest private need of the three passes. */
+static size_t wino_uoff(const conv_dims *d) {
+    wino_plan f, b, f2;
+    wino_plan_of(d, 0, d->wino_m, &f);
+    wino_plan_of(d, 1, d->wino_m, &b);
+    wino_plan_of(d, 0, 2, &f2);
+    size_t a = wino_ws_plan(&f), c = wino_ws_plan(&b), g = wino_ws_wgrad(d, &f2);
     a = a > c ? a : c;
     return a > g ? a : g;
+}
+
+/* Workspace per thread for `threads` threads: the private part, then ceil(E / threads) of the U_e. */
+static size_t wino_ws(const conv_dims *d, size_t threads) {
+    const size_t E = (d->wino_m + 2) * (d->wino_m + 2), t = threads ? threads : 1;
+    return wino_uoff(d) + (E + t - 1) / t * ws16(d->K * d->C);
 }
 
 /* Backward-weights, task p = output channels [k0, k1) (range p of parts): over all chunks of the batch in
@@ -766,7 +871,10 @@ static void wino_wgrad_task(void *arg, size_t part, size_t thread) {
 typedef struct wino_job {
     const cnn_layer_run *r;
     wino_plan w;
-    const float *U;  /* transformed weights: thread 0's workspace region, or the inference block */
+    float *U[36];   /* U_e, written by wino_weights_task (shared mode) */
+    const float *Ur[36]; /* U_e as the GEMMs read them: U, or the pre-transformed inference block */
+    size_t ucap;    /* 0: shared U; else the fallback: ucap elements at a time in the task's own tail */
+    size_t uoff;    /* floats before the tail in each region */
     const float *in;
     float *out;
     int flip;
@@ -775,14 +883,19 @@ typedef struct wino_job {
     size_t parts;
 } wino_job;
 
-/* Part p of the weight transform: output channels (of this pass) in range p, into U at the start of
- * thread 0's workspace, which every thread then reads (the regions of all threads are one allocation). */
+static cnn_winograd_weights_e_fn wino_weights_fn(const cnn_kernels *kn, size_t m) {
+    return m == 4 ? kn->winograd4_weights : kn->winograd_weights_e;
+}
+
+/* Part p of the weight transform: output channels (of this pass) in range p, all E elements. */
 static void wino_weights_task(void *arg, size_t part, size_t thread) {
     (void)thread;
     const wino_job *j = arg;
     size_t k0, k1;
     cnn_split_range(j->w.kout, j->parts, part, &k0, &k1);
-    if (k0 < k1) j->r->ctx->kernels.winograd_weights(j->r->w, j->w.kout, j->w.cin, j->flip, k0, k1, j->r->ws);
+    if (k0 < k1)
+        wino_weights_fn(&j->r->ctx->kernels, j->w.m)(j->r->w, j->w.kout, j->w.cin, j->flip, k0, k1, 0, j->w.E,
+                                                      j->U);
 }
 
 static void wino_task(void *arg, size_t part, size_t thread) {
@@ -790,13 +903,15 @@ static void wino_task(void *arg, size_t part, size_t thread) {
     const cnn_layer_run *r = j->r;
     const wino_plan *w = &j->w;
     const cnn_kernels *kn = &r->ctx->kernels;
+    const size_t E = w->E;
+    const cnn_winograd_input_fn input = w->m == 4 ? kn->winograd4_input : kn->winograd_input;
+    const cnn_winograd_output_fn output = w->m == 4 ? kn->winograd4_output : kn->winograd_output;
     const size_t rows_total = r->n * w->th, chunks = (rows_total + w->rpc - 1) / w->rpc;
     size_t cb, ce;
     cnn_split_range(chunks, j->parts, part, &cb, &ce);
     if (cb >= ce) return;
-    const float *U = j->U; /* filled by wino_weights_task, or pre-transformed (inference block) */
-    float *V = thread_ws(r, thread) + ws16(16 * w->kout * w->cin), *M = V + ws16(16 * w->cin * w->ld);
-    float *P = M + ws16(16 * w->kout * w->ld), *Y = P + w->cin * w->pstride;
+    float *V = thread_ws(r, thread), *M = V + ws16(E * w->cin * w->ld);
+    float *P = M + ws16(E * w->kout * w->ld), *Y = P + w->cin * w->pstride;
     const size_t in_n = w->cin * w->ih * w->iw, out_n = w->kout * w->oh * w->ow, ohw = w->oh * w->ow;
     for (size_t ch = cb; ch < ce; ch++) {
         const size_t r0 = ch * w->rpc, r1 = r0 + w->rpc < rows_total ? r0 + w->rpc : rows_total;
@@ -805,22 +920,34 @@ static void wino_task(void *arg, size_t part, size_t thread) {
             const size_t nty = w->th - ty0 < r1 - gr ? w->th - ty0 : r1 - gr;
             for (size_t c = 0; c < w->cin; c++) {
                 float *pc = P + c * w->pstride;
-                zero_plane(pc, 2 * nty + 2, w->ldp);
-                copy_plane(pc, 2 * nty + 2, w->ldp, w->ldp, j->in + s * in_n + c * w->ih * w->iw, w->ih, w->iw,
-                           w->pt - (ptrdiff_t)(2 * ty0), w->pl);
+                zero_plane(pc, w->m * nty + 2, w->ldp);
+                copy_plane(pc, w->m * nty + 2, w->ldp, w->ldp, j->in + s * in_n + c * w->ih * w->iw, w->ih,
+                           w->iw, w->pt - (ptrdiff_t)(w->m * ty0), w->pl);
             }
-            kn->winograd_input(P, w->cin, w->pstride, w->ldp, w->tw, nty, V + (gr - r0) * w->tw, w->ld);
+            input(P, w->cin, w->pstride, w->ldp, w->tw, nty, V + (gr - r0) * w->tw, w->ld);
             gr += nty;
         }
         const size_t cols = (r1 - r0) * w->tw;
-        for (size_t e = 0; e < 16; e++)
-            kn->sgemm(0, 0, w->kout, cols, w->cin, 1.0f, U + e * w->kout * w->cin, w->cin, V + e * w->ld,
-                      16 * w->ld, 0.0f, M + e * w->ld, 16 * w->ld);
+        if (!j->ucap) {
+            for (size_t e = 0; e < E; e++)
+                kn->sgemm(0, 0, w->kout, cols, w->cin, 1.0f, j->Ur[e], w->cin, V + e * w->ld, E * w->ld, 0.0f,
+                          M + e * w->ld, E * w->ld);
+        } else { /* fallback: U_e for ucap elements at a time in this thread's tail */
+            float *tail = thread_ws(r, thread) + j->uoff, *Ul[36];
+            for (size_t e0 = 0; e0 < E; e0 += j->ucap) {
+                const size_t e1 = e0 + j->ucap < E ? e0 + j->ucap : E;
+                for (size_t e = e0; e < e1; e++) Ul[e] = tail + (e - e0) * ws16(w->kout * w->cin);
+                wino_weights_fn(kn, w->m)(r->w, w->kout, w->cin, j->flip, 0, w->kout, e0, e1, Ul);
+                for (size_t e = e0; e < e1; e++)
+                    kn->sgemm(0, 0, w->kout, cols, w->cin, 1.0f, Ul[e], w->cin, V + e * w->ld, E * w->ld, 0.0f,
+                              M + e * w->ld, E * w->ld);
+            }
+        }
         for (size_t gr = r0; gr < r1;) {
             const size_t s = gr / w->th, ty0 = gr % w->th;
             const size_t nty = w->th - ty0 < r1 - gr ? w->th - ty0 : r1 - gr;
-            kn->winograd_output(M + (gr - r0) * w->tw, w->kout, w->ld, w->tw, nty, Y, w->ystride, w->ldo);
-            const size_t oy0 = 2 * ty0, oy1 = 2 * (ty0 + nty) < w->oh ? 2 * (ty0 + nty) : w->oh;
+            output(M + (gr - r0) * w->tw, w->kout, w->ld, w->tw, nty, Y, w->ystride, w->ldo);
+            const size_t oy0 = w->m * ty0, oy1 = w->m * (ty0 + nty) < w->oh ? w->m * (ty0 + nty) : w->oh;
             for (size_t k = 0; k < w->kout; k++) {
                 float *dst = j->out + s * out_n + k * ohw;
                 const float *src = Y + k * w->ystride;
@@ -842,22 +969,21 @@ static void wino_task(void *arg, size_t part, size_t thread) {
 static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
     const conv_params *p = r->L->params;
     wino_job j = {.r = r, .parts = r->ctx->threads ? r->ctx->threads : 1};
-    wino_plan_of(d, backward, &j.w);
+    wino_plan_of(d, backward, d->wino_m, &j.w);
     /* balance: a multiple of `parts` chunks of (nearly) equal size, so that every thread gets the same
      * number (the buffers, sized for rpc, still fit; the results do not depend on the chunking) */
-    const size_t rows_total = r->n * j.w.th;
+    const size_t rows_total = r->n * j.w.th, E = j.w.E, kc = d->K * d->C;
     if (rows_total) {
         size_t chunks = (rows_total + j.w.rpc - 1) / j.w.rpc;
         chunks = cnn_round_up(chunks, j.parts);
         const size_t rpc = (rows_total + chunks - 1) / chunks;
         if (rpc && rpc < j.w.rpc) j.w.rpc = rpc;
     }
-    j.U = r->ws;
-    if (!backward && p->infer_block) { /* fold.h: b' [round16(K)] then U */
+    if (!backward && p->infer_block) { /* fold.h: b' [round16(K)] then U [E][K][C] */
         j.in = r->x[0];
         j.out = r->y;
         j.bias = p->bias || p->infer_fold ? r->w : NULL;
-        j.U = r->w + ws16(d->K);
+        for (size_t e = 0; e < E; e++) j.Ur[e] = r->w + ws16(d->K) + e * kc;
         cnn_pool_for(r->ctx, j.parts, wino_task, &j);
         return;
     }
@@ -871,13 +997,31 @@ static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
         j.flip = 1;
         j.accumulate = r->dx_accumulate[0];
     }
-    cnn_pool_for(r->ctx, j.parts, wino_weights_task, &j);
+    const size_t uoff = wino_uoff(d), ukc = ws16(kc);
+    const size_t cap = r->ws_stride > uoff ? (r->ws_stride - uoff) / ukc : 0;
+    CNN_ASSERT(cap >= 1); /* wino_ws reserves at least one U_e per region */
+    if ((E + cap - 1) / cap <= j.parts) {
+        for (size_t e = 0; e < E; e++) {
+            j.U[e] = r->ws + (e / cap) * r->ws_stride + uoff + (e % cap) * ukc;
+            j.Ur[e] = j.U[e];
+        }
+        cnn_pool_for(r->ctx, j.parts, wino_weights_task, &j);
+    } else {
+        j.ucap = cap;
+        j.uoff = uoff;
+    }
     cnn_pool_for(r->ctx, j.parts, wino_task, &j);
 }
+
+static void stem_forward_task(void *arg, size_t part, size_t thread);
 
 static void conv_forward(const cnn_layer_run *r) {
     conv_job j;
     conv_job_init(&j, r);
+    if (j.d.algo == CONV_STEM) {
+        cnn_pool_for(r->ctx, j.parts, stem_forward_task, &j);
+        return;
+    }
     if (j.d.algo == CONV_DIRECT) {
         cnn_pool_for(r->ctx, r->n * j.d.G, direct_forward_task, &j);
         return;
@@ -989,6 +1133,107 @@ static void backward_weights_task(void *arg, size_t task, size_t thread) {
     }
 }
 
+/* ---- the stem algorithm (small-channel inputs: kernels/f32_conv_stem) ----
+ * The input rows a block of output rows needs are copied into column-phase planes (conv_stem.h: plane
+ * (ci, q) row r column t = xpad[ci][row0 + r][t*sw + q]), so that every tap reads a contiguous run of
+ * output columns. Forward: tasks = `parts` contiguous ranges of (sample, block of stem_rbf output rows)
+ * units; each packs the filter transposed to [taps][K] once, then per unit builds the planes and runs the
+ * kernel over all K. Backward-weights: part p owns output channels [k0, k1) (blocks of 4), loops over the
+ * samples and chunks of stem_rbw output rows in order and accumulates dW[k][tap] and db[k] in double
+ * (each kernel call's float sums added once; the kernel sums dy for db while it is in L1). Each output element has one owner and an order
+ * fixed by the shape: identical for any thread count. Backward-data runs im2col+gemm. */
+
+/* Phase planes of sample x (C planes of H x W) for output rows [oy0, oy0 + nr): prows rows each. */
+static void stem_planes(const conv_dims *d, const float *x, size_t oy0, size_t nr, size_t pstride, float *xp) {
+    const size_t sh = d->geom.stride_h, sw = d->geom.stride_w, pt = d->geom.pad_top, pl = d->geom.pad_left;
+    const size_t prows = (nr - 1) * sh + d->geom.kh, ldp = d->stem_ldp;
+    for (size_t ci = 0; ci < d->C; ci++) {
+        const float *xc = x + ci * d->hw;
+        for (size_t q = 0; q < sw; q++) {
+            float *pl_ = xp + (ci * sw + q) * pstride;
+            /* columns t with 0 <= t*sw + q - pl < W */
+            size_t t0 = q >= pl ? 0 : (pl - q + sw - 1) / sw;
+            size_t t1 = d->W + pl > q ? (d->W + pl - q + sw - 1) / sw : 0;
+            if (t1 > ldp) t1 = ldp;
+            if (t0 > t1) t0 = t1;
+            for (size_t r = 0; r < prows; r++) {
+                float *dst = pl_ + r * ldp;
+                const size_t R = oy0 * sh + r;
+                if (R < pt || R - pt >= d->H) {
+                    memset(dst, 0, ldp * sizeof(float));
+                    continue;
+                }
+                const float *src = xc + (R - pt) * d->W + (t0 * sw + q - pl);
+                memset(dst, 0, t0 * sizeof(float));
+                if (sw == 1)
+                    memcpy(dst + t0, src, (t1 - t0) * sizeof(float));
+                else
+                    for (size_t t = 0; t < t1 - t0; t++) dst[t0 + t] = src[t * sw];
+                memset(dst + t1, 0, (ldp - t1) * sizeof(float));
+            }
+        }
+    }
+}
+
+static cnn_stem_geom stem_geom(const conv_dims *d, size_t pstride) {
+    return (cnn_stem_geom){.c = d->C, .kh = d->geom.kh, .kw = d->geom.kw, .sh = d->geom.stride_h,
+                           .sw = d->geom.stride_w, .ow = d->OW, .ldp = d->stem_ldp, .pstride = pstride};
+}
+
+static void stem_forward_task(void *arg, size_t part, size_t thread) {
+    const conv_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = &j->d;
+    const conv_params *p = r->L->params;
+    const size_t nrb = (d->OH + d->stem_rbf - 1) / d->stem_rbf;
+    size_t u0, u1;
+    cnn_split_range(r->n * nrb, j->parts, part, &u0, &u1);
+    if (u0 >= u1) return;
+    const size_t kp = cnn_round_up(d->K, CNN_STEM_KB);
+    float *wp = thread_ws(r, thread), *xp = wp + ws16(d->rows * kp);
+    /* W[k][t] -> wp[((k / KB)*rows + t)*KB + k % KB], the padding channels of the last block zero */
+    for (size_t k = 0; k < kp; k++)
+        for (size_t t = 0; t < d->rows; t++)
+            wp[((k / CNN_STEM_KB) * d->rows + t) * CNN_STEM_KB + k % CNN_STEM_KB] =
+                k < d->K ? r->w[k * d->rows + t] : 0.0f;
+    const float *bias = p->bias || p->infer_fold ? r->w + d->K * d->rows : NULL;
+    const cnn_stem_geom g = stem_geom(d, d->stem_psf);
+    for (size_t u = u0; u < u1; u++) {
+        const size_t s = u / nrb, oy0 = u % nrb * d->stem_rbf;
+        const size_t nr = d->OH - oy0 < d->stem_rbf ? d->OH - oy0 : d->stem_rbf;
+        stem_planes(d, r->x[0] + s * d->C * d->hw, oy0, nr, d->stem_psf, xp);
+        r->ctx->kernels.conv_stem_fwd(&g, xp, nr, wp, d->K, bias, r->y + s * d->K * d->ohw + oy0 * d->OW,
+                                      d->ohw);
+    }
+}
+
+static void stem_backward_weights_task(void *arg, size_t part, size_t thread) {
+    const conv_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = &j->d;
+    const conv_params *p = r->L->params;
+    size_t k0, k1;
+    split_aligned(d->K, j->parts, part, 4, &k0, &k1);
+    if (k0 >= k1) return;
+    float *ws = thread_ws(r, thread);
+    double *acc = (double *)ws, *bacc = acc + d->K * d->rows; /* dW rows k0..k1, then the bias sums */
+    float *xp = ws + ws16(2 * d->K * (d->rows + 1));
+    for (size_t t = 0; t < (k1 - k0) * d->rows; t++) acc[t] = 0.0;
+    for (size_t k = 0; k < k1 - k0; k++) bacc[k] = 0.0;
+    const cnn_stem_geom g = stem_geom(d, d->stem_psw);
+    for (size_t s = 0; s < r->n; s++)
+        for (size_t oy0 = 0; oy0 < d->OH; oy0 += d->stem_rbw) {
+            const size_t nr = d->OH - oy0 < d->stem_rbw ? d->OH - oy0 : d->stem_rbw;
+            stem_planes(d, r->x[0] + s * d->C * d->hw, oy0, nr, d->stem_psw, xp);
+            r->ctx->kernels.conv_stem_wgrad(&g, xp, nr, r->dy + (s * d->K + k0) * d->ohw + oy0 * d->OW, d->ohw,
+                                            k1 - k0, acc, p->bias ? bacc : NULL);
+        }
+    float *dw = r->dw + k0 * d->rows;
+    for (size_t t = 0; t < (k1 - k0) * d->rows; t++) dw[t] = (float)acc[t];
+    if (p->bias)
+        for (size_t o = k0; o < k1; o++) r->dw[d->K * d->rows + o] = (float)bacc[o - k0];
+}
+
 static void conv_backward_weights(const cnn_layer_run *r) {
     if (!r->dw) return;
     conv_job j;
@@ -998,13 +1243,17 @@ static void conv_backward_weights(const cnn_layer_run *r) {
         memset(r->dw, 0, (j.d.K * j.d.rows + (p->bias ? j.d.K : 0)) * sizeof(float));
         return;
     }
+    if (j.d.algo == CONV_STEM) {
+        cnn_pool_for(r->ctx, j.parts, stem_backward_weights_task, &j);
+        return;
+    }
     if (j.d.algo == CONV_DIRECT) {
         cnn_pool_for(r->ctx, j.d.K, direct_backward_weights_task, &j);
         return;
     }
     if (j.d.algo == CONV_WINOGRAD) {
         wino_wjob wj = {.r = r, .d = &j.d, .parts = j.parts};
-        wino_plan_of(&j.d, 0, &wj.w);
+        wino_plan_of(&j.d, 0, 2, &wj.w);
         cnn_pool_for(r->ctx, wj.parts, wino_wgrad_task, &wj);
         return;
     }
@@ -1017,7 +1266,7 @@ size_t cnn_conv2d_infer_block_floats(const cnn_layer *L, int fold) {
     const conv_params *p = L->params;
     conv_dims d;
     conv_dims_of(p, L->in[0], &d);
-    if (d.algo == CONV_WINOGRAD) return ws16(d.K) + 16 * d.K * d.C;
+    if (d.algo == CONV_WINOGRAD) return ws16(d.K) + (d.wino_m + 2) * (d.wino_m + 2) * d.K * d.C;
     return fold ? d.K * d.rows + d.K : 0;
 }
 
@@ -1055,10 +1304,12 @@ static void fill_task(void *arg, size_t part, size_t thread) {
     }
     if (wino) {
         /* U of the unfolded weights, then row k of every U_e times scale[k] (the transform is linear) */
-        float *U = j->block + ws16(d->K);
-        j->kn->winograd_weights(j->w, d->K, d->C, 0, k0, k1, U);
+        float *U = j->block + ws16(d->K), *Ue[36];
+        const size_t E = (d->wino_m + 2) * (d->wino_m + 2);
+        for (size_t e = 0; e < E; e++) Ue[e] = U + e * d->K * d->C;
+        wino_weights_fn(j->kn, d->wino_m)(j->w, d->K, d->C, 0, k0, k1, 0, E, Ue);
         if (j->scale)
-            for (size_t e = 0; e < 16; e++)
+            for (size_t e = 0; e < E; e++)
                 for (size_t k = k0; k < k1; k++) {
                     float *u = U + (e * d->K + k) * d->C;
                     const double sc = j->scale[k];

@@ -236,3 +236,18 @@ const struct cnn_layer_ops cnn_layer_mse = {
     .backward_data = NULL,
     .loss = mse_loss,
 };
+
+/* ---- label smoothing from outside the model text (part "recipe": cnn train --label-smoothing) ---- */
+#include "../core/net_internal.h"
+
+cnn_status cnn_net_set_label_smoothing(cnn_net *net, double eps) {
+    if (!net) return CNN_ERR_INVALID_ARG;
+    if (!(eps >= 0.0 && eps < 1.0))
+        return cnn_error(net->ctx, CNN_ERR_INVALID_ARG, "label smoothing must be in [0, 1), got %g", eps);
+    cnn_layer *L = net->n_layers ? &net->layers[net->n_layers - 1] : NULL;
+    if (!L || L->ops != &cnn_layer_softmax_ce || !L->params)
+        return cnn_error(net->ctx, CNN_ERR_MISUSE, "label smoothing needs a softmax_ce loss as the last layer, got %s",
+                         L ? L->ops->name : "no layers");
+    ((softmax_ce_params *)L->params)->label_smoothing = eps;
+    return CNN_OK;
+}

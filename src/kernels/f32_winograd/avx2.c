@@ -106,3 +106,5 @@ void cnn_f32_winograd_f23_dyin_avx2(const float *qp, size_t kout, size_t plane_s
                 }
             }
 }
+
+#include "f43_avx2.inc"

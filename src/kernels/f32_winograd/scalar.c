@@ -71,3 +71,5 @@ void cnn_f32_winograd_f23_dyin_scalar(const float *qp, size_t kout, size_t plane
                 }
             }
 }
+
+#include "f43_scalar.inc"

@@ -48,6 +48,31 @@ typedef void (*cnn_winograd_dyin_fn)(const float *qp, size_t kout, size_t plane_
                                      size_t nty, float *D, size_t ldd);
 typedef void (*cnn_winograd_wgrad_fn)(const float *Macc, size_t kout, size_t cin, float *dw);
 
+/* ---- F(4x4, 3x3) (6x6 tiles, 36 tile elements; Lavin & Gray's points 0, 1, -1, 2, -2, infinity) ----
+ * Every 4x4 output tile is A^T [ (G g G^T) .* (B^T d B) ] A with d the 6x6 input tile at rows 4*ty..,
+ * columns 4*tx.. of the zero-padded input plane and
+ *   B^T = [4  0 -5  0  1  0;      G = [ 1/4     0     0  ;      A^T = [1  1  1  1  1  0;
+ *          0 -4 -4  1  1  0;            -1/6  -1/6  -1/6 ;             0  1 -1  2 -2  0;
+ *          0  4 -4 -1  1  0;            -1/6   1/6  -1/6 ;             0  1  1  4  4  0;
+ *          0 -2 -1  2  1  0;             1/24  1/12  1/6 ;             0  1 -1  8 -8  1]
+ *          0  2 -1 -2  1  0;             1/24 -1/12  1/6 ;
+ *          0  4  0 -5  0  1]              0     0     1  ]
+ * 36 GEMMs M_e[kout][cols] = U_e[kout][cin] * V_e[cin][cols], e = 6*row + column. Layouts as F(2x2) with
+ * 36 for 16: V element (e, c, j) at V[(c*36 + e)*ldv + j], M element (e, k, j) at M[(k*36 + e)*ldm + j].
+ *   input:  tile (ty, tx) reads xp rows 4*ty .. 4*ty+5, columns 4*tx .. 4*tx+5; the caller gives 4*nty + 2
+ *           rows and ldp >= 4*TW8 + 4 with zeros past the image (the AVX2 kernel reads up to column
+ *           4*TW8 + 3). Writes V columns [0, nty*tw) and, AVX2, up to 7 past (ldv >= nty*tw + 7).
+ *   output: Y[k][4*ty + r][4*tx + q] = (A^T m A)[r][q], 4*nty rows of ldo >= 4*TW8 floats per plane; the
+ *           AVX2 kernel reads M columns up to nty*tw + 6 and writes Y columns up to 4*TW8 - 1.
+ * Same signatures as the F(2x2) input / output functions above. Both ISAs agree bitwise (f43_*.inc). */
+
+/* U_e[k*cin + c] = (G g G^T)[e] for k in [k0, k1), all c and e in [e0, e1), g as in
+ * cnn_winograd_weights_fn (flip_transpose: backward-data). One pointer per tile element, so that the U_e
+ * may lie in different buffers (conv2d spreads them over the threads' workspace regions). F(2x2): the
+ * values of cnn_f32_winograd_f23_weights; F(4x4): computed in double, rounded once. */
+typedef void (*cnn_winograd_weights_e_fn)(const float *w, size_t kout, size_t cin, int flip_transpose, size_t k0,
+                                          size_t k1, size_t e0, size_t e1, float *const *Ue);
+
 #define CNN_WINOGRAD_DECL(isa)                                                                             \
     void cnn_f32_winograd_f23_weights_##isa(const float *w, size_t kout, size_t cin, int flip_transpose,   \
                                             size_t k0, size_t k1, float *U);                               \
@@ -57,7 +82,15 @@ typedef void (*cnn_winograd_wgrad_fn)(const float *Macc, size_t kout, size_t cin
                                            float *Y, size_t plane_stride, size_t ldo);                    \
     void cnn_f32_winograd_f23_dyin_##isa(const float *qp, size_t kout, size_t plane_stride, size_t ldq,    \
                                          size_t tw, size_t nty, float *D, size_t ldd);                     \
-    void cnn_f32_winograd_f23_wgrad_##isa(const float *Macc, size_t kout, size_t cin, float *dw);
+    void cnn_f32_winograd_f23_wgrad_##isa(const float *Macc, size_t kout, size_t cin, float *dw);        \
+    void cnn_f32_winograd_f23_weights_e_##isa(const float *w, size_t kout, size_t cin, int flip_transpose, \
+                                              size_t k0, size_t k1, size_t e0, size_t e1, float *const *Ue); \
+    void cnn_f32_winograd_f43_weights_##isa(const float *w, size_t kout, size_t cin, int flip_transpose,   \
+                                            size_t k0, size_t k1, size_t e0, size_t e1, float *const *Ue); \
+    void cnn_f32_winograd_f43_input_##isa(const float *xp, size_t cin, size_t plane_stride, size_t ldp,    \
+                                          size_t tw, size_t nty, float *V, size_t ldv);                    \
+    void cnn_f32_winograd_f43_output_##isa(const float *M, size_t kout, size_t ldm, size_t tw, size_t nty, \
+                                           float *Y, size_t plane_stride, size_t ldo);
 CNN_WINOGRAD_DECL(scalar)
 CNN_WINOGRAD_DECL(avx2)
 #undef CNN_WINOGRAD_DECL

@@ -55,3 +55,5 @@ void WINO_SUFFIX(cnn_f32_winograd_f23_wgrad)(const float *Macc, size_t kout, siz
             }
         }
 }
+
+#include "f43_weights.inc"

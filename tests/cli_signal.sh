@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# cli_signal.sh — SIGINT/SIGTERM during `cnn train`, on the shipped sample (tests/data/fmnist-sample):
+#   - the first signal stops the run after the current batch: the checkpoint is written, a line says how to
+#     resume, exit status 130; the checkpoint loads, and `--resume` continues at the position the stop line
+#     names (the bit-identical resume after SIGINT is tests/cli_checkpoint.sh's);
+#   - a second signal exits at once: status 3, a line saying so; the checkpoint on disk is whole (the one
+#     before, or the new one when the save had finished) and loads, and the run resumes from it;
+#   - rounds with the second signal at random moments (some land during the save): the checkpoint always
+#     loads; a temporary file a killed save leaves (".tmp.<pid>.<n>" of a dead process) is removed by the next
+#     save, one of a live process is not.
+#
+# usage: bash tests/cli_signal.sh /path/to/cnn
+set -u
+CNN=${1:?usage: cli_signal.sh /path/to/cnn}
+SRC=${CNN_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
+DATA=${CNN_CLI_DATA:-$SRC/tests/data/fmnist-sample}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cnn-cli-signal.XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); printf 'FAIL: %s\n' "$*"; }
+check() { # check DESCRIPTION COMMAND...
+    local d=$1
+    shift
+    if "$@"; then ok; else bad "$d"; fi
+}
+finish() {
+    echo "cli_signal: $pass passed, $fail failed"
+    [ "$fail" -eq 0 ]
+    exit
+}
+[ -d "$DATA" ] || { bad "sample data folder '$DATA' is missing"; finish; }
+
+M=$SRC/models/lenet5.cnn
+COMMON=(--data "$DATA" --batch 50 --threads 1 --seed 3)
+# wait (up to 20 s) until file $1 exists and is not empty
+wait_for() { for _ in $(seq 400); do [ -s "$1" ] && return 0; sleep 0.05; done; return 1; }
+no_temps() { ! ls "$1".tmp.* >/dev/null 2>&1; }
+# wait (up to 60 s) until the run writing stderr to $1 prints a progress line: its handlers are installed by
+# then (before that, a background job of a script ignores SIGINT and dies of SIGTERM)
+wait_training() { for _ in $(seq 1200); do grep -q '^train: epoch' "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+
+# ---- first signal: stop after the batch, checkpoint, say how to resume, 130 (SIGINT and SIGTERM)
+for sig in INT TERM; do
+    CK=$TMP/ck-$sig
+    "$CNN" train "$M" "${COMMON[@]}" --epochs 100000 --checkpoint "$CK" >"$TMP/out" 2>"$TMP/err" &
+    pid=$!
+    wait_for "$CK" || bad "$sig: no first checkpoint within 20 s"
+    sleep 0.3
+    kill -"$sig" "$pid"
+    wait "$pid"
+    rc=$?
+    check "$sig: exit status $rc, want 130" test $rc -eq 130
+    if [ $sig = INT ]; then want='interrupt: stopping after the current batch'; else want='SIGTERM: stopping after the current batch'; fi
+    check "$sig: no notice that the run is stopping: $(cat "$TMP/err")" grep -q "$want" "$TMP/err"
+    check "$sig: the stop line does not say how to resume: $(tail -n 1 "$TMP/err")" \
+        grep -q "checkpoint saved to $CK; to continue: cnn train --resume $CK" "$TMP/err"
+    check "$sig: temporary files left" no_temps "$CK"
+    check "$sig: the checkpoint does not load" "$CNN" info "$CK" >/dev/null 2>&1
+    # the position in the stop line is where the resumed run starts
+    pos=$(grep -o 'stopped at epoch [0-9]*/[0-9]*, batch [0-9]* of [0-9]* (optimizer step [0-9]*)' "$TMP/err" |
+        sed -E 's/stopped at epoch ([0-9]+)\/[0-9]+, batch ([0-9]+) of ([0-9]+) \(optimizer step ([0-9]+)\)/\1 \2 \3 \4/')
+    read -r e b nb s <<<"$pos"
+    if [ -z "${s:-}" ]; then
+        bad "$sig: no position in the stop line: $(tail -n 1 "$TMP/err")"
+        continue
+    fi
+    check "$sig: stopped mid-run (step $s)" test "$s" -gt 0
+    "$CNN" train --resume "$CK" --epochs $((e + 1)) >"$TMP/rout" 2>"$TMP/rerr"
+    rc=$?
+    check "$sig: resume failed ($rc): $(tail -n 2 "$TMP/rerr")" test $rc -eq 0
+    check "$sig: the resumed run does not start where the run stopped ($pos): $(grep resuming "$TMP/rerr")" \
+        grep -q "resuming $CK at epoch $e/$((e + 1)), batch $b of $nb (optimizer step $s)" "$TMP/rerr"
+    check "$sig: the resumed run does not finish epoch $((e + 1))" grep -q "^epoch $((e + 1))/$((e + 1)) " "$TMP/rout"
+done
+
+# ---- a second signal exits at once with status 3; the checkpoint on disk is whole
+CK=$TMP/ck2
+"$CNN" train "$M" "${COMMON[@]}" --epochs 1 --checkpoint "$CK" >/dev/null 2>&1 || bad "first epoch failed"
+cp "$CK" "$TMP/ck2.before"
+"$CNN" train --resume "$CK" --epochs 100000 >"$TMP/out" 2>"$TMP/err" &
+pid=$!
+wait_training "$TMP/err" || bad "second signal: no progress line within 60 s"
+# two different signals: two of the same kind sent before the process runs would merge into one
+kill -INT "$pid"
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+check "second signal: exit status $rc, want 3" test $rc -eq 3
+check "second signal: no line saying so: $(cat "$TMP/err")" grep -q "^cnn: second signal: exiting at once" "$TMP/err"
+check "second signal: the stop line of a clean stop was printed" bash -c "! grep -q 'to continue' '$TMP/err'"
+check "second signal: the checkpoint does not load" "$CNN" info "$CK" >/dev/null 2>&1
+if ! cmp -s "$CK" "$TMP/ck2.before"; then # it may have finished one epoch's save in between
+    check "second signal: the checkpoint changed but does not evaluate" \
+        "$CNN" eval "$CK" --data "$DATA" --threads 1 >/dev/null 2>&1
+fi
+"$CNN" train --resume "$CK" --steps 45 --quiet >/dev/null 2>"$TMP/rerr"
+check "second signal: resume failed: $(tail -n 1 "$TMP/rerr")" test $? -eq 0
+check "second signal: temporary files left after the next save" no_temps "$CK"
+
+# ---- second signal at random moments, some during the save (a larger net, 5 MB with Adam: the save takes longer)
+BIG=$TMP/big.cnn
+cat >"$BIG" <<'EOF'
+input c=1 h=28 w=28
+flatten
+dense name=h1 out=512
+relu
+dense name=o out=10
+softmax_ce
+EOF
+CK=$TMP/ck3
+"$CNN" train "$BIG" "${COMMON[@]}" --optimizer adam --steps 2 --checkpoint "$CK" >/dev/null 2>&1 ||
+    bad "big net: first checkpoint failed"
+seen3=0
+for round in 1 2 3; do
+    "$CNN" train --resume "$CK" --epochs 100000 --steps 1000000000 >/dev/null 2>"$TMP/err" &
+    pid=$!
+    wait_training "$TMP/err" || bad "round $round: no progress line within 60 s"
+    sleep "0.$((RANDOM % 5))"
+    kill -INT "$pid" 2>/dev/null
+    sleep "0.0$((RANDOM % 10))$((RANDOM % 10))"
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid"
+    rc=$?
+    [ $rc -eq 3 ] && seen3=$((seen3 + 1))
+    check "round $round: exit status $rc, want 3 or 130: $(tail -n 1 "$TMP/err")" test $rc -eq 3 -o $rc -eq 130
+    check "round $round: the checkpoint does not load" "$CNN" info "$CK" >/dev/null 2>&1
+done
+check "no round ended by the second signal" test $seen3 -gt 0
+
+# ---- temporary files: a dead writer's are removed by the next save, a live writer's are kept
+sh -c 'exit 0' &
+dead=$!
+wait "$dead"
+while kill -0 "$dead" 2>/dev/null; do dead=$((dead + 100000)); done # (in case the pid was reused at once)
+CK=$TMP/ck4
+head -c 1000 /dev/urandom >"$CK.tmp.$dead.0"
+head -c 1000 /dev/urandom >"$CK.tmp.$$.7"
+"$CNN" train "$M" "${COMMON[@]}" --steps 1 --checkpoint "$CK" --quiet >/dev/null 2>"$TMP/rerr" ||
+    bad "a one-step run with a checkpoint failed: $(tail -n 1 "$TMP/rerr")"
+check "the dead writer's temporary file was not removed by the next save" test ! -e "$CK.tmp.$dead.0"
+check "a live writer's temporary file was removed" test -e "$CK.tmp.$$.7"
+rm -f "$CK.tmp.$$.7"
+check "the checkpoint does not load after the cleanup" "$CNN" info "$CK" >/dev/null 2>&1
+finish

@@ -1,0 +1,271 @@
+/* test_conv_stem.c — conv2d's "stem" algorithm (small-channel inputs, kernels/f32_conv_stem) against the
+ * float64 reference ref_conv2d_forward (tests/ref/ref_conv.c): forward (training and inference) and, through th_check's
+ * central differences, the input, weight and bias gradients. Shapes reach every tile of the AVX2
+ * kernels: output channels not a multiple of 6 (forward tiles) or 4 (weight-gradient tiles), taps not a
+ * multiple of 3, output widths of 8, 16, 15, 33 and 1 (full, one-vector and masked tails), odd H/W,
+ * strides 1, 2, 3 and mixed, asymmetric and 'same' padding, windows lying wholly in the padding, C = 1..5,
+ * batch 1 and 3, 1 and 2 threads, an accumulated input gradient (two consumers) and a batchnorm folded
+ * into the stem conv for inference (ResNet-18's conv1 + bn1). Every case runs
+ * on the widest ISA and again with CNN_ISA=scalar; 1 vs 2 threads bit-identical; the automatic choice.
+ *
+ * Tolerances: forward 1e-5 relative to max(max|y|, 1); gradients 1e-4 relative to max(max|fd|, 1e-2). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "ref/ref_conv.h"
+#include "ref/ref_dense.h"
+
+typedef struct conv_case {
+    ref_conv2d p;
+    int bias;
+} conv_case;
+
+static void ref_conv(void *user, size_t n, const double *x, const double *const *params, double *y, int training) {
+    (void)training;
+    const conv_case *c = user;
+    ref_conv2d_forward(&c->p, n, x, params[0], c->bias ? params[1] : NULL, y);
+}
+
+/* geometry: c h w k kh kw sh sw pt pb pl pr (dilation 1, groups 1) */
+static conv_case mk(size_t c, size_t h, size_t w, size_t k, size_t kh, size_t kw, size_t sh, size_t sw, size_t pt,
+                    size_t pb, size_t pl, size_t pr, int bias) {
+    conv_case cc = {{c, h, w, k, kh, kw, sh, sw, pt, pb, pl, pr, 1, 1, 1}, bias};
+    return cc;
+}
+
+/* Build `model` (its conv2d is layer 1), check the algorithm it runs, the output shape, forward and all
+ * gradients. */
+static void run_case(const char *model, const char *algorithm, size_t n, size_t threads, conv_case cc,
+                     size_t fd_points) {
+    th_net t;
+    th_build(&t, model, n, 2000 + n * 10 + threads, threads);
+    const ref_conv2d *p = &cc.p;
+    assert_int_equal(t.out.c, p->k);
+    assert_int_equal(t.out.h, ref_conv_out_len(p->h, p->kh, p->sh, p->pt, p->pb, p->dh));
+    assert_int_equal(t.out.w, ref_conv_out_len(p->w, p->kw, p->sw, p->pl, p->pr, p->dw));
+    cnn_layer_info info;
+    assert_int_equal(cnn_net_layer_info(t.net, 1, &info), CNN_OK);
+    assert_string_equal(info.algorithm, algorithm);
+    th_tolerance tol = {.forward = 1e-5, .grad = 1e-4, .fd_step = 1e-6, .fd_points = fd_points};
+    th_check(&t, ref_conv, &cc, 1, tol);
+    th_check(&t, ref_conv, &cc, 0, tol);
+    th_free(&t);
+}
+
+/* Same weights, input and dy on 1 and 2 threads: output, input gradient and parameter gradients are
+ * bit-identical. */
+static void check_threads_bitwise(const char *model, size_t n) {
+    th_net a, b;
+    th_build(&a, model, n, 4321, 1);
+    th_build(&b, model, n, 4321, 2);
+    assert_int_equal(cnn_net_forward(a.net, a.x, n, 1), CNN_OK);
+    assert_int_equal(cnn_net_forward(b.net, b.x, n, 1), CNN_OK);
+    size_t na = 0, nb = 0;
+    const float *ya = cnn_net_output(a.net, &na), *yb = cnn_net_output(b.net, &nb);
+    assert_memory_equal(ya, yb, n * a.out_count * sizeof(float));
+    float *dy = malloc(n * a.out_count * sizeof(float));
+    assert_non_null(dy);
+    th_fill_uniform(dy, n * a.out_count, 5, -1, 1);
+    assert_int_equal(cnn_net_backward(a.net, dy), CNN_OK);
+    assert_int_equal(cnn_net_backward(b.net, dy), CNN_OK);
+    assert_memory_equal(cnn_net_input_grad(a.net), cnn_net_input_grad(b.net), n * a.in_count * sizeof(float));
+    for (size_t i = 0; i < cnn_net_num_params(a.net); i++) {
+        cnn_param pa, pb;
+        assert_int_equal(cnn_net_param_at(a.net, i, &pa), CNN_OK);
+        assert_int_equal(cnn_net_param_at(b.net, i, &pb), CNN_OK);
+        if (pa.trainable) assert_memory_equal(pa.grad, pb.grad, pa.count * sizeof(float));
+    }
+    free(dy);
+    th_free(&a);
+    th_free(&b);
+}
+
+static void stem_cases(void) {
+    /* ResNet-like 7x7/2 pad 3: 19 channels (3 tiles of 6 + 1; 4 tiles of 4 + 3), 147 taps, OW 15 */
+    run_case("input c=3 h=23 w=29\nconv2d k=19 size=7 stride=2 pad=3\n", "stem", 2, 2,
+             mk(3, 23, 29, 19, 7, 7, 2, 2, 3, 3, 3, 3, 1), 40);
+    /* M1's first layer: 1 -> 32, 3x3 pad 1, OW 28 (16 + a masked 12), batch 3 */
+    run_case("input c=1 h=28 w=28\nconv2d k=32 size=3 pad=1\n", "stem", 3, 2,
+             mk(1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1), 40);
+    /* rectangular kernel, stride 1 x 3, asymmetric padding, no bias, 2 channels, OW 13 */
+    run_case("input c=2 h=11 w=37\nconv2d k=7 kh=3 kw=5 stride_h=1 stride_w=3 pad_top=2 pad_bottom=0 pad_left=1 "
+             "pad_right=3 bias=0 algo=stem\n",
+             "stem", 3, 1, mk(2, 11, 37, 7, 3, 5, 1, 3, 2, 0, 1, 3, 0), 40);
+    /* even kernel with pad=same and stride 2 (extra padding bottom/right), 4 channels, OW 9 */
+    run_case("input c=4 h=9 w=17\nconv2d k=13 size=4 stride=2 pad=same\n", "stem", 2, 2,
+             mk(4, 9, 17, 13, 4, 4, 2, 2, 1, 2, 1, 2, 1), 40);
+    /* output widths 16, 8 and 33 (full tiles, one vector, two tiles + a 1-column tail), 1x1 and 1x2 */
+    run_case("input c=1 h=5 w=16\nconv2d k=6 size=1 algo=stem\n", "stem", 2, 1, mk(1, 5, 16, 6, 1, 1, 1, 1, 0, 0, 0, 0, 1),
+             0);
+    run_case("input c=3 h=3 w=8\nconv2d k=5 size=1 algo=stem\n", "stem", 1, 2, mk(3, 3, 8, 5, 1, 1, 1, 1, 0, 0, 0, 0, 1),
+             0);
+    run_case("input c=2 h=4 w=34\nconv2d k=9 kh=1 kw=2 algo=stem\n", "stem", 2, 2,
+             mk(2, 4, 34, 9, 1, 2, 1, 1, 0, 0, 0, 0, 1), 40);
+    /* windows wholly in the padding (pad 3 > extent), output 4x4 from 4x5 */
+    run_case("input c=2 h=4 w=5\nconv2d k=9 size=3 stride=2 pad=3\n", "stem", 3, 2,
+             mk(2, 4, 5, 9, 3, 3, 2, 2, 3, 3, 3, 3, 1), 40);
+    /* forced with 5 channels and one output channel, 1x1 output */
+    run_case("input c=5 h=7 w=6\nconv2d k=1 size=5 stride=3 algo=stem\n", "stem", 3, 1,
+             mk(5, 7, 6, 1, 5, 5, 3, 3, 0, 0, 0, 0, 1), 0);
+    /* many output rows (several forward blocks of 8, weight chunks), OW 45 */
+    run_case("input c=3 h=41 w=90\nconv2d k=10 size=3 stride=2 pad=1\n", "stem", 2, 2,
+             mk(3, 41, 90, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1), 20);
+}
+
+/* y = conv_a(x) + conv_b(x): the input has two consumers, so one conv stores its dx and the other adds. */
+typedef struct two_conv {
+    conv_case a, b;
+} two_conv;
+
+static void ref_two_conv(void *user, size_t n, const double *x, const double *const *params, double *y, int training) {
+    (void)training;
+    const two_conv *c = user;
+    size_t oh = ref_conv_out_len(c->a.p.h, c->a.p.kh, c->a.p.sh, c->a.p.pt, c->a.p.pb, c->a.p.dh);
+    size_t ow = ref_conv_out_len(c->a.p.w, c->a.p.kw, c->a.p.sw, c->a.p.pl, c->a.p.pr, c->a.p.dw);
+    size_t count = n * c->a.p.k * oh * ow;
+    double *yb = malloc(count * sizeof(double));
+    if (!yb) fail_msg("out of memory");
+    ref_conv2d_forward(&c->a.p, n, x, params[0], params[1], y);
+    ref_conv2d_forward(&c->b.p, n, x, params[2], params[3], yb);
+    for (size_t i = 0; i < count; i++) y[i] += yb[i];
+    free(yb);
+}
+
+static void accumulate_cases(void) {
+    th_net t;
+    th_tolerance tol = {.forward = 1e-5, .grad = 1e-4, .fd_step = 1e-6, .fd_points = 40};
+    two_conv tc2 = {mk(3, 9, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1), mk(3, 9, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1)};
+    th_build(&t, "input name=in c=3 h=9 w=8\nconv2d name=a k=8 size=3 stride=2 pad=1\nconv2d name=b from=in k=8 "
+                 "size=3 stride=2 pad=1\nadd from=a,b\n",
+             2, 78, 1);
+    th_check(&t, ref_two_conv, &tc2, 1, tol);
+    th_free(&t);
+}
+
+static void bitwise_cases(void) {
+    check_threads_bitwise("input c=3 h=37 w=41\nconv2d k=20 size=7 stride=2 pad=3\n", 3);
+    check_threads_bitwise("input c=1 h=28 w=28\nconv2d k=32 size=3 pad=1\n", 5);
+    check_threads_bitwise("input c=2 h=10 w=35\nconv2d k=9 kh=3 kw=4 stride_h=2 stride_w=3 pad=1\n", 3);
+}
+
+static void with_scalar(void (*fn)(void)) {
+    const char *old = getenv("CNN_ISA");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("CNN_ISA", "scalar", 1);
+    fn();
+    if (saved) {
+        setenv("CNN_ISA", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("CNN_ISA");
+    }
+}
+
+static void test_stem(void **state) {
+    (void)state;
+    stem_cases();
+}
+static void test_stem_scalar(void **state) {
+    (void)state;
+    with_scalar(stem_cases);
+}
+static void test_accumulate(void **state) {
+    (void)state;
+    accumulate_cases();
+    with_scalar(accumulate_cases);
+}
+static void test_threads_bitwise(void **state) {
+    (void)state;
+    bitwise_cases();
+    with_scalar(bitwise_cases);
+}
+
+/* conv (stem, no bias) + batchnorm compiled for inference: the batchnorm is folded into the stem conv's
+ * inference weight block (ResNet-18's conv1 + bn1). params: conv weight, bn weight, bn bias, running_mean,
+ * running_var. */
+static const conv_case FOLD_CASE = {{3, 13, 11, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1}, 0};
+static void ref_conv_bn(void *user, size_t n, const double *x, const double *const *params, double *y,
+                        int training) {
+    (void)user;
+    const ref_conv2d *p = &FOLD_CASE.p;
+    const size_t oh = ref_conv_out_len(p->h, p->kh, p->sh, p->pt, p->pb, p->dh);
+    const size_t ow = ref_conv_out_len(p->w, p->kw, p->sw, p->pl, p->pr, p->dw);
+    double *t = malloc(n * p->k * oh * ow * sizeof *t);
+    if (!t) fail_msg("out of memory");
+    ref_conv2d_forward(p, n, x, params[0], NULL, t);
+    ref_batchnorm_forward(n, p->k, oh * ow, t, params[1], params[2], params[3], params[4], 1e-5, training, y);
+    free(t);
+}
+
+static void fold_case(void) {
+    for (size_t threads = 1; threads <= 2; threads++) {
+        th_net t;
+        th_build(&t, "input c=3 h=13 w=11\nconv2d k=10 size=3 stride=2 pad=1 bias=0\nbatchnorm\nflatten\n", 3,
+                 300 + threads, threads);
+        assert_int_equal(cnn_net_compile(t.net, 3, 0), CNN_OK);
+        cnn_layer_info info;
+        assert_int_equal(cnn_net_layer_info(t.net, 1, &info), CNN_OK);
+        assert_string_equal(info.algorithm, "stem");
+        assert_int_equal(cnn_net_layer_info(t.net, 2, &info), CNN_OK);
+        assert_string_equal(info.algorithm, "folded into the conv");
+        th_tolerance tol = {.forward = 1e-5};
+        th_check(&t, ref_conv_bn, NULL, 0, tol);
+        th_free(&t);
+    }
+}
+
+static void test_fold(void **state) {
+    (void)state;
+    fold_case();
+    with_scalar(fold_case);
+}
+
+/* The automatic choice: stem for 1..4 input channels, >= 8 output channels, groups 1, dilation 1. */
+static void test_auto_choice(void **state) {
+    (void)state;
+    cnn_ctx *ctx = NULL;
+    assert_int_equal(cnn_ctx_create(&ctx, NULL), CNN_OK);
+    const char *m = "input c=3 h=32 w=32\n"
+                    "conv2d name=stem k=64 size=7 stride=2 pad=3\n"
+                    "conv2d name=few k=16 size=3 pad=1 groups=2\n";
+    cnn_net *net = NULL;
+    assert_int_equal(cnn_net_parse(ctx, m, strlen(m), "t.cnn", &net), CNN_OK);
+    cnn_layer_info info;
+    assert_int_equal(cnn_net_layer_info(net, 1, &info), CNN_OK);
+    assert_string_equal(info.algorithm, "stem");
+    cnn_net_free(net);
+    const char *m2 = "input c=1 h=28 w=28\nconv2d k=32 size=3 pad=1\nconv2d k=4 size=3\n";
+    assert_int_equal(cnn_net_parse(ctx, m2, strlen(m2), "t.cnn", &net), CNN_OK);
+    assert_int_equal(cnn_net_layer_info(net, 1, &info), CNN_OK);
+    assert_string_equal(info.algorithm, "stem");
+    cnn_net_free(net);
+    const char *m4 = "input c=4 h=9 w=9\nconv2d k=5 size=3 stride=2\n";
+    assert_int_equal(cnn_net_parse(ctx, m4, strlen(m4), "t.cnn", &net), CNN_OK);
+    assert_int_equal(cnn_net_layer_info(net, 1, &info), CNN_OK);
+    assert_string_equal(info.algorithm, "im2col+gemm"); /* k = 5 < 8 */
+    cnn_net_free(net);
+    cnn_ctx_free(ctx);
+    th_expect_error("input c=4 h=9 w=9\nconv2d k=8 size=3 groups=2 algo=stem\n", CNN_ERR_SHAPE,
+                    "algo=stem needs groups=1 and dilation 1");
+    th_expect_error("input c=4 h=9 w=9\nconv2d k=8 size=3 dilation=2 algo=stem\n", CNN_ERR_SHAPE, "algo=stem");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stem),
+        cmocka_unit_test(test_stem_scalar),
+        cmocka_unit_test(test_accumulate),
+        cmocka_unit_test(test_threads_bitwise),
+        cmocka_unit_test(test_fold),
+        cmocka_unit_test(test_auto_choice),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
