@@ -384,6 +384,23 @@ static cnn_status parse_train(cnn_ctx *ctx, const char *path, json_t *root, cnn_
     return st;
 }
 
+/* The n strings of the JSON array arr (already checked to be strings) as one cnn_alloc block: n + 1
+ * pointers (the last NULL) followed by the texts; bytes is that total. NULL when out of memory. */
+static char **string_block(cnn_ctx *ctx, json_t *arr, size_t n, size_t bytes) {
+    char **block = cnn_alloc(ctx, bytes);
+    if (!block) return NULL;
+    char *s = (char *)(block + n + 1);
+    for (size_t i = 0; i < n; i++) {
+        json_t *a = json_array_get(arr, i);
+        size_t len = json_string_length(a);
+        memcpy(s, json_string_value(a), len + 1);
+        block[i] = s;
+        s += len + 1;
+    }
+    block[n] = NULL;
+    return block;
+}
+
 cnn_status cnn_checkpoint_read_state(cnn_ctx *ctx, const char *path, cnn_train_state *state) {
     if (!state) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_checkpoint_read_state: state is NULL");
     memset(state, 0, sizeof *state);
@@ -406,17 +423,8 @@ cnn_status cnn_checkpoint_read_state(cnn_ctx *ctx, const char *path, cnn_train_s
                 CNN_TRY(cnn_error(ctx, CNN_ERR_FORMAT, "%s: metadata \"cnn.args\" entry %zu is not a string", path, i));
             bytes += json_string_length(a) + 1;
         }
-        char **block = cnn_alloc(ctx, bytes);
+        char **block = string_block(ctx, args, n, bytes);
         if (!block) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory reading %s", path));
-        char *s = (char *)(block + n + 1);
-        for (size_t i = 0; i < n; i++) {
-            json_t *a = json_array_get(args, i);
-            size_t len = json_string_length(a);
-            memcpy(s, json_string_value(a), len + 1);
-            block[i] = s;
-            s += len + 1;
-        }
-        block[n] = NULL;
         ts.n_args = n;
         ts.args = (const char *const *)block;
     }
@@ -658,17 +666,8 @@ cnn_status cnn_checkpoint_read_class_names(cnn_ctx *ctx, const char *path, char 
                               path, i));
         bytes += json_string_length(a) + 1;
     }
-    char **block = cnn_alloc(ctx, bytes);
+    char **block = string_block(ctx, arr, k, bytes);
     if (!block) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory reading %s", path));
-    char *s = (char *)(block + k + 1);
-    for (size_t i = 0; i < k; i++) {
-        json_t *a = json_array_get(arr, i);
-        size_t len = json_string_length(a);
-        memcpy(s, json_string_value(a), len + 1);
-        block[i] = s;
-        s += len + 1;
-    }
-    block[k] = NULL;
     *names = block;
     *n = k;
 cleanup:
