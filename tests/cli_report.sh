@@ -124,7 +124,7 @@ cmp -s "$TMP/a1" "$TMP/a2" && ok || bad "cnn report: test accuracy $(cat "$TMP/a
 "$CNN" train "$MODEL" --data "$DATA" --epochs 50 --batch 32 --threads 2 --out "$TMP/wi.safetensors" \
     >"$TMP/i.out" 2>"$TMP/i.err" &
 pid=$!
-for _ in $(seq 100); do grep -q 'batch' "$TMP/i.err" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q 'batch' "$TMP/i.err" 2>/dev/null && break; sleep 0.1; done # (its handler is installed by then: before, a background job ignores SIGINT)
 kill -INT "$pid"
 wait "$pid"
 rc=$?

@@ -37,13 +37,16 @@ COMMON=(--data "$DATA" --batch 50 --threads 1 --seed 3)
 wait_for() { for _ in $(seq 400); do [ -s "$1" ] && return 0; sleep 0.05; done; return 1; }
 no_temps() { ! ls "$1".tmp.* >/dev/null 2>&1; }
 # wait (up to 60 s) until the run writing stderr to $1 prints a progress line: its handlers are installed by
-# then (before that, a background job of a script ignores SIGINT and dies of SIGTERM)
+# then (before that, a background job of a script ignores SIGINT and dies of SIGTERM). Each run writes a file
+# of its own name: the shell opens (and empties) a background job's redirection in the child, so a reused name
+# can still hold the last run's progress line when the poll starts.
 wait_training() { for _ in $(seq 1200); do grep -q '^train: epoch' "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
 # ---- first signal: stop after the batch, checkpoint, say how to resume, 130 (SIGINT and SIGTERM)
 for sig in INT TERM; do
     CK=$TMP/ck-$sig
-    "$CNN" train "$M" "${COMMON[@]}" --epochs 100000 --checkpoint "$CK" >"$TMP/out" 2>"$TMP/err" &
+    E=$TMP/err-$sig
+    "$CNN" train "$M" "${COMMON[@]}" --epochs 100000 --checkpoint "$CK" >"$TMP/out" 2>"$E" &
     pid=$!
     wait_for "$CK" || bad "$sig: no first checkpoint within 20 s"
     sleep 0.3
@@ -52,17 +55,17 @@ for sig in INT TERM; do
     rc=$?
     check "$sig: exit status $rc, want 130" test $rc -eq 130
     if [ $sig = INT ]; then want='interrupt: stopping after the current batch'; else want='SIGTERM: stopping after the current batch'; fi
-    check "$sig: no notice that the run is stopping: $(cat "$TMP/err")" grep -q "$want" "$TMP/err"
-    check "$sig: the stop line does not say how to resume: $(tail -n 1 "$TMP/err")" \
-        grep -q "checkpoint saved to $CK; to continue: cnn train --resume $CK" "$TMP/err"
+    check "$sig: no notice that the run is stopping: $(cat "$E")" grep -q "$want" "$E"
+    check "$sig: the stop line does not say how to resume: $(tail -n 1 "$E")" \
+        grep -q "checkpoint saved to $CK; to continue: cnn train --resume $CK" "$E"
     check "$sig: temporary files left" no_temps "$CK"
     check "$sig: the checkpoint does not load" "$CNN" info "$CK" >/dev/null 2>&1
     # the position in the stop line is where the resumed run starts
-    pos=$(grep -o 'stopped at epoch [0-9]*/[0-9]*, batch [0-9]* of [0-9]* (optimizer step [0-9]*)' "$TMP/err" |
+    pos=$(grep -o 'stopped at epoch [0-9]*/[0-9]*, batch [0-9]* of [0-9]* (optimizer step [0-9]*)' "$E" |
         sed -E 's/stopped at epoch ([0-9]+)\/[0-9]+, batch ([0-9]+) of ([0-9]+) \(optimizer step ([0-9]+)\)/\1 \2 \3 \4/')
     read -r e b nb s <<<"$pos"
     if [ -z "${s:-}" ]; then
-        bad "$sig: no position in the stop line: $(tail -n 1 "$TMP/err")"
+        bad "$sig: no position in the stop line: $(tail -n 1 "$E")"
         continue
     fi
     check "$sig: stopped mid-run (step $s)" test "$s" -gt 0
@@ -78,17 +81,17 @@ done
 CK=$TMP/ck2
 "$CNN" train "$M" "${COMMON[@]}" --epochs 1 --checkpoint "$CK" >/dev/null 2>&1 || bad "first epoch failed"
 cp "$CK" "$TMP/ck2.before"
-"$CNN" train --resume "$CK" --epochs 100000 >"$TMP/out" 2>"$TMP/err" &
+"$CNN" train --resume "$CK" --epochs 100000 >"$TMP/out" 2>"$TMP/err2" &
 pid=$!
-wait_training "$TMP/err" || bad "second signal: no progress line within 60 s"
+wait_training "$TMP/err2" || bad "second signal: no progress line within 60 s"
 # two different signals: two of the same kind sent before the process runs would merge into one
 kill -INT "$pid"
 kill -TERM "$pid"
 wait "$pid"
 rc=$?
 check "second signal: exit status $rc, want 3" test $rc -eq 3
-check "second signal: no line saying so: $(cat "$TMP/err")" grep -q "^cnn: second signal: exiting at once" "$TMP/err"
-check "second signal: the stop line of a clean stop was printed" bash -c "! grep -q 'to continue' '$TMP/err'"
+check "second signal: no line saying so: $(cat "$TMP/err2")" grep -q "^cnn: second signal: exiting at once" "$TMP/err2"
+check "second signal: the stop line of a clean stop was printed" bash -c "! grep -q 'to continue' '$TMP/err2'"
 check "second signal: the checkpoint does not load" "$CNN" info "$CK" >/dev/null 2>&1
 if ! cmp -s "$CK" "$TMP/ck2.before"; then # it may have finished one epoch's save in between
     check "second signal: the checkpoint changed but does not evaluate" \
@@ -113,9 +116,9 @@ CK=$TMP/ck3
     bad "big net: first checkpoint failed"
 seen3=0
 for round in 1 2 3; do
-    "$CNN" train --resume "$CK" --epochs 100000 --steps 1000000000 >/dev/null 2>"$TMP/err" &
+    "$CNN" train --resume "$CK" --epochs 100000 --steps 1000000000 >/dev/null 2>"$TMP/err-round$round" &
     pid=$!
-    wait_training "$TMP/err" || bad "round $round: no progress line within 60 s"
+    wait_training "$TMP/err-round$round" || bad "round $round: no progress line within 60 s"
     sleep "0.$((RANDOM % 5))"
     kill -INT "$pid" 2>/dev/null
     sleep "0.0$((RANDOM % 10))$((RANDOM % 10))"
@@ -123,7 +126,7 @@ for round in 1 2 3; do
     wait "$pid"
     rc=$?
     [ $rc -eq 3 ] && seen3=$((seen3 + 1))
-    check "round $round: exit status $rc, want 3 or 130: $(tail -n 1 "$TMP/err")" test $rc -eq 3 -o $rc -eq 130
+    check "round $round: exit status $rc, want 3 or 130: $(tail -n 1 "$TMP/err-round$round")" test $rc -eq 3 -o $rc -eq 130
     check "round $round: the checkpoint does not load" "$CNN" info "$CK" >/dev/null 2>&1
 done
 check "no round ended by the second signal" test $seen3 -gt 0
