@@ -62,6 +62,9 @@ static void test_bn_no_affine_eps(void **state) {
 static void test_bn_two_threads(void **state) {
     (void)state;
     run_case("input c=7 h=3 w=3\nbatchnorm eps=1e-3 momentum=0.25\n", 5, 2, (bn_case){7, 9, 1, 1e-3});
+    /* planes of 45: the kernels' 32-blocks, an 8-block and a tail (f32_bn/bn_kernels.h) */
+    run_case("input c=3 h=5 w=9\nbatchnorm\n", 3, 2, (bn_case){3, 45, 1, 1e-5});
+    run_case("input c=2 h=5 w=9\nbatchnorm affine=0\n", 2, 1, (bn_case){2, 45, 0, 1e-5});
 }
 
 /* dense -> batchnorm (BatchNorm1d): the batch-coupled gradient reaches the dense weights. */

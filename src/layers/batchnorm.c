@@ -18,9 +18,12 @@
  *           (zeros) and running_var [c] (ones). saved_fixed: mu and inv_std per channel (2*c doubles) from
  *           the training forward for the backward.
  * FLOPs     2 per element (the normalisation is applied as one multiply-add; statistics not counted).
- * Algorithm threads over channels (cnn_pool_for, one task per channel); each channel's statistics are
- *           two passes in double (mean, then squared deviations) in sample order, so results do not depend
- *           on the thread count and the variance does not suffer from cancellation.
+ * Algorithm threads over channels (cnn_pool_for, one task per channel); the channel loops are the
+ *           vectorised kernels of src/kernels/f32_bn (float sums per plane, double across planes, in sample
+ *           order, bit-identical across ISAs), so results do not depend on the thread count. Statistics
+ *           take two passes (the mean, then the squared deviations from it, corrected by the sum of the
+ *           deviations for the rounding of the float mean): no cancellation. A training backward computes
+ *           sum(dy) and sum(dy * xhat) once: backward_weights keeps them for backward_data.
  * Sync     (data-parallel training, src/dist/bn_sync.h; cnn_batchnorm_set_sync): with a hook set, a
  *           training pass reduces the per-channel sums over all ranks between phases (sum x and the count,
  *           then sum (x - mu)^2; in backward sum dy and sum dy * xhat), so each rank normalises with the
@@ -32,6 +35,7 @@
 #include "layer.h"
 #include "fold.h"
 #include "../dist/bn_sync.h"
+#include "../kernels/f32_bn/bn_kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -110,30 +114,45 @@ static void batchnorm_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
 typedef struct bn_job {
     const cnn_layer_run *r;
     size_t c, hw;
+    int cached; /* backward: the channel sums are (data) / are to be (weights) kept in saved */
 } bn_job;
+
+/* The channel loops of this ISA (src/kernels/f32_bn/bn_kernels.h). */
+typedef struct bn_kernels {
+    cnn_f32_bn_sums_fn sums;
+    cnn_f32_bn_dsums_fn dsums;
+    cnn_f32_bn_apply_fn apply;
+    cnn_f32_bn_bwd_fn bwd;
+} bn_kernels;
+
+static bn_kernels bn_kernels_of(const cnn_ctx *ctx) {
+    if (ctx->kernels.isa >= CNN_ISA_AVX2)
+        return (bn_kernels){cnn_f32_bn_sums_avx2, cnn_f32_bn_dsums_avx2, cnn_f32_bn_apply_avx2, cnn_f32_bn_bwd_avx2};
+    return (bn_kernels){cnn_f32_bn_sums_scalar, cnn_f32_bn_dsums_scalar, cnn_f32_bn_apply_scalar,
+                        cnn_f32_bn_bwd_scalar};
+}
 
 static void forward_channel(void *arg, size_t ch, size_t thread) {
     (void)thread;
     const bn_job *j = arg;
     const cnn_layer_run *r = j->r;
     const batchnorm_params *p = r->L->params;
+    const bn_kernels k = bn_kernels_of(r->ctx);
     size_t c = j->c, hw = j->hw, n = r->n, m = n * hw;
+    const float *x = r->x[0] + ch * hw;
     double mu, inv_std;
     if (r->training) {
-        double s = 0.0;
-        for (size_t i = 0; i < n; i++) {
-            const float *x = r->x[0] + (i * c + ch) * hw;
-            for (size_t k = 0; k < hw; k++) s += x[k];
-        }
-        mu = s / (double)m;
-        double v = 0.0;
-        for (size_t i = 0; i < n; i++) {
-            const float *x = r->x[0] + (i * c + ch) * hw;
-            for (size_t k = 0; k < hw; k++) {
-                double d = x[k] - mu;
-                v += d * d;
-            }
-        }
+        /* mean, then the squared deviations from the float mean (and their sum, which corrects for the
+         * rounding of that mean): two passes, no cancellation */
+        double s, sq;
+        k.sums(x, n, c * hw, hw, 0.0f, &s, &sq);
+        float mu0 = (float)(s / (double)m);
+        double d1, d2;
+        k.sums(x, n, c * hw, hw, mu0, &d1, &d2);
+        double dm = d1 / (double)m;
+        mu = (double)mu0 + dm;
+        double v = d2 - d1 * dm; /* sum (x - mu)^2 */
+        if (v < 0) v = 0;
         double var = v / (double)m;
         inv_std = 1.0 / sqrt(var + p->eps);
         double *saved = r->saved;
@@ -147,12 +166,7 @@ static void forward_channel(void *arg, size_t ch, size_t thread) {
         inv_std = 1.0 / sqrt((double)r->buf[c + ch] + p->eps);
     }
     double g = p->affine ? r->w[ch] : 1.0, b = p->affine ? r->w[c + ch] : 0.0;
-    float muf = (float)mu, a = (float)(g * inv_std), bf = (float)b;
-    for (size_t i = 0; i < n; i++) {
-        const float *x = r->x[0] + (i * c + ch) * hw;
-        float *y = r->y + (i * c + ch) * hw;
-        for (size_t k = 0; k < hw; k++) y[k] = (x[k] - muf) * a + bf;
-    }
+    k.apply(x, r->y + ch * hw, n, c * hw, hw, (float)mu, (float)(g * inv_std), (float)b);
 }
 
 /* ---- synchronised statistics (a hook is set, training): the phases of forward_channel, with the sums
@@ -196,12 +210,8 @@ static void sync_apply_channel(void *arg, size_t ch, size_t thread) {
     const double *saved = r->saved;
     double mu = saved[ch], inv_std = saved[c + ch];
     double g = p->affine ? r->w[ch] : 1.0, b = p->affine ? r->w[c + ch] : 0.0;
-    float muf = (float)mu, a = (float)(g * inv_std), bf = (float)b;
-    for (size_t i = 0; i < n; i++) {
-        const float *x = r->x[0] + (i * c + ch) * hw;
-        float *y = r->y + (i * c + ch) * hw;
-        for (size_t k = 0; k < hw; k++) y[k] = (x[k] - muf) * a + bf;
-    }
+    bn_kernels_of(r->ctx).apply(r->x[0] + ch * hw, r->y + ch * hw, n, c * hw, hw, (float)mu, (float)(g * inv_std),
+                                (float)b);
 }
 
 static void batchnorm_forward_sync(const cnn_layer_run *r, bn_job *j) {
@@ -234,6 +244,7 @@ static void batchnorm_forward(const cnn_layer_run *r) {
         batchnorm_forward_sync(r, &j);
         return;
     }
+    if (r->training) ((double *)r->saved)[2 * j.c] = 0; /* no backward sums cached yet (see channel_sums) */
     cnn_pool_for(r->ctx, j.c, forward_channel, &j);
 }
 
@@ -269,19 +280,21 @@ static void channel_stats(const cnn_layer_run *r, size_t c, size_t ch, double *m
     }
 }
 
-/* sum(dy) and sum(dy * xhat) over one channel, in sample order. */
+/* sum(dy) and sum(dy * xhat) over one channel, in sample order. Without a sync hook, a training backward
+ * computes them once: backward_weights (which runs first) keeps them in saved (after mu and inv_std, where
+ * sync mode keeps its reduced sums) and sets saved[2c] = 1; backward_data takes them and clears the flag. A
+ * training forward clears it too. */
 static void channel_sums(const cnn_layer_run *r, size_t c, size_t hw, size_t ch, double mu, double inv_std,
                          double *sum_dy, double *sum_dy_xhat) {
-    double s1 = 0.0, s2 = 0.0;
-    for (size_t i = 0; i < r->n; i++) {
-        const float *x = r->x[0] + (i * c + ch) * hw, *dy = r->dy + (i * c + ch) * hw;
-        for (size_t k = 0; k < hw; k++) {
-            s1 += dy[k];
-            s2 += dy[k] * (x[k] - mu);
-        }
-    }
+    double s1, s2;
+    bn_kernels_of(r->ctx).dsums(r->x[0] + ch * hw, r->dy + ch * hw, r->n, c * hw, hw, (float)mu, &s1, &s2);
     *sum_dy = s1;
     *sum_dy_xhat = s2 * inv_std;
+}
+
+static int sums_cached(const cnn_layer_run *r, size_t c) {
+    const batchnorm_params *p = r->L->params;
+    return r->training && !p->sync && ((const double *)r->saved)[2 * c] == 1.0;
 }
 
 static void backward_data_channel(void *arg, size_t ch, size_t thread) {
@@ -300,19 +313,18 @@ static void backward_data_channel(void *arg, size_t ch, size_t thread) {
         mdyx = (float)(sums[c + ch] / saved[2 * c]);
     } else if (r->training) {
         double s1, s2, m = (double)(n * hw);
-        channel_sums(r, c, hw, ch, mu, inv_std, &s1, &s2);
+        if (j->cached) {
+            const double *sums = (const double *)r->saved + 2 * c + 1;
+            s1 = sums[ch];
+            s2 = sums[c + ch];
+        } else {
+            channel_sums(r, c, hw, ch, mu, inv_std, &s1, &s2);
+        }
         mdy = (float)(s1 / m);
         mdyx = (float)(s2 / m);
     }
-    int acc = r->dx_accumulate[0];
-    for (size_t i = 0; i < n; i++) {
-        const float *x = r->x[0] + (i * c + ch) * hw, *dy = r->dy + (i * c + ch) * hw;
-        float *dx = r->dx[0] + (i * c + ch) * hw;
-        for (size_t k = 0; k < hw; k++) {
-            float v = k1 * (dy[k] - mdy - (x[k] - muf) * isf * mdyx);
-            dx[k] = acc ? dx[k] + v : v;
-        }
-    }
+    bn_kernels_of(r->ctx).bwd(r->x[0] + ch * hw, r->dy + ch * hw, r->dx[0] + ch * hw, n, c * hw, hw, k1, mdy, muf,
+                              isf * mdyx, r->dx_accumulate[0]);
 }
 
 /* sync mode: this rank's sum(dy) and sum(dy * xhat) into the sums area, to be reduced over ranks */
@@ -334,7 +346,9 @@ static void batchnorm_backward_data(const cnn_layer_run *r) {
         cnn_pool_for(r->ctx, j.c, sync_grad_sums_channel, &j);
         p->sync->allreduce_sum(p->sync->user, (double *)r->saved + 2 * j.c + 1, 2 * j.c, 1);
     }
+    j.cached = sums_cached(r, j.c);
     cnn_pool_for(r->ctx, j.c, backward_data_channel, &j);
+    if (j.cached) ((double *)r->saved)[2 * j.c] = 0;
 }
 
 static void backward_weights_channel(void *arg, size_t ch, size_t thread) {
@@ -345,6 +359,11 @@ static void backward_weights_channel(void *arg, size_t ch, size_t thread) {
     double mu, inv_std, s1, s2;
     channel_stats(r, c, ch, &mu, &inv_std);
     channel_sums(r, c, j->hw, ch, mu, inv_std, &s1, &s2);
+    if (j->cached) { /* kept for backward_data */
+        double *sums = (double *)r->saved + 2 * c + 1;
+        sums[ch] = s1;
+        sums[c + ch] = s2;
+    }
     r->dw[ch] = (float)s2;     /* dgamma */
     r->dw[c + ch] = (float)s1; /* dbeta */
 }
@@ -357,7 +376,9 @@ static void batchnorm_backward_weights(const cnn_layer_run *r) {
         memset(r->dw, 0, 2 * j.c * sizeof(float));
         return;
     }
+    j.cached = r->training && !p->sync;
     cnn_pool_for(r->ctx, j.c, backward_weights_channel, &j);
+    if (j.cached) ((double *)r->saved)[2 * j.c] = 1.0;
 }
 
 const struct cnn_layer_ops cnn_layer_batchnorm = {
