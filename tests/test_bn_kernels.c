@@ -76,7 +76,7 @@ static void test_sums(void **state) {
             double s1[2], s2[2], t1[2], t2[2];
             for (size_t s = 0; s < n_isas(); s++) {
                 ISAS[s].sums(x, n, stride, hw, shift, &s1[s], &s2[s]);
-                ISAS[s].dsums(x, dy, n, stride, hw, mu, &t1[s], &t2[s]);
+                ISAS[s].dsums(x, dy, NULL, n, stride, hw, mu, &t1[s], &t2[s]);
                 /* float sums of up to 784 terms: a few 1e-7 of the sum of magnitudes per plane */
                 near(s1[s], r1, abs1, 1e-6, "sum (x - shift)", ISAS[s].name, n, hw);
                 near(s2[s], r2, r2, 1e-6, "sum (x - shift)^2", ISAS[s].name, n, hw);
@@ -105,9 +105,9 @@ static void test_apply_bwd(void **state) {
                     out[s][m] = malloc(len * sizeof(float));
                     memcpy(out[s][m], init, len * sizeof(float));
                 }
-                ISAS[s].apply(x, out[s][0], n, stride, hw, mu, sa, sb);
-                ISAS[s].bwd(x, dy, out[s][1], n, stride, hw, k1, mdy, mu, c, 0);
-                ISAS[s].bwd(x, dy, out[s][2], n, stride, hw, k1, mdy, mu, c, 1);
+                ISAS[s].apply(x, out[s][0], n, stride, hw, mu, sa, sb, 0);
+                ISAS[s].bwd(x, dy, NULL, out[s][1], n, stride, hw, k1, mdy, mu, c, 0);
+                ISAS[s].bwd(x, dy, NULL, out[s][2], n, stride, hw, k1, mdy, mu, c, 1);
                 for (size_t e = 0; e < len; e++) {
                     size_t i = e / stride, k = e % stride;
                     int inside = i < n && k < hw;
@@ -132,10 +132,63 @@ static void test_apply_bwd(void **state) {
         }
 }
 
+
+/* The fused relu: apply with relu (NaN kept, negatives and -0 to +0), dsums and bwd masked by ym > 0 (ym with
+ * positive, negative, zero and NaN entries), against the unmasked kernels on dy zeroed by hand. */
+static void test_fused_relu(void **state) {
+    (void)state;
+    for (size_t b = 0; b < sizeof HW / sizeof HW[0]; b++) {
+        size_t n = 3, hw = HW[b], stride = hw + 2, len = (n - 1) * stride + hw;
+        float *x = rand_buf(len, -2.0, 2.0), *dy = rand_buf(len, -1.0, 1.0), *ym = rand_buf(len, -1.0, 1.0);
+        float *dz = malloc(len * sizeof(float)), *o1 = malloc(len * sizeof(float)), *o2 = malloc(len * sizeof(float));
+        assert_true(dz && o1 && o2);
+        for (size_t e = 0; e < len; e++) {
+            if (e % 7 == 3) ym[e] = 0.0f;
+            if (e % 11 == 5) ym[e] = NAN;
+            if (e % 13 == 4) x[e] = NAN;
+            dz[e] = ym[e] > 0.0f ? dy[e] : 0.0f;
+        }
+        float ref_y[2][1024];
+        assert_true(len <= 3 * 1024);
+        for (size_t s = 0; s < n_isas(); s++) {
+            double a1, a2, b1, b2;
+            ISAS[s].dsums(x + 1, dy, ym, n, stride, hw - (hw > 1), 0.25f, &a1, &a2);
+            ISAS[s].dsums(x + 1, dz, NULL, n, stride, hw - (hw > 1), 0.25f, &b1, &b2);
+            /* x has NaN: compare the sum of dy only where it is defined, and the pattern of NaN */
+            assert_true(a1 == b1);
+            assert_true((a2 == b2) || (a2 != a2 && b2 != b2));
+            for (int acc = 0; acc < 2; acc++) {
+                for (size_t e = 0; e < len; e++) o1[e] = o2[e] = (float)e * 0.01f;
+                ISAS[s].bwd(dy, dy, ym, o1, n, stride, hw, 1.3f, 0.1f, 0.2f, 0.7f, acc);
+                ISAS[s].bwd(dy, dz, NULL, o2, n, stride, hw, 1.3f, 0.1f, 0.2f, 0.7f, acc);
+                assert_memory_equal(o1, o2, len * sizeof(float));
+            }
+            ISAS[s].apply(x, o1, n, stride, hw, 0.1f, 1.5f, -0.2f, 1);
+            ISAS[s].apply(x, o2, n, stride, hw, 0.1f, 1.5f, -0.2f, 0);
+            for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k < hw; k++) {
+                    size_t e = i * stride + k;
+                    float v = o2[e], want = (v > 0.0f || v != v) ? v : 0.0f;
+                    if (want != want) assert_true(o1[e] != o1[e]);
+                    else assert_true(o1[e] == want && !signbit(o1[e]));
+                    if (i == 0 && k < 1024) ref_y[s][k] = o1[e];
+                }
+        }
+        if (n_isas() == 2) assert_memory_equal(ref_y[0], ref_y[1], (hw < 1024 ? hw : 1024) * sizeof(float));
+        free(x);
+        free(dy);
+        free(ym);
+        free(dz);
+        free(o1);
+        free(o2);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sums),
         cmocka_unit_test(test_apply_bwd),
+        cmocka_unit_test(test_fused_relu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

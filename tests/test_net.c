@@ -369,6 +369,102 @@ static void test_fusion_bit_identical(void **state) {
         }
 }
 
+
+/* Relu fused into a batchnorm (batchnorm.c, net.c): bit-identical outputs, loss, parameter and input
+ * gradients to the plain plan, training and inference (without folding), 1 and 2 threads. Fused: bn1's
+ * relu (its reader is a conv), the relu of the batchnorm after the add and of the dense batchnorm; bn2's relu goes into the maxpool instead; a relu whose batchnorm has a second
+ * reader (ra) is not fused. Planes of 7x9 and 3x4 reach the kernels' vector tails. */
+static const char *BNFUSE_NET = "input c=3 h=7 w=9\n"
+                                "conv2d name=c1 k=5 size=3 pad=1\n"
+                                "batchnorm name=bn1\n"
+                                "relu name=r1\n"
+                                "conv2d name=c2 k=6 size=3 pad=1\n"
+                                "batchnorm name=bn2\n"
+                                "relu name=r2\n"
+                                "maxpool2d size=2\n"
+                                "batchnorm name=bn3\n"
+                                "relu name=r3\n"
+                                "relu name=ra from=bn3\n"
+                                "add from=r3,ra\n"
+                                "batchnorm name=bn4\n"
+                                "relu name=r4\n"
+                                "flatten\n"
+                                "dense name=d1 out=7\n"
+                                "batchnorm name=bn5\n"
+                                "relu name=r5\n"
+                                "dense out=3\n"
+                                "softmax_ce\n";
+
+static void bnfuse_run(int no_fuse, unsigned flags, size_t threads, float *out, float *grads, size_t *n_grads,
+                       float *dx, double *loss) {
+    cnn_ctx *ctx = NULL;
+    cnn_ctx_options o = cnn_ctx_options_default();
+    o.threads = threads;
+    assert_int_equal(cnn_ctx_create(&ctx, &o), CNN_OK);
+    cnn_net *net = parse_ok(ctx, BNFUSE_NET);
+    net->no_fuse = no_fuse;
+    net->no_fold = 1; /* (folding batchnorm into the conv changes the rounding; tests/test_fold.c checks it) */
+    const size_t n = 5, in = 3 * 7 * 9;
+    assert_int_equal(cnn_net_compile(net, n, flags), CNN_OK);
+    assert_int_equal(cnn_net_init_params(net, 13, CNN_INIT_DEFAULT), CNN_OK);
+    float x[5 * 3 * 7 * 9];
+    th_fill_uniform(x, n * in, 9, -1.0f, 1.0f);
+    int32_t labels[5] = {0, 2, 1, 1, 0};
+    int train = (flags & CNN_COMPILE_TRAIN) != 0;
+    for (int pass = 0; pass < 2; pass++) { /* twice: the cached backward sums are taken afresh */
+        assert_int_equal(cnn_net_forward(net, x, n, train), CNN_OK);
+        size_t got = 0;
+        memcpy(out, cnn_net_output(net, &got), n * 3 * sizeof *out);
+        cnn_loss_stats ls;
+        assert_int_equal(cnn_net_loss(net, labels, NULL, &ls), CNN_OK);
+        *loss = ls.loss;
+        if (train) {
+            assert_int_equal(cnn_net_backward(net, NULL), CNN_OK);
+            float *p, *g;
+            assert_int_equal(cnn_net_arenas(net, &p, &g, n_grads), CNN_OK);
+            memcpy(grads, g, *n_grads * sizeof *g);
+            memcpy(dx, cnn_net_input_grad(net), n * in * sizeof *dx);
+        }
+    }
+    if (!no_fuse) {
+        cnn_layer_info li;
+        assert_int_equal(cnn_net_layer_info(net, 3, &li), CNN_OK); /* r1 */
+        assert_string_equal(li.algorithm, "fused into the batchnorm");
+        assert_int_equal(cnn_net_layer_info(net, 2, &li), CNN_OK); /* bn1 */
+        assert_string_equal(li.algorithm, "batchnorm+relu");
+        assert_int_equal(cnn_net_layer_info(net, 7, &li), CNN_OK); /* the maxpool takes r2 */
+        assert_string_equal(li.algorithm, "relu+maxpool");
+        assert_int_equal(cnn_net_layer_info(net, 8, &li), CNN_OK); /* bn3 has two readers */
+        assert_true(strcmp(li.algorithm, "batchnorm+relu") != 0);
+        assert_int_equal(cnn_net_layer_info(net, 12, &li), CNN_OK); /* bn4 */
+        assert_string_equal(li.algorithm, "batchnorm+relu");
+        assert_int_equal(cnn_net_layer_info(net, 16, &li), CNN_OK); /* bn5, after a dense */
+        assert_string_equal(li.algorithm, "batchnorm+relu");
+    }
+    cnn_net_free(net);
+    cnn_ctx_free(ctx);
+}
+
+static void test_bn_relu_fusion_bit_identical(void **state) {
+    (void)state;
+    static float out0[15], out1[15], g0[8192], g1[8192], dx0[945], dx1[945];
+    for (size_t threads = 1; threads <= 2; threads++)
+        for (int mode = 0; mode < 2; mode++) {
+            unsigned flags = mode ? CNN_COMPILE_TRAIN | CNN_COMPILE_INPUT_GRAD : 0;
+            double l0, l1;
+            size_t n0 = 0, n1 = 0;
+            bnfuse_run(1, flags, threads, out0, g0, &n0, dx0, &l0);
+            bnfuse_run(0, flags, threads, out1, g1, &n1, dx1, &l1);
+            assert_memory_equal(out0, out1, sizeof out0);
+            assert_true(l0 == l1);
+            if (mode) {
+                assert_true(n0 == n1 && n0 > 0 && n0 <= 8192);
+                assert_memory_equal(g0, g1, n0 * sizeof *g0);
+                assert_memory_equal(dx0, dx1, sizeof dx0);
+            }
+        }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_names_and_shapes), cmocka_unit_test(test_print_round_trip),
@@ -377,6 +473,7 @@ int main(void) {
         cmocka_unit_test(test_init_statistics),        cmocka_unit_test(test_status_strings),
         cmocka_unit_test(test_run_layer),
         cmocka_unit_test(test_fusion_bit_identical),
+        cmocka_unit_test(test_bn_relu_fusion_bit_identical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

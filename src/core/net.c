@@ -21,6 +21,9 @@
  *            kernel path is fused into that maxpool (maxpool2d.c): the relu shares its input's y and dy
  *            and is skipped; the maxpool reads the relu's input, writes relu(max), and in backward writes
  *            the gradient of the relu's input directly. The values are those of the unfused pair.
+ *   relu     whose input is a batchnorm with no other reader (and not folded) runs inside the batchnorm
+ *            (batchnorm.c): it shares the batchnorm's y and dy and is skipped; the batchnorm writes
+ *            relu(y) and masks its incoming gradient by y > 0. A relu that can fuse into a maxpool does that.
  *   Neither applies to the input layer's output (it may keep no gradient) or to the last layer.
  *   In inference an alias shares its source's liveness slot, which is freed after the alias's last
  *   reader. The saving in M1 training: the relu forward + backward passes over the two conv outputs and
@@ -228,9 +231,12 @@ cnn_status cnn_net_layer_info(const cnn_net *net, size_t i, cnn_layer_info *info
     if (net->compiled && net->rt[i].skip) /* aliases and fusion of the last compile */
         info->algorithm = L->ops == &cnn_layer_flatten     ? "view"
                           : L->ops == &cnn_layer_batchnorm ? "folded into the conv"
+                          : cnn_batchnorm_fused_relu(&net->layers[net->rt[i].alias]) ? "fused into the batchnorm"
                                                            : "fused into the next layer";
     else if (L->ops == &cnn_layer_maxpool2d && ((const cnn_pool2d_params *)L->params)->fused_relu)
         info->algorithm = "relu+maxpool";
+    else if (cnn_batchnorm_fused_relu(L))
+        info->algorithm = "batchnorm+relu";
     return CNN_OK;
 }
 
@@ -374,12 +380,15 @@ static void find_aliases(const cnn_net *net, size_t *alias, size_t *fused, size_
         } else if (fold_bn && L->ops == &cnn_layer_batchnorm && net->layers[src].ops == &cnn_layer_conv2d) {
             alias[i] = src;
             fold[src] = i;
-        } else if (!views_only && L->ops == &cnn_layer_relu && net->rt[i].consumers == 1) {
+        } else if (!views_only && L->ops == &cnn_layer_relu) {
             size_t c = net->rt[i].last_use; /* the only reader */
-            if (c < n && net->layers[c].n_inputs == 1 && net->layers[c].inputs[0] == i &&
-                cnn_maxpool2d_can_fuse_relu(&net->layers[c])) {
+            if (net->rt[i].consumers == 1 && c < n && net->layers[c].n_inputs == 1 &&
+                net->layers[c].inputs[0] == i && cnn_maxpool2d_can_fuse_relu(&net->layers[c])) {
                 alias[i] = src;
                 fused[i] = c;
+            } else if (net->layers[src].ops == &cnn_layer_batchnorm && alias[src] == SIZE_MAX) {
+                alias[i] = src; /* run inside the batchnorm (not a folded one, which is itself an alias) */
+                fused[i] = src;
             }
         }
     }
@@ -614,9 +623,14 @@ cnn_status cnn_net_compile(cnn_net *net, size_t max_batch, unsigned flags) {
         net->rt[i].alias = P.alias[i];
         net->rt[i].skip = P.alias[i] != SIZE_MAX;
         if (net->layers[i].ops == &cnn_layer_maxpool2d) cnn_maxpool2d_set_fused_relu(&net->layers[i], 0);
+        if (net->layers[i].ops == &cnn_layer_batchnorm) cnn_batchnorm_set_fused_relu(&net->layers[i], 0);
     }
-    for (size_t i = 0; i < net->n_layers; i++)
-        if (P.fused[i] != SIZE_MAX) cnn_maxpool2d_set_fused_relu(&net->layers[P.fused[i]], 1);
+    for (size_t i = 0; i < net->n_layers; i++) {
+        if (P.fused[i] == SIZE_MAX) continue;
+        cnn_layer *F = &net->layers[P.fused[i]];
+        if (F->ops == &cnn_layer_batchnorm) cnn_batchnorm_set_fused_relu(F, 1);
+        else cnn_maxpool2d_set_fused_relu(F, 1);
+    }
     /* scratch for the loss gradient when its input keeps none (inference, or a loss reading the input) */
     if (P.loss_dx_off != SIZE_MAX) net->rt[net->n_layers - 1].dy = (float *)(base + P.loss_dx_off);
     net->ws_stride = P.ws_stride;

@@ -29,6 +29,10 @@
  *           then sum (x - mu)^2; in backward sum dy and sum dy * xhat), so each rank normalises with the
  *           global batch's statistics: 2 ranks x 32 samples give the values of 1 x 64 (to rounding). The
  *           sums of the phases are kept in saved (after mu and inv_std). Without a hook nothing changes.
+ * Fused ReLU (training, or inference where the batchnorm is not folded): when the network compiles a `relu`
+ *           whose input is this layer (with no other reader), the relu is skipped and shares this layer's
+ *           buffers; forward writes relu(y) (activations.c's rule, NaN kept) and backward takes the relu's
+ *           gradient as dy masked by y > 0 (the relu's backward rule), so the values are those of the pair.
  * References Ioffe & Szegedy, "Batch Normalization" (2015); PyTorch torch.nn.BatchNorm2d documentation;
  *           PyTorch torch.nn.SyncBatchNorm.
  */
@@ -44,6 +48,7 @@ typedef struct batchnorm_params {
     double eps;
     double momentum;
     int affine;
+    int fused_relu; /* set by the network's compile: the next layer is a relu run here (see below) */
     const cnn_bn_sync *sync; /* NULL: statistics of this process's batch only */
 } batchnorm_params;
 
@@ -166,7 +171,7 @@ static void forward_channel(void *arg, size_t ch, size_t thread) {
         inv_std = 1.0 / sqrt((double)r->buf[c + ch] + p->eps);
     }
     double g = p->affine ? r->w[ch] : 1.0, b = p->affine ? r->w[c + ch] : 0.0;
-    k.apply(x, r->y + ch * hw, n, c * hw, hw, (float)mu, (float)(g * inv_std), (float)b);
+    k.apply(x, r->y + ch * hw, n, c * hw, hw, (float)mu, (float)(g * inv_std), (float)b, p->fused_relu);
 }
 
 /* ---- synchronised statistics (a hook is set, training): the phases of forward_channel, with the sums
@@ -211,7 +216,7 @@ static void sync_apply_channel(void *arg, size_t ch, size_t thread) {
     double mu = saved[ch], inv_std = saved[c + ch];
     double g = p->affine ? r->w[ch] : 1.0, b = p->affine ? r->w[c + ch] : 0.0;
     bn_kernels_of(r->ctx).apply(r->x[0] + ch * hw, r->y + ch * hw, n, c * hw, hw, (float)mu, (float)(g * inv_std),
-                                (float)b);
+                                (float)b, p->fused_relu);
 }
 
 static void batchnorm_forward_sync(const cnn_layer_run *r, bn_job *j) {
@@ -248,6 +253,14 @@ static void batchnorm_forward(const cnn_layer_run *r) {
     cnn_pool_for(r->ctx, j.c, forward_channel, &j);
 }
 
+void cnn_batchnorm_set_fused_relu(cnn_layer *L, int on) {
+    if (L && L->ops == &cnn_layer_batchnorm) ((batchnorm_params *)L->params)->fused_relu = on != 0;
+}
+
+int cnn_batchnorm_fused_relu(const cnn_layer *L) {
+    return L && L->ops == &cnn_layer_batchnorm && ((const batchnorm_params *)L->params)->fused_relu;
+}
+
 int cnn_batchnorm_set_sync(cnn_layer *L, const cnn_bn_sync *sync) {
     if (!L || L->ops != &cnn_layer_batchnorm) return -1;
     ((batchnorm_params *)L->params)->sync = sync;
@@ -280,6 +293,12 @@ static void channel_stats(const cnn_layer_run *r, size_t c, size_t ch, double *m
     }
 }
 
+/* With a fused relu, y holds relu(batchnorm(x)) and dy the gradient of the relu's output: the kernels take
+ * y as the mask of the relu's backward. */
+static const float *relu_mask(const cnn_layer_run *r, size_t off) {
+    return ((const batchnorm_params *)r->L->params)->fused_relu ? r->y + off : NULL;
+}
+
 /* sum(dy) and sum(dy * xhat) over one channel, in sample order. Without a sync hook, a training backward
  * computes them once: backward_weights (which runs first) keeps them in saved (after mu and inv_std, where
  * sync mode keeps its reduced sums) and sets saved[2c] = 1; backward_data takes them and clears the flag. A
@@ -287,7 +306,8 @@ static void channel_stats(const cnn_layer_run *r, size_t c, size_t ch, double *m
 static void channel_sums(const cnn_layer_run *r, size_t c, size_t hw, size_t ch, double mu, double inv_std,
                          double *sum_dy, double *sum_dy_xhat) {
     double s1, s2;
-    bn_kernels_of(r->ctx).dsums(r->x[0] + ch * hw, r->dy + ch * hw, r->n, c * hw, hw, (float)mu, &s1, &s2);
+    bn_kernels_of(r->ctx).dsums(r->x[0] + ch * hw, r->dy + ch * hw, relu_mask(r, ch * hw), r->n, c * hw, hw,
+                                (float)mu, &s1, &s2);
     *sum_dy = s1;
     *sum_dy_xhat = s2 * inv_std;
 }
@@ -323,7 +343,8 @@ static void backward_data_channel(void *arg, size_t ch, size_t thread) {
         mdy = (float)(s1 / m);
         mdyx = (float)(s2 / m);
     }
-    bn_kernels_of(r->ctx).bwd(r->x[0] + ch * hw, r->dy + ch * hw, r->dx[0] + ch * hw, n, c * hw, hw, k1, mdy, muf,
+    bn_kernels_of(r->ctx).bwd(r->x[0] + ch * hw, r->dy + ch * hw, relu_mask(r, ch * hw), r->dx[0] + ch * hw, n, c * hw,
+                              hw, k1, mdy, muf,
                               isf * mdyx, r->dx_accumulate[0]);
 }
 

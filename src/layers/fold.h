@@ -38,4 +38,9 @@ void cnn_conv2d_fill_infer_block(const cnn_layer *L, cnn_ctx *ctx, const float *
 void cnn_batchnorm_eval_affine(const cnn_layer *L, const float *w, const float *buf, double *scale,
                                double *shift);
 
+/* batchnorm.c: run the relu that reads batchnorm L inside it (net.c's compile sets it, see batchnorm.c),
+ * and whether it is set. */
+void cnn_batchnorm_set_fused_relu(cnn_layer *L, int on);
+int cnn_batchnorm_fused_relu(const cnn_layer *L);
+
 #endif

@@ -43,28 +43,35 @@ void cnn_f32_bn_sums_scalar(const float *x, size_t n, size_t stride, size_t hw, 
     *s2 = t2;
 }
 
-void cnn_f32_bn_dsums_scalar(const float *x, const float *dy, size_t n, size_t stride, size_t hw, float mu,
-                             double *s1, double *s2) {
+/* the gradient reaching the batchnorm output: dy, or 0 where the fused relu's output is not > 0 */
+#define GRAD(e) (m ? (m[e] > 0.0f ? d[e] : 0.0f) : d[e])
+
+void cnn_f32_bn_dsums_scalar(const float *x, const float *dy, const float *ym, size_t n, size_t stride, size_t hw,
+                             float mu, double *s1, double *s2) {
     double t1 = 0.0, t2 = 0.0;
+    float gk;
     for (size_t i = 0; i < n; i++) {
-        const float *p = x + i * stride, *g = dy + i * stride;
+        const float *p = x + i * stride, *d = dy + i * stride, *m = ym ? ym + i * stride : NULL;
         float A[4][8] = {{0}}, Q[4][8] = {{0}}, ta = 0.0f, tq = 0.0f;
         size_t k = 0;
         for (; k + 32 <= hw; k += 32)
             for (int j = 0; j < 4; j++)
                 for (int l = 0; l < 8; l++) {
                     size_t e = k + 8 * (size_t)j + (size_t)l;
-                    A[j][l] += g[e];
-                    Q[j][l] += g[e] * (p[e] - mu);
+                    gk = GRAD(e);
+                    A[j][l] += gk;
+                    Q[j][l] += gk * (p[e] - mu);
                 }
         for (; k + 8 <= hw; k += 8)
             for (int l = 0; l < 8; l++) {
-                A[0][l] += g[k + l];
-                Q[0][l] += g[k + l] * (p[k + l] - mu);
+                gk = GRAD(k + l);
+                A[0][l] += gk;
+                Q[0][l] += gk * (p[k + l] - mu);
             }
         for (; k < hw; k++) {
-            ta += g[k];
-            tq += g[k] * (p[k] - mu);
+            gk = GRAD(k);
+            ta += gk;
+            tq += gk * (p[k] - mu);
         }
         t1 += (double)(combine(A) + ta);
         t2 += (double)(combine(Q) + tq);
@@ -74,22 +81,28 @@ void cnn_f32_bn_dsums_scalar(const float *x, const float *dy, size_t n, size_t s
 }
 
 void cnn_f32_bn_apply_scalar(const float *x, float *y, size_t n, size_t stride, size_t hw, float mu, float a,
-                             float b) {
+                             float b, int relu) {
     for (size_t i = 0; i < n; i++) {
         const float *p = x + i * stride;
         float *o = y + i * stride;
-        for (size_t k = 0; k < hw; k++) o[k] = (p[k] - mu) * a + b;
+        if (relu)
+            for (size_t k = 0; k < hw; k++) {
+                float v = (p[k] - mu) * a + b;
+                o[k] = (v > 0.0f || v != v) ? v : 0.0f;
+            }
+        else
+            for (size_t k = 0; k < hw; k++) o[k] = (p[k] - mu) * a + b;
     }
 }
 
-void cnn_f32_bn_bwd_scalar(const float *x, const float *dy, float *dx, size_t n, size_t stride, size_t hw,
-                           float k1, float mdy, float mu, float c, int acc) {
+void cnn_f32_bn_bwd_scalar(const float *x, const float *dy, const float *ym, float *dx, size_t n, size_t stride,
+                           size_t hw, float k1, float mdy, float mu, float c, int acc) {
     for (size_t i = 0; i < n; i++) {
-        const float *p = x + i * stride, *g = dy + i * stride;
+        const float *p = x + i * stride, *d = dy + i * stride, *m = ym ? ym + i * stride : NULL;
         float *o = dx + i * stride;
         if (acc)
-            for (size_t k = 0; k < hw; k++) o[k] += k1 * ((g[k] - mdy) - (p[k] - mu) * c);
+            for (size_t k = 0; k < hw; k++) o[k] += k1 * ((GRAD(k) - mdy) - (p[k] - mu) * c);
         else
-            for (size_t k = 0; k < hw; k++) o[k] = k1 * ((g[k] - mdy) - (p[k] - mu) * c);
+            for (size_t k = 0; k < hw; k++) o[k] = k1 * ((GRAD(k) - mdy) - (p[k] - mu) * c);
     }
 }
