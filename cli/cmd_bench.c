@@ -82,7 +82,19 @@ static void fill_random(float *x, size_t n, uint64_t seed) {
     }
 }
 
+/* Peak resident memory of this program: VmHWM of /proc/self/status, the high-water mark of this address
+ * space. getrusage's ru_maxrss is only the fallback: Linux carries it over exec, so a process started by
+ * a big parent (compare.py, after importing torch) would report the parent's size at the fork. */
 static double peak_rss_mib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        char line[256];
+        unsigned long kib = 0;
+        int found = 0;
+        while (!found && fgets(line, sizeof line, f)) found = sscanf(line, "VmHWM: %lu kB", &kib) == 1;
+        fclose(f);
+        if (found) return (double)kib / 1024.0;
+    }
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
     return (double)ru.ru_maxrss / 1024.0; /* ru_maxrss is in KiB on Linux */

@@ -13,7 +13,7 @@ m1    M1 of BENCH.md: conv3x3(1->32, pad 1) - ReLU - maxpool 2 - conv3x3(32->64,
       `cnn bench train` runs). With --data DIR (IDX files, e.g. /usr/share/datasets/fashion-mnist): --epochs
       shuffled epochs (x/255) and the test accuracy after each. Then inference (eval, no_grad) at batch 256:
       images/s, median of --infer-reps batches. Prints the training images/s, the inference images/s and the
-      peak resident memory (ru_maxrss). JSON: one object per line, "bench": "train" / "infer" with
+      peak resident memory (VmHWM). JSON: one object per line, "bench": "train" / "infer" with
       images_per_second, ms_median, peak_rss_mib (as `cnn bench train|infer`).
 conv  the B1 rows: forward F.conv2d with bias; backward-data and backward-weights through
       torch.ops.aten.convolution_backward (output masks [1,0,0] and [0,1,1]), so each pass is timed alone, on
@@ -51,6 +51,14 @@ PASSES = ("fwd", "bwd_data", "bwd_weights")
 
 
 def rss_mib():
+    # VmHWM: this address space's high-water mark (ru_maxrss survives exec, so it would count the parent)
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
