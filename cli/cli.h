@@ -114,9 +114,9 @@ int cli_check_data_fits(const cnn_net *net, const cnn_dataset *ds, const char *d
  * the error. */
 int cli_load_split_for(cnn_ctx *ctx, cnn_shape in, const char *data, const char *split, const cnn_dataset *like,
                        int quiet, cnn_dataset **out);
-/* Store the dataset's class names in the weights file or checkpoint at path (nothing when they are only
- * "0".."N-1"). Prints the error. */
-int cli_store_class_names(cnn_ctx *ctx, const char *path, const cnn_dataset *ds);
+/* Give the net the dataset's class names (nothing when they are only "0".."N-1"): every weights file and
+ * checkpoint it writes then carries them. Prints the error. */
+int cli_net_take_class_names(cnn_ctx *ctx, cnn_net *net, const cnn_dataset *ds);
 /* The class names stored in a weights file or checkpoint when there are exactly `classes` of them, else
  * NULL; *block is what to cnn_free(ctx, ...) afterwards (NULL when nothing). */
 const char *const *cli_file_class_names(cnn_ctx *ctx, const char *path, size_t classes, char ***block);

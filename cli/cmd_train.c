@@ -868,6 +868,8 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         fputs(aug_line, stderr);
         fflush(stderr);
     }
+    if (cli_net_take_class_names(ctx, net, train) != 0) /* written with every checkpoint and weights file */
+        goto cleanup;
     catch_signals(&old_int, &old_term, &old_xfsz);
     signals_caught = 1;
     /* train points for the report's curves: running means over about 25 stretches of each epoch */
@@ -1051,8 +1053,6 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
                 cli_lib_error(ctx, st, checkpoint);
                 goto cleanup;
             }
-            if (checkpoint && cli_store_class_names(ctx, checkpoint, train) != 0)
-                goto cleanup;
             break; /* the partial epoch is not evaluated */
         }
         if (cli_dist_epoch_end(net, e + 1, &loss_sum, &correct, &seen) != 0) /* sums over ranks, checksums */
@@ -1083,8 +1083,6 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
                     cli_lib_error(ctx, st, best_path);
                     goto cleanup;
                 }
-                if (cli_store_class_names(ctx, best_path, train) != 0)
-                    goto cleanup;
                 best_val = vr.accuracy;
                 if (!quiet)
                     fprintf(stderr, "train: best val_acc %.4f so far: weights%s saved to %s\n", best_val,
@@ -1173,8 +1171,6 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
                 cli_lib_error(ctx, st, checkpoint);
                 goto cleanup;
             }
-            if (cli_store_class_names(ctx, checkpoint, train) != 0)
-                goto cleanup;
         }
     }
 
@@ -1188,8 +1184,6 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
             cli_lib_error(ctx, st, out);
             goto cleanup;
         }
-        if (cli_store_class_names(ctx, out, train) != 0)
-            goto cleanup;
         if (!quiet)
             fprintf(stderr, "train: weights saved to %s\n", out);
     }

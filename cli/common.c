@@ -576,15 +576,15 @@ static int names_are_indices(const cnn_dataset *ds) {
     return 1;
 }
 
-int cli_store_class_names(cnn_ctx *ctx, const char *path, const cnn_dataset *ds) {
+int cli_net_take_class_names(cnn_ctx *ctx, cnn_net *net, const cnn_dataset *ds) {
     size_t k = cnn_dataset_classes(ds);
     if (!k || !cnn_dataset_class_name(ds, 0) || names_are_indices(ds)) return 0;
     const char **names = malloc(k * sizeof *names);
     if (!names) return cli_error("out of memory");
     for (size_t i = 0; i < k; i++) names[i] = cnn_dataset_class_name(ds, i);
-    cnn_status st = cnn_checkpoint_write_class_names(ctx, path, names, k);
+    cnn_status st = cnn_net_set_class_names(net, names, k);
     free(names);
-    return st == CNN_OK ? 0 : cli_lib_error(ctx, st, path);
+    return st == CNN_OK ? 0 : cli_lib_error(ctx, st, "class names");
 }
 
 const char *const *cli_file_class_names(cnn_ctx *ctx, const char *path, size_t classes, char ***block) {

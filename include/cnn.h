@@ -671,6 +671,15 @@ void cnn_dist_get_stats(const cnn_dist *d, cnn_dist_stats *out);
  * collective; returns (doing nothing) when there is no MPI job. */
 void cnn_dist_abort(cnn_dist *d, int code);
 
+/* ==== class names on the net ====
+ * Class names in label order, carried by the net and written by cnn_net_save_weights and the checkpoint
+ * writers as metadata "cnn.classes" (read back with cnn_checkpoint_read_class_names), so a file is written
+ * once, with its names. n == 0 clears them. Each name non-empty, at most 4096 bytes, no line break; copied. */
+cnn_status cnn_net_set_class_names(cnn_net *net, const char *const *names, size_t n);
+/* The names (n of them, the array NULL-terminated), or NULL and *n = 0 when none are set. Valid until the next
+ * cnn_net_set_class_names or cnn_net_free. */
+const char *const *cnn_net_class_names(const cnn_net *net, size_t *n);
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

@@ -739,6 +739,61 @@ static void test_checkpoint_names(void **state) {
     cnn_ctx_free(ctx);
 }
 
+
+/* Names carried by the net (cnn_net_set_class_names): the weights writer and the checkpoint writer put them
+ * in the file at once; clearing them writes none; bad names are refused and leave the old ones. */
+static void test_net_names(void **state) {
+    (void)state;
+    cnn_ctx *ctx = new_ctx(1);
+    const char *model = "input c=1 h=5 w=5\nconv2d name=c1 k=3 kh=3 kw=3\nflatten\ndense name=fc out=3\nsoftmax_ce\n";
+    cnn_net *net = NULL;
+    assert_int_equal(cnn_net_parse(ctx, model, strlen(model), "m.cnn", &net), CNN_OK);
+    assert_int_equal(cnn_net_compile(net, 2, CNN_COMPILE_TRAIN), CNN_OK);
+    assert_int_equal(cnn_net_init_params(net, 7, CNN_INIT_DEFAULT), CNN_OK);
+    size_t n = 9;
+    assert_null(cnn_net_class_names(net, &n));
+    assert_int_equal(n, 0);
+    const char *names[3] = {"Sneaker", "bag \"b\"", "\xc3\xa9t\xc3\xa9"};
+    assert_int_equal(cnn_net_set_class_names(net, names, 3), CNN_OK);
+    const char *const *have = cnn_net_class_names(net, &n);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < 3; i++) assert_string_equal(have[i], names[i]);
+    assert_null(have[3]);
+    const char *bad1[2] = {"ok", ""}, *bad2[2] = {"ok", "two\nlines"}, *bad3[2] = {"ok", NULL};
+    assert_int_equal(cnn_net_set_class_names(net, bad1, 2), CNN_ERR_INVALID_ARG);
+    assert_int_equal(cnn_net_set_class_names(net, bad2, 2), CNN_ERR_INVALID_ARG);
+    assert_int_equal(cnn_net_set_class_names(net, bad3, 2), CNN_ERR_INVALID_ARG);
+    assert_non_null(cnn_net_class_names(net, &n));
+    assert_int_equal(n, 3);
+    const char *w = path_of("wn.safetensors"), *ck = path_of("ckn.safetensors");
+    assert_int_equal(cnn_net_save_weights(net, w), CNN_OK);
+    cnn_optimizer *opt = NULL;
+    cnn_optimizer_options oo = cnn_optimizer_options_default(CNN_OPT_SGD);
+    assert_int_equal(cnn_optimizer_create(net, &oo, &opt), CNN_OK);
+    cnn_train_state ts;
+    memset(&ts, 0, sizeof ts);
+    ts.seed = 1;
+    assert_int_equal(cnn_checkpoint_save(net, opt, &ts, ck), CNN_OK);
+    const char *files[2] = {w, ck};
+    for (int f = 0; f < 2; f++) {
+        char **got = NULL;
+        assert_int_equal(cnn_checkpoint_read_class_names(ctx, files[f], &got, &n), CNN_OK);
+        assert_int_equal(n, 3);
+        for (size_t i = 0; i < 3; i++) assert_string_equal(got[i], names[i]);
+        cnn_free(ctx, got);
+    }
+    assert_int_equal(cnn_net_set_class_names(net, NULL, 0), CNN_OK);
+    assert_null(cnn_net_class_names(net, &n));
+    assert_int_equal(cnn_net_save_weights(net, w), CNN_OK);
+    char **got = (char **)1;
+    assert_int_equal(cnn_checkpoint_read_class_names(ctx, w, &got, &n), CNN_OK);
+    assert_null(got);
+    assert_int_equal(n, 0);
+    cnn_optimizer_free(opt);
+    cnn_net_free(net);
+    cnn_ctx_free(ctx);
+}
+
 int main(void) {
     const char *base = getenv("CNN_BINARY_DIR");
     if (!base || !*base) base = "/tmp";
@@ -756,6 +811,7 @@ int main(void) {
 #endif
         cmocka_unit_test(test_idx_names),
         cmocka_unit_test(test_checkpoint_names),
+        cmocka_unit_test(test_net_names),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     if (r == 0) remove_tree(g_dir);

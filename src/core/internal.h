@@ -57,6 +57,9 @@ void cnn_mem_free(cnn_ctx *ctx, void *p);
 /* Allocation that records "out of memory allocating <what> (<bytes> bytes)" on failure. */
 cnn_status cnn_mem_alloc_checked(cnn_ctx *ctx, size_t size, const char *what, void **out);
 
+/* At most this many class names on a net or in a file's "cnn.classes" metadata. */
+#define CNN_MAX_CLASS_NAMES 65536u
+
 /* ---- overflow-checked sizes: return false on overflow ---- */
 static inline bool cnn_size_mul(size_t a, size_t b, size_t *out) {
     return !__builtin_mul_overflow(a, b, out);

@@ -108,7 +108,52 @@ void cnn_net_free(cnn_net *net) {
     cnn_mem_free(ctx, net->params);
     cnn_mem_free(ctx, net->buffers);
     cnn_mem_free(ctx, net->grads);
+    cnn_mem_free(ctx, net->class_names);
     cnn_mem_free(ctx, net);
+}
+
+/* ---- class names ---- */
+
+cnn_status cnn_net_set_class_names(cnn_net *net, const char *const *names, size_t n) {
+    if (!net) return CNN_ERR_INVALID_ARG;
+    cnn_ctx *ctx = net->ctx;
+    if (n && !names) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_net_set_class_names: NULL names");
+    if (n > CNN_MAX_CLASS_NAMES)
+        return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_net_set_class_names: %zu names (at most %u)", n,
+                         (unsigned)CNN_MAX_CLASS_NAMES);
+    size_t bytes = (n + 1) * sizeof(char *);
+    for (size_t i = 0; i < n; i++) {
+        if (!names[i] || !names[i][0])
+            return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_net_set_class_names: name %zu is %s", i,
+                             names[i] ? "empty" : "NULL");
+        size_t len = strlen(names[i]);
+        if (len > 4096 || strpbrk(names[i], "\n\r"))
+            return cnn_error(ctx, CNN_ERR_INVALID_ARG,
+                             "cnn_net_set_class_names: name %zu is longer than 4096 bytes or has a line break", i);
+        bytes += len + 1;
+    }
+    char **block = NULL;
+    if (n) {
+        cnn_status st = cnn_mem_alloc_checked(ctx, bytes, "the class names", (void **)&block);
+        if (st != CNN_OK) return st;
+        char *t = (char *)(block + n + 1);
+        for (size_t i = 0; i < n; i++) {
+            size_t len = strlen(names[i]);
+            memcpy(t, names[i], len + 1);
+            block[i] = t;
+            t += len + 1;
+        }
+        block[n] = NULL;
+    }
+    cnn_mem_free(ctx, net->class_names);
+    net->class_names = block;
+    net->n_class_names = n;
+    return CNN_OK;
+}
+
+const char *const *cnn_net_class_names(const cnn_net *net, size_t *n) {
+    if (n) *n = net ? net->n_class_names : 0;
+    return net && net->n_class_names ? (const char *const *)net->class_names : NULL;
 }
 
 /* ---- build ---- */

@@ -71,6 +71,10 @@ struct cnn_net {
     void (*grad_hook)(void *user, size_t layer, float *grad, size_t count);
     void *grad_hook_user;
     cnn_recipe recipe; /* the model text's `recipe` line (src/core/recipe.c); set == 0 when none */
+    /* class names in label order (cnn_net_set_class_names): one cnn_mem block of n + 1 pointers (the last
+     * NULL) and the texts; the weight and checkpoint writers store them as metadata "cnn.classes" */
+    char **class_names;
+    size_t n_class_names;
 };
 
 /* Build a net from layers whose ops, names, inputs, params, init, origin, line are set (model_text.c).

@@ -160,6 +160,7 @@ static cnn_status build_header(cnn_net *net, const cnn_optimizer *opt_c, const c
         json_array_append_new(args, a);
     }
     NOMEM_IF(set_json_text(meta, "cnn.args", json_array_size(args) == ts->n_args ? args : (json_decref(args), NULL)));
+    NOMEM_IF(cnn_st_meta_set_classes(meta, net));
     NOMEM_IF(json_object_set(root, "__metadata__", meta));
 
     uint64_t off = 0;
@@ -641,7 +642,7 @@ cnn_status cnn_checkpoint_read_best(cnn_ctx *ctx, const char *path, double *best
  * rewriting the file: header and data are read, the key is set, and the file is written again atomically
  * (cnn_safetensors_write_atomic), so a failure leaves the old file. */
 
-#define MAX_CLASS_NAMES 65536u
+#define MAX_CLASS_NAMES CNN_MAX_CLASS_NAMES
 
 cnn_status cnn_checkpoint_read_class_names(cnn_ctx *ctx, const char *path, char ***names, size_t *n) {
     if (!names || !n) return cnn_error(ctx, CNN_ERR_INVALID_ARG, "cnn_checkpoint_read_class_names: NULL output");

@@ -121,6 +121,25 @@ static void put_le32(unsigned char *p, uint32_t u) {
     p[3] = (unsigned char)(u >> 24);
 }
 
+int cnn_st_meta_set_classes(json_t *meta, const cnn_net *net) {
+    size_t n = 0;
+    const char *const *names = cnn_net_class_names(net, &n);
+    if (!n) return 0;
+    json_t *arr = json_array();
+    if (!arr) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (json_array_append_new(arr, json_string(names[i]))) { /* (NULL: not UTF-8, or out of memory) */
+            json_decref(arr);
+            return -1;
+        }
+    char *text = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    if (!text) return -1;
+    json_t *v = json_string(text);
+    cnn_json_free_str(text);
+    return v ? json_object_set_new(meta, "cnn.classes", v) : -1;
+}
+
 static cnn_status build_header(cnn_net *net, char **out_json) {
     cnn_ctx *ctx = cnn_net_ctx(net);
     cnn_status st = CNN_OK;
@@ -135,7 +154,8 @@ static cnn_status build_header(cnn_net *net, char **out_json) {
         json_decref(model); /* (a failed set_new consumes only its own value) */
         CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory building a safetensors header"));
     }
-    if (json_object_set_new(meta, "cnn.model", model) || json_object_set(root, "__metadata__", meta))
+    if (json_object_set_new(meta, "cnn.model", model) || cnn_st_meta_set_classes(meta, net) ||
+        json_object_set(root, "__metadata__", meta))
         CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory building a safetensors header"));
     uint64_t off = 0;
     for (size_t i = 0; i < cnn_net_num_params(net); i++) {

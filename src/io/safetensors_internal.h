@@ -26,4 +26,8 @@ typedef struct cnn_st_data {
 cnn_status cnn_safetensors_write_atomic(cnn_ctx *ctx, const char *path, const char *json,
                                         const cnn_st_data *t, size_t nt);
 
+/* Add metadata "cnn.classes" (the compact JSON text of an array of strings) when the net has class names
+ * (cnn_net_set_class_names). 0, or -1 when out of memory (or a name is not valid UTF-8). */
+int cnn_st_meta_set_classes(json_t *meta, const cnn_net *net);
+
 #endif
