@@ -220,8 +220,8 @@ static const char *find_resume(int argc, char **argv) {
     return r;
 }
 
-/* The arguments a checkpoint keeps: options and their values, without the model file and without --resume,
- * --weights, --init (the checkpoint replaces them). *out points into argv (free the array only). */
+/* The arguments a checkpoint keeps: options and their values, without the model file, without --resume,
+ * --weights, --init (the checkpoint replaces them) and without --quiet and --json. *out points into argv (free the array only). */
 static int record_args(int argc, char **argv, const char ***out, size_t *n_out) {
     const char **v = malloc((size_t)(argc > 0 ? argc : 1) * sizeof *v);
     size_t n = 0;
@@ -234,7 +234,9 @@ static int record_args(int argc, char **argv, const char ***out, size_t *n_out) 
         if (a[0] != '-' || a[1] != '-')
             continue; /* the model file */
         int has_value = !is_flag(a) && !strchr(a, '=') && i + 1 < argc;
-        int drop = opt_is(a, "--resume") || opt_is(a, "--weights") || opt_is(a, "--init");
+        /* (--quiet and --json only shape this run's output: a resumed run prints as its own options say) */
+        int drop = opt_is(a, "--resume") || opt_is(a, "--weights") || opt_is(a, "--init") || opt_is(a, "--quiet") ||
+                   opt_is(a, "--json");
         if (!drop) {
             v[n++] = a;
             if (has_value)

@@ -86,6 +86,9 @@ done
 "$CNN" train --resume "$TMP/ck1" --epochs 2 --out "$TMP/res1" >/dev/null 2>&1 || bad "resume --epochs 2 failed"
 "$CNN" train "$TINY" "${COMMON[@]}" --epochs 2 --optimizer sgd --out "$TMP/full1" >/dev/null 2>&1
 check "--epochs 1, --resume --epochs 2: weights differ" same_weights "$TMP/full1" "$TMP/res1"
+# --quiet (and --json) are not kept: the run of ck1 was quiet, its resume without --quiet talks
+"$CNN" train --resume "$TMP/ck1" --epochs 2 --out "$TMP/res1b" >/dev/null 2>"$TMP/res1b.err" || bad "loud resume failed"
+check "a resume inherited --quiet: $(head -c 300 "$TMP/res1b.err")" grep -q "^train: resuming" "$TMP/res1b.err"
 
 # ---- the other commands take a checkpoint alone
 CK=$TMP/ck-sgd
