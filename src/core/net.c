@@ -940,64 +940,106 @@ const float *cnn_net_input_grad(const cnn_net *net) {
 
 /* ---- evaluation ---- */
 
-cnn_status cnn_net_evaluate(cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *out) {
-    if (!net || !ds || !out) return CNN_ERR_INVALID_ARG;
+cnn_status cnn_net_eval_check(cnn_net *net, const cnn_dataset *ds, const char *what) {
     cnn_ctx *ctx = net->ctx;
-    memset(out, 0, sizeof *out);
-    cnn_status st = check_ready(net, "cnn_net_evaluate");
+    cnn_status st = check_ready(net, what);
     if (st) return st;
     const cnn_layer *L = &net->layers[net->n_layers - 1];
     if (!L->ops->is_loss || strcmp(L->ops->name, "softmax_ce"))
-        return cnn_error(ctx, CNN_ERR_MISUSE, "cnn_net_evaluate: the network must end in softmax_ce");
+        return cnn_error(ctx, CNN_ERR_MISUSE, "%s: the network must end in softmax_ce", what);
     cnn_shape in = net->layers[0].out, ds_shape = cnn_dataset_shape(ds);
     if (in.c != ds_shape.c || in.h != ds_shape.h || in.w != ds_shape.w)
         return cnn_error(ctx, CNN_ERR_SHAPE, "dataset samples are %zux%zux%zu, the network input is %zux%zux%zu", ds_shape.c,
                          ds_shape.h, ds_shape.w, in.c, in.h, in.w);
-    size_t classes = L->out.c;
-    if (cnn_dataset_classes(ds) > classes)
+    if (cnn_dataset_classes(ds) > L->out.c)
         return cnn_error(ctx, CNN_ERR_SHAPE, "dataset has %zu classes, the network outputs %zu", cnn_dataset_classes(ds),
-                         classes);
+                         L->out.c);
+    return CNN_OK;
+}
+
+cnn_status cnn_net_eval_sums(cnn_net *net, const cnn_dataset *ds, size_t b0, size_t b1, size_t batch, int tta,
+                             double *acc) {
+    cnn_ctx *ctx = net->ctx;
+    cnn_status st = CNN_OK;
+    const size_t classes = net->layers[net->n_layers - 1].out.c;
     if (batch == 0 || batch > net->max_batch) batch = net->max_batch;
-    size_t per = 0, xbytes = 0, total = cnn_dataset_size(ds);
-    cnn_shape_count(in, &per);
-    if (!cnn_size_mul3(per, batch, sizeof(float), &xbytes)) return cnn_error(ctx, CNN_ERR_SHAPE, "batch too large");
-    float *x = NULL;
+    size_t per = 0, xbytes = 0, pbytes = 0;
+    cnn_shape_count(net->layers[0].out, &per);
+    if (!cnn_size_mul3(per, batch, sizeof(float), &xbytes) || !cnn_size_mul3(classes, batch, sizeof(float), &pbytes))
+        return cnn_error(ctx, CNN_ERR_SHAPE, "batch too large");
+    float *x = NULL, *probs = NULL;
     int32_t *labels = NULL;
-    size_t *idx = NULL, *conf = NULL;
+    size_t *idx = NULL;
     CNN_TRY(cnn_mem_alloc_checked(ctx, xbytes, "evaluation batch", (void **)&x));
+    if (tta) CNN_TRY(cnn_mem_alloc_checked(ctx, pbytes, "evaluation probabilities", (void **)&probs));
     CNN_TRY(cnn_mem_alloc_checked(ctx, batch * sizeof *labels, "evaluation labels", (void **)&labels));
     CNN_TRY(cnn_mem_alloc_checked(ctx, batch * sizeof *idx, "evaluation indices", (void **)&idx));
-    conf = cnn_mem_calloc(ctx, classes * classes, sizeof *conf);
-    if (!conf) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory allocating the confusion matrix"));
-    double loss_sum = 0;
-    size_t correct = 0;
-    for (size_t b0 = 0; b0 < total; b0 += batch) {
-        size_t nb = total - b0 < batch ? total - b0 : batch;
-        for (size_t i = 0; i < nb; i++) idx[i] = b0 + i;
+    for (size_t s0 = b0; s0 < b1; s0 += batch) {
+        size_t nb = b1 - s0 < batch ? b1 - s0 : batch;
+        for (size_t i = 0; i < nb; i++) idx[i] = s0 + i;
         CNN_TRY(cnn_dataset_gather(ds, idx, nb, x, labels));
-        CNN_TRY(cnn_net_forward(net, x, nb, 0));
-        cnn_loss_stats ls;
-        CNN_TRY(cnn_net_loss(net, labels, NULL, &ls));
-        loss_sum += ls.loss * (double)nb;
-        correct += ls.correct;
-        const float *y = net->rt[net->n_layers - 1].y;
+        const float *y;
+        if (tta) {
+            CNN_TRY(cnn_net_forward_tta(net, x, nb, probs));
+            y = probs;
+        } else {
+            CNN_TRY(cnn_net_forward(net, x, nb, 0));
+            cnn_loss_stats ls;
+            CNN_TRY(cnn_net_loss(net, labels, NULL, &ls));
+            acc[0] += ls.loss * (double)nb;
+            acc[1] += (double)ls.correct;
+            y = net->rt[net->n_layers - 1].y;
+        }
         for (size_t i = 0; i < nb; i++) {
-            size_t best = 0;
+            const float *yi = y + i * classes;
+            size_t best = 0, lab = (size_t)labels[i];
             for (size_t c = 1; c < classes; c++)
-                if (y[i * classes + c] > y[i * classes + best]) best = c;
-            conf[(size_t)labels[i] * classes + best]++;
+                if (yi[c] > yi[best]) best = c;
+            if (tta) { /* the loss of the averaged probabilities (no label smoothing) */
+                double pl = yi[lab] > 1e-45f ? (double)yi[lab] : 1e-45;
+                acc[0] += -log(pl);
+                acc[1] += best == lab;
+            }
+            acc[2 + lab * classes + best] += 1.0;
         }
     }
-    out->loss = total ? loss_sum / (double)total : 0;
-    out->accuracy = total ? (double)correct / (double)total : 0;
+cleanup:
+    cnn_mem_free(ctx, x);
+    cnn_mem_free(ctx, probs);
+    cnn_mem_free(ctx, labels);
+    cnn_mem_free(ctx, idx);
+    return st;
+}
+
+cnn_status cnn_net_eval_result(cnn_net *net, const double *acc, size_t total, cnn_eval_result *out) {
+    const size_t classes = net->layers[net->n_layers - 1].out.c;
+    size_t *conf = cnn_mem_calloc(net->ctx, classes * classes, sizeof *conf);
+    if (!conf) return cnn_error(net->ctx, CNN_ERR_NOMEM, "out of memory allocating the confusion matrix");
+    for (size_t i = 0; i < classes * classes; i++) conf[i] = (size_t)acc[2 + i];
+    out->loss = total ? acc[0] / (double)total : 0;
+    out->accuracy = total ? acc[1] / (double)total : 0;
     out->n = total;
     out->classes = classes;
     out->confusion = conf;
-    conf = NULL;
-cleanup:
-    cnn_mem_free(ctx, x);
-    cnn_mem_free(ctx, labels);
-    cnn_mem_free(ctx, idx);
-    cnn_mem_free(ctx, conf);
+    return CNN_OK;
+}
+
+/* plain (tta 0) or flip-TTA evaluation of the whole dataset */
+cnn_status cnn_net_evaluate_mode(cnn_net *net, const cnn_dataset *ds, size_t batch, int tta, cnn_eval_result *out,
+                                 const char *what) {
+    if (!net || !ds || !out) return CNN_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    cnn_status st = cnn_net_eval_check(net, ds, what);
+    if (st) return st;
+    const size_t classes = net->layers[net->n_layers - 1].out.c, total = cnn_dataset_size(ds);
+    double *acc = cnn_mem_calloc(net->ctx, 2 + classes * classes, sizeof *acc);
+    if (!acc) return cnn_error(net->ctx, CNN_ERR_NOMEM, "out of memory allocating the confusion matrix");
+    st = cnn_net_eval_sums(net, ds, 0, total, batch, tta, acc);
+    if (st == CNN_OK) st = cnn_net_eval_result(net, acc, total, out);
+    cnn_mem_free(net->ctx, acc);
     return st;
+}
+
+cnn_status cnn_net_evaluate(cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *out) {
+    return cnn_net_evaluate_mode(net, ds, batch, 0, out, "cnn_net_evaluate");
 }

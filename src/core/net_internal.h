@@ -77,6 +77,20 @@ struct cnn_net {
     size_t n_class_names;
 };
 
+/* Evaluation (net.c), shared by cnn_net_evaluate, cnn_net_evaluate_tta (augment.c) and cnn_dist_evaluate
+ * (ddp.c). eval_check: compiled, ends in softmax_ce, the dataset's shape and classes fit (what names the
+ * caller in errors). eval_sums: adds samples [b0, b1) of ds in batches of `batch` (0 or too large: the
+ * compiled batch) to acc[0] (loss sum), acc[1] (correct) and acc[2 + true * classes + predicted]; plain
+ * forward and the layer's loss, or (tta) the flip-averaged probabilities and their negative log-likelihood.
+ * eval_result: out from such sums over `total` samples (confusion allocated with the context).
+ * evaluate_mode: the three over the whole dataset. */
+cnn_status cnn_net_eval_check(cnn_net *net, const cnn_dataset *ds, const char *what);
+cnn_status cnn_net_eval_sums(cnn_net *net, const cnn_dataset *ds, size_t b0, size_t b1, size_t batch, int tta,
+                             double *acc);
+cnn_status cnn_net_eval_result(cnn_net *net, const double *acc, size_t total, cnn_eval_result *out);
+cnn_status cnn_net_evaluate_mode(cnn_net *net, const cnn_dataset *ds, size_t batch, int tta, cnn_eval_result *out,
+                                 const char *what);
+
 /* Build a net from layers whose ops, names, inputs, params, init, origin, line are set (model_text.c).
  * Takes ownership of `layers` (and their params) in every case. Infers shapes, registers parameters,
  * allocates and initialises them (seed 0). */

@@ -364,60 +364,21 @@ void cnn_dist_get_stats(const cnn_dist *d, cnn_dist_stats *out) {
 
 cnn_status cnn_dist_evaluate(cnn_dist *d, cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *out) {
     if (!d || !net || !ds || !out) return CNN_ERR_INVALID_ARG;
-    size_t size = cnn_dist_size(d);
-    if (size == 1) return cnn_net_evaluate(net, ds, batch, out);
-    cnn_ctx *ctx = d->ctx;
-    cnn_status st = CNN_OK;
+    if (cnn_dist_size(d) == 1) return cnn_net_evaluate(net, ds, batch, out);
     memset(out, 0, sizeof *out);
-    const cnn_layer *L = &net->layers[net->n_layers - 1];
-    if (!net->compiled || !L->ops->is_loss || strcmp(L->ops->name, "softmax_ce"))
-        return cnn_error(ctx, CNN_ERR_MISUSE, "cnn_dist_evaluate: needs a compiled network ending in softmax_ce");
-    size_t classes = L->out.c, total = cnn_dataset_size(ds), b0, b1, per = 0;
-    cnn_shape in = net->layers[0].out;
-    cnn_shape_count(in, &per);
-    if (batch == 0 || batch > net->max_batch) batch = net->max_batch;
+    cnn_status st = cnn_net_eval_check(net, ds, "cnn_dist_evaluate");
+    if (st) return st;
+    cnn_ctx *ctx = d->ctx;
+    const size_t classes = net->layers[net->n_layers - 1].out.c, total = cnn_dataset_size(ds), nacc = 2 + classes * classes;
+    size_t b0, b1;
     cnn_dist_shard(d, total, &b0, &b1);
-    float *x = NULL;
-    int32_t *labels = NULL;
-    size_t *idx = NULL, *conf = NULL;
-    double *acc = NULL;
-    size_t nacc = 2 + classes * classes;
-    CNN_TRY(cnn_mem_alloc_checked(ctx, per * batch * sizeof(float), "evaluation batch", (void **)&x));
-    CNN_TRY(cnn_mem_alloc_checked(ctx, batch * sizeof *labels, "evaluation labels", (void **)&labels));
-    CNN_TRY(cnn_mem_alloc_checked(ctx, batch * sizeof *idx, "evaluation indices", (void **)&idx));
-    acc = cnn_mem_calloc(ctx, nacc, sizeof *acc);
-    conf = cnn_mem_calloc(ctx, classes * classes, sizeof *conf);
-    if (!acc || !conf) CNN_TRY(cnn_error(ctx, CNN_ERR_NOMEM, "out of memory allocating the confusion matrix"));
-    for (size_t s0 = b0; s0 < b1; s0 += batch) {
-        size_t nb = b1 - s0 < batch ? b1 - s0 : batch;
-        for (size_t i = 0; i < nb; i++) idx[i] = s0 + i;
-        CNN_TRY(cnn_dataset_gather(ds, idx, nb, x, labels));
-        CNN_TRY(cnn_net_forward(net, x, nb, 0));
-        cnn_loss_stats ls;
-        CNN_TRY(cnn_net_loss(net, labels, NULL, &ls));
-        acc[0] += ls.loss * (double)nb;
-        acc[1] += (double)ls.correct;
-        const float *y = net->rt[net->n_layers - 1].y;
-        for (size_t i = 0; i < nb; i++) {
-            size_t best = 0;
-            for (size_t c = 1; c < classes; c++)
-                if (y[i * classes + c] > y[i * classes + best]) best = c;
-            acc[2 + (size_t)labels[i] * classes + best] += 1.0;
-        }
-    }
+    double *acc = cnn_mem_calloc(ctx, nacc, sizeof *acc);
+    if (!acc) return cnn_error(ctx, CNN_ERR_NOMEM, "out of memory allocating the confusion matrix");
+    /* each rank its shard; the sums (exact integers for counts) are reduced, so every rank gets the whole result */
+    CNN_TRY(cnn_net_eval_sums(net, ds, b0, b1, batch, 0, acc));
     CNN_TRY(cnn_comm_allreduce_f64(d->comm, acc, nacc, "allreduce of the evaluation results"));
-    for (size_t i = 0; i < classes * classes; i++) conf[i] = (size_t)acc[2 + i];
-    out->loss = total ? acc[0] / (double)total : 0;
-    out->accuracy = total ? acc[1] / (double)total : 0;
-    out->n = total;
-    out->classes = classes;
-    out->confusion = conf;
-    conf = NULL;
+    st = cnn_net_eval_result(net, acc, total, out);
 cleanup:
-    cnn_mem_free(ctx, x);
-    cnn_mem_free(ctx, labels);
-    cnn_mem_free(ctx, idx);
-    cnn_mem_free(ctx, conf);
     cnn_mem_free(ctx, acc);
     return st;
 }
