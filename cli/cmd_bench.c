@@ -27,7 +27,7 @@ static const char bench_help[] =
     "                        --pad P --groups G] [--pass fwd|bwd_data|bwd_weights|all] [--threads T]\n"
     "                        [--reps R] [--peak G] [--json]\n"
     "       cnn bench infer MODEL.cnn [--batch B] [--threads T] [--reps R] [--json]\n"
-    "       cnn bench train MODEL.cnn [--batch B] [--threads T] [--reps R] [--json]\n"
+    "       cnn bench train MODEL.cnn [--batch B] [--threads T] [--reps R] [--layers] [--json]\n"
     "\n"
     "Benchmarks (docs/bench.md). Results go to stdout, one line per row; with --json one JSON object per\n"
     "line. Timed runs follow untimed warm-up runs; rows give the median and the extremes of the timed runs.\n"
@@ -46,7 +46,10 @@ static const char bench_help[] =
     "         threads, isa, ms_median, ms_min, images_per_second, gflops, peak_rss_mib.\n"
     "  train  one training step (forward, loss, backward, SGD lr 0.05 momentum 0.9) on random data and\n"
     "         random labels; the model must end in softmax_ce or mse. JSON: bench, model, batch, threads, isa,\n"
-    "         ms_median, ms_min, images_per_second, peak_rss_mib.\n"
+    "         ms_median, ms_min, images_per_second, peak_rss_mib. With --layers, then each layer's forward,\n"
+    "         backward-data and backward-weights re-run alone (median of --reps runs each): a table with\n"
+    "         each layer's share of the sum (JSON: bench \"train_layer\", layer, name, type, algorithm,\n"
+    "         fwd_ms, bwd_data_ms, bwd_weights_ms).\n"
     "\n"
     "options:\n"
     "  --threads T   threads (default: all online CPUs)\n"
@@ -502,15 +505,95 @@ done:
 
 /* ---- infer and train ---- */
 
+/* --layers: each layer's passes re-run alone (cnn_net_run_layer) `reps` times after the timed steps; one row
+ * per layer that runs (views and fused layers are left out), then the sum against the whole step. */
+static int layer_profile(cnn_ctx *ctx, cnn_net *net, size_t reps, double step_ms, int json, const char *cmd) {
+    const size_t L = cnn_net_num_layers(net);
+    const cnn_pass passes[3] = {CNN_PASS_FORWARD, CNN_PASS_BACKWARD_DATA, CNN_PASS_BACKWARD_WEIGHTS};
+    double *t = malloc(reps * sizeof *t), sum[3] = {0, 0, 0};
+    if (!t) return cli_error("%s: out of memory", cmd);
+    if (!json)
+        printf("%3s  %-14s %-12s %-28s %9s %9s %9s %7s\n", "#", "layer", "type", "algorithm", "fwd ms", "bwd_d ms",
+               "bwd_w ms", "share");
+    double rows[3 * 4096];
+    size_t nrows = L < 4096 ? L : 4096;
+    for (size_t i = 1; i < nrows; i++) {
+        cnn_layer_info li;
+        if (cnn_net_layer_info(net, i, &li) != CNN_OK) continue;
+        for (int p = 0; p < 3; p++) {
+            rows[3 * i + (size_t)p] = 0;
+            if (p > 0 && (i + 1 == L)) continue; /* the loss: its backward runs inside cnn_net_backward */
+            cnn_status st = cnn_net_run_layer(net, i, passes[p]);
+            if (st == CNN_ERR_MISUSE) continue; /* no gradient reaches this layer */
+            if (st) {
+                free(t);
+                return cli_lib_error(ctx, st, cmd);
+            }
+            for (size_t r = 0; r < reps; r++) {
+                double t0 = cli_now();
+                cnn_net_run_layer(net, i, passes[p]);
+                t[r] = (cli_now() - t0) * 1e3;
+            }
+            double med, mn, mx;
+            stats(t, reps, &med, &mn, &mx);
+            rows[3 * i + (size_t)p] = med;
+            sum[p] += med;
+        }
+    }
+    double total = sum[0] + sum[1] + sum[2];
+    for (size_t i = 1; i < nrows; i++) {
+        cnn_layer_info li;
+        if (cnn_net_layer_info(net, i, &li) != CNN_OK) continue;
+        const double *r = rows + 3 * i;
+        int skipped = strcmp(li.algorithm, "view") == 0 || strncmp(li.algorithm, "fused into", 10) == 0 ||
+                      strcmp(li.algorithm, "folded into the conv") == 0;
+        if (skipped) continue;
+        double lt = r[0] + r[1] + r[2];
+        if (json) {
+            cli_json j;
+            cli_json_init(&j, stdout);
+            cli_json_begin_object(&j);
+            cli_json_key(&j, "bench");
+            cli_json_string(&j, "train_layer");
+            cli_json_key(&j, "layer");
+            cli_json_uint(&j, i);
+            cli_json_key(&j, "name");
+            cli_json_string(&j, li.name);
+            cli_json_key(&j, "type");
+            cli_json_string(&j, li.type);
+            cli_json_key(&j, "algorithm");
+            cli_json_string(&j, li.algorithm);
+            cli_json_key(&j, "fwd_ms");
+            cli_json_double(&j, r[0]);
+            cli_json_key(&j, "bwd_data_ms");
+            cli_json_double(&j, r[1]);
+            cli_json_key(&j, "bwd_weights_ms");
+            cli_json_double(&j, r[2]);
+            cli_json_end_object(&j);
+            cli_json_finish(&j);
+        } else {
+            printf("%3zu  %-14.14s %-12.12s %-28.28s %9.3f %9.3f %9.3f %6.1f%%\n", i, li.name, li.type, li.algorithm,
+                   r[0], r[1], r[2], total > 0 ? 100.0 * lt / total : 0.0);
+        }
+    }
+    if (!json)
+        printf("     %-55s %9.3f %9.3f %9.3f  (sum %.3f ms; the whole step %.3f ms: the rest is the loss, the\n"
+               "     optimizer step and what runs between the layers)\n",
+               "sum of the layers", sum[0], sum[1], sum[2], total, step_ms);
+    free(t);
+    return 0;
+}
+
 static int bench_model(int argc, char **argv, int train) {
     const char *cmd = train ? "bench train" : "bench infer";
     size_t batch = 64, threads = 0, reps = 20;
-    int json = 0;
+    int json = 0, layers = 0;
     const cli_option opts[] = {
         {.name = "batch", .kind = CLI_OPT_SIZE, .out = &batch, .umin = 1, .umax = 65536},
         {.name = "threads", .kind = CLI_OPT_SIZE, .out = &threads, .umin = 0, .umax = 1024},
         {.name = "reps", .kind = CLI_OPT_SIZE, .out = &reps, .umin = 1, .umax = 100000},
         {.name = "json", .kind = CLI_OPT_FLAG, .out = &json},
+        {.name = "layers", .kind = CLI_OPT_FLAG, .out = &layers},
     };
     const char *pos[1];
     size_t n_pos;
@@ -519,6 +602,8 @@ static int bench_model(int argc, char **argv, int train) {
     if (rc) return rc;
     if (check_help(cmd, help)) return CLI_EXIT_OK;
     if (n_pos != 1) return cli_usage_error("%s: expected a model file (usage: cnn %s MODEL.cnn --batch B)", cmd, cmd);
+    if (layers && !train)
+        return cli_usage_error("%s: --layers is for 'cnn bench train' (it re-runs each pass of the training step)", cmd);
     if ((rc = cli_check_file(pos[0], "model"))) return rc;
     cnn_ctx *ctx;
     if ((rc = cli_ctx_create(threads, &ctx))) return rc;
@@ -636,6 +721,7 @@ static int bench_model(int argc, char **argv, int train) {
         if (!train) printf("  %.1f GFLOP/s", gflops);
         printf("  peak RSS %.1f MiB\n", rss);
     }
+    if (layers) rc = layer_profile(ctx, net, reps, med, json, cmd);
 done:
     free(x);
     free(labels);

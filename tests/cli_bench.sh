@@ -112,6 +112,17 @@ usage "bad groups" conv --c 6 --k 4 --groups 4
 usage "bad pass" conv --pass sideways
 usage "reps 0" gemm --reps 0
 usage "infer without model" infer
+usage "infer --layers" infer "$SRC/models/lenet5.cnn" --layers
+
+# bench train --layers: a row per layer that runs, the sum line; in JSON one train_layer object per row
+if "$CNN" bench train "$SRC/models/lenet5.cnn" --batch 4 --reps 2 --threads 1 --layers >"$TMP/lay" 2>"$TMP/err" &&
+    grep -q 'conv1 *conv2d' "$TMP/lay" && grep -q 'fc3 *dense' "$TMP/lay" && grep -q '^ *sum of the layers' "$TMP/lay"; then ok; else
+    bad "bench train --layers: $(head -c 400 "$TMP/lay") $(cat "$TMP/err")"
+fi
+n_json=$("$CNN" bench train "$SRC/models/lenet5.cnn" --batch 4 --reps 2 --threads 1 --layers --json 2>/dev/null |
+    grep -c '"bench":"train_layer"')
+# lenet5: conv1, conv2, fc1, fc2, fc3, the two pools (relu fused into them), relu of fc1/fc2, the loss
+if [ "$n_json" -ge 8 ]; then ok; else bad "bench train --layers --json: $n_json train_layer rows"; fi
 "$CNN" bench train "$SRC/models/does-not-exist.cnn" >/dev/null 2>"$TMP/err"
 if [ $? -eq 1 ] && grep -q '^cnn: ' "$TMP/err"; then ok; else bad "missing model: $(cat "$TMP/err")"; fi
 
