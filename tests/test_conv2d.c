@@ -584,7 +584,8 @@ static void test_conv_params_info(void **state) {
     assert_int_equal(info.flops, (uint64_t)2 * 6 * 5 * 7 * 12);
     assert_string_equal(info.algorithm, "gemm-1x1");
     cnn_net_free(net);
-    /* automatic choices: depthwise and few input channels per group -> direct; otherwise im2col+gemm */
+    /* automatic choices: depthwise (groups = C = K, stride 1 or 2) -> depthwise; few input channels per
+     * group -> direct; otherwise im2col+gemm */
     const char *m2 = "input c=16 h=9 w=9\n"
                      "conv2d name=dw k=16 size=3 pad=1 groups=16\n"
                      "conv2d name=few k=8 size=3 pad=1 groups=4\n"
@@ -593,8 +594,8 @@ static void test_conv_params_info(void **state) {
                      "conv2d name=forced k=8 size=3 pad=1 groups=8 algo=im2col\n"
                      "conv2d name=s2 k=8 size=3 stride=2 groups=8\n";
     assert_int_equal(cnn_net_parse(ctx, m2, strlen(m2), "t.cnn", &net), CNN_OK);
-    static const char *const want[] = {"direct", "direct", "im2col+gemm", "winograd-f2x2", "im2col+gemm",
-                                       "im2col+gemm"};
+    static const char *const want[] = {"depthwise", "direct", "im2col+gemm", "winograd-f2x2", "im2col+gemm",
+                                       "depthwise"};
     for (size_t i = 0; i < 6; i++) {
         assert_int_equal(cnn_net_layer_info(net, i + 1, &info), CNN_OK);
         assert_string_equal(info.algorithm, want[i]);

@@ -40,7 +40,7 @@ static const fold_case CASES[] = {
     {"input c=6 h=10 w=7\nconv2d k=6 size=5 pad=2 groups=6 bias=0\nbatchnorm affine=0\nflatten\n",
      {.c = 6, .h = 10, .w = 7, .k = 6, .kh = 5, .kw = 5, .sh = 1, .sw = 1, .pt = 2, .pb = 2, .pl = 2, .pr = 2,
       .dh = 1, .dw = 1, .groups = 6},
-     0, 0, 1e-5, "direct"},
+     0, 0, 1e-5, "depthwise"},
     {"input c=20 h=5 w=3\nconv2d k=13 size=1\nbatchnorm\nflatten\n",
      {.c = 20, .h = 5, .w = 3, .k = 13, .kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1}, 1, 1,
      1e-5, "gemm-1x1"},

@@ -8,6 +8,7 @@
 
 #include "f32_conv_direct/conv_direct.h"
 #include "f32_conv_stem/conv_stem.h"
+#include "f32_conv_dw/conv_dw.h"
 #include "f32_winograd/winograd.h"
 #include "f32_im2col/im2col.h"
 
@@ -20,14 +21,36 @@ typedef void (*cnn_sgemm_fn)(int trans_a, int trans_b, size_t M, size_t N, size_
                              const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
                              size_t ldc);
 
+/* Packed-A SGEMM (f32_gemm/gemm_impl.h), for drivers that multiply one op(A) [M, K] (conv weights) by
+ * many B: pack_a writes all of op(A) (trans_a as in cnn_sgemm_fn) into Ap, at most
+ * CNN_F32_GEMM_PA_FLOATS(M, K) floats in the ISA's own panel layout (pack and multiply with the same
+ * table); packed_a computes C[M,N] = Ap * op(B)[K,N] + beta * C, then with bias (NULL: none)
+ * C[i][j] += bias[i], using ws (CNN_F32_GEMM_WS_FLOATS floats, 64-byte aligned;
+ * NULL: cnn_f32_gemm_ws_current, else the stack) for the packed B. Bit-identical to the same product
+ * through the table's sgemm (alpha 1), the bias added after it; a sub-block of rows (A packed from a row
+ * offset) or columns computes the same values as the whole product. */
+#define CNN_F32_GEMM_PA_FLOATS(M, K) (((size_t)(M) + 7) * (size_t)(K))
+/* The packed rows from row m0 on are a packed matrix of their own at Ap + m0 * K when m0 is a multiple of
+ * the table's sgemm_mr (6 avx2, 4 scalar), so of CNN_F32_GEMM_PA_ROW_ALIGN for every ISA. */
+#define CNN_F32_GEMM_PA_ROW_ALIGN 12
+typedef void (*cnn_sgemm_pack_a_fn)(int trans_a, size_t M, size_t K, const float *A, size_t lda, float *Ap);
+typedef void (*cnn_sgemm_pa_fn)(size_t M, size_t N, size_t K, const float *Ap, int trans_b, const float *B,
+                                size_t ldb, float beta, const float *bias, float *C, size_t ldc, float *ws);
+
 typedef struct cnn_kernels {
     cnn_isa isa;
     const char *isa_name;
     cnn_sgemm_fn sgemm;
+    cnn_sgemm_pack_a_fn sgemm_pack_a;           /* packed-A SGEMM (gemm-1x1 and batch-1 conv drivers) */
+    cnn_sgemm_pa_fn sgemm_pa;
+    size_t sgemm_mr;                            /* its tile height: packed rows from a multiple of it are a packing */
     cnn_conv_direct_fwd_fn conv_direct_fwd;     /* conv2d "direct": plane correlation (conv_direct.h) */
     cnn_conv_direct_wgrad_fn conv_direct_wgrad; /* conv2d "direct": per-tap weight-gradient sums */
     cnn_conv_stem_fwd_fn conv_stem_fwd;         /* conv2d "stem": small-channel kernels (conv_stem.h) */
     cnn_conv_stem_wgrad_fn conv_stem_wgrad;
+    cnn_conv_dw_fwd_fn conv_dw_fwd;             /* conv2d "depthwise": one plane per call (conv_dw.h) */
+    cnn_conv_dw_bwd_fn conv_dw_bwd;
+    cnn_conv_dw_wgrad_fn conv_dw_wgrad;
     cnn_winograd_weights_fn winograd_weights;   /* conv2d "winograd" F(2x2,3x3) transforms (winograd.h) */
     cnn_winograd_input_fn winograd_input;
     cnn_winograd_output_fn winograd_output;
@@ -74,6 +97,13 @@ void cnn_f32_gemm_blocked_scalar(int trans_a, int trans_b, size_t M, size_t N, s
 void cnn_f32_gemm_blocked_avx2(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
                                const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
                                size_t ldc);
+
+void cnn_f32_gemm_pack_a_scalar(int trans_a, size_t M, size_t K, const float *A, size_t lda, float *Ap);
+void cnn_f32_gemm_pack_a_avx2(int trans_a, size_t M, size_t K, const float *A, size_t lda, float *Ap);
+void cnn_f32_gemm_packed_a_scalar(size_t M, size_t N, size_t K, const float *Ap, int trans_b, const float *B,
+                                  size_t ldb, float beta, const float *bias, float *C, size_t ldc, float *ws);
+void cnn_f32_gemm_packed_a_avx2(size_t M, size_t N, size_t K, const float *Ap, int trans_b, const float *B,
+                                size_t ldb, float beta, const float *bias, float *C, size_t ldc, float *ws);
 
 /* Threaded SGEMM driver (src/core/gemm.c), the contract of cnn_sgemm_fn plus the context: splits C into
  * up to ctx->threads blocks (columns in multiples of 16, or rows in multiples of 6 when N is small) run

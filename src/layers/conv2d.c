@@ -26,6 +26,13 @@
  *                           taps), weight gradient tiles of 4 channels x 3 taps summed over the batch.
  *                           Backward-data runs im2col+gemm. See stem_forward_task and
  *                           stem_backward_weights_task.
+ *           "depthwise"     groups = C = K, dilation 1, stride 1 or 2 (both axes), kernels up to 7x7, padding
+ *                           below the kernel size (dw_possible; auto picks it wherever it applies): one
+ *                           kernel call per (sample, channel) plane (kernels/f32_conv_dw), reading and
+ *                           writing the NCHW planes in place, vectorised along the width. Backward-data is
+ *                           the full correlation with the flipped filter (stride 1) or a per-column-phase
+ *                           gather (stride 2); backward-weights: tasks = channels, the per-plane tap sums
+ *                           added over the samples in order in double. No workspace.
  *           "direct"        stride 1 and at most DIRECT_MAX_CG = 4 input channels per group (depthwise,
  *                           groups > 1 or fewer than 8 output channels): plane-by-plane correlation
  *                           (kernels/f32_conv_direct) on zero-padded planes in the workspace.
@@ -51,8 +58,14 @@
  *                           backward-weights stays F(2x2) (no F(4x4) weight gradient yet; F(2x2) beats
  *                           im2col there: c1-c3 1.0-1.7x oneDNN before this change). algo=winograd forces
  *                           F(2x2); algo=winograd-f2x2 / winograd-f4x4 force a tile size.
- *           "gemm-1x1"      kh = kw = 1, stride 1, no padding (and more than 4 channels per group): x_g
- *                           itself is the column matrix and im2col is skipped.
+ *           "gemm-1x1"      kh = kw = 1, no padding (and more than 4 channels per group), stride 1 (x_g
+ *                           itself is the column matrix and im2col is skipped) or, with groups 1, any
+ *                           stride (the strided columns are gathered): groups 1 runs the packed-A driver
+ *                           (pw_run: weights packed once per pass and task, or pre-packed in an inference
+ *                           compile; bias in the GEMM's store; whole column blocks per task, or output
+ *                           channels per task for small images) in forward and backward-data, and the
+ *                           batch in two fixed parts of images in backward-weights (stride 1). The same
+ *                           driver runs im2col+gemm's forward for groups 1.
  *           "im2col+gemm"   everything else. The SGEMM is ctx->kernels.sgemm (row-major); im2col / col2im
  *                           are ctx->kernels.im2col / col2im.
  *             (all passes)  the column matrix is built and multiplied in blocks of output rows (brows
@@ -88,6 +101,7 @@
 
 #include "../kernels/f32_im2col/im2col.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #define MAX_CHANNELS ((size_t)1 << 24)
@@ -109,14 +123,16 @@ typedef struct conv_params {
 } conv_params;
 
 /* algo= values (index = value); "im2col" means im2col+gemm, or gemm-1x1 where that applies. */
-enum { ALGO_AUTO = 0, ALGO_IM2COL, ALGO_DIRECT, ALGO_WINOGRAD, ALGO_WINO2, ALGO_WINO4, ALGO_STEM };
+enum { ALGO_AUTO = 0, ALGO_IM2COL, ALGO_DIRECT, ALGO_WINOGRAD, ALGO_WINO2, ALGO_WINO4, ALGO_STEM, ALGO_DEPTHWISE };
 static const char *const algo_names[] = {"auto", "im2col", "direct", "winograd", "winograd-f2x2", "winograd-f4x4",
-                                         "stem", NULL};
+                                         "stem", "depthwise", NULL};
 /* algo=winograd forces Winograd F(2x2) (as before F(4x4) existed); -f2x2 / -f4x4 force a tile size */
 static int algo_is_wino(int algo) { return algo == ALGO_WINOGRAD || algo == ALGO_WINO2 || algo == ALGO_WINO4; }
 
 /* The algorithm a layer runs (conv_dims.algo). */
-typedef enum conv_algo { CONV_IM2COL = 0, CONV_GEMM_1X1, CONV_DIRECT, CONV_WINOGRAD, CONV_STEM } conv_algo;
+typedef enum conv_algo {
+    CONV_IM2COL = 0, CONV_GEMM_1X1, CONV_DIRECT, CONV_WINOGRAD, CONV_STEM, CONV_DEPTHWISE
+} conv_algo;
 
 /* Everything a pass needs, derived from the params and the input shape. */
 typedef struct conv_dims {
@@ -139,6 +155,7 @@ typedef struct conv_dims {
      * stem_psf floats apart), weight-gradient chunks of stem_rbw rows (stem_psw) */
     size_t stem_ldp, stem_rbf, stem_rbw, stem_psf, stem_psw;
     size_t wino_m; /* winograd: output tile side, 2 (F(2x2,3x3)) or 4 (F(4x4,3x3)); see wino_tile */
+    cnn_dw_geom dwg; /* depthwise: the geometry of one plane (conv_dw.h) */
 } conv_dims;
 
 /* ---- parse / print ---- */
@@ -337,6 +354,22 @@ static size_t wino_tile(const conv_params *p, const conv_dims *d) {
 #define STEM_MIN_K 8
 static int stem_possible(const conv_params *p) { return p->groups == 1 && p->dil_h == 1 && p->dil_w == 1; }
 
+/* The depthwise algorithm (kernels/f32_conv_dw) handles groups = C = K (one input and one output channel
+ * per group), dilation 1, the same stride 1 or 2 on both axes, kernels up to CNN_DW_MAX_K (7) per side and
+ * padding below the kernel size on every side; auto picks it wherever it applies (MobileNet's depthwise
+ * layers, B1 row c7). */
+static int dw_possible(const conv_params *p, cnn_shape in) {
+    if (p->groups != in.c || p->k != in.c || p->dil_h != 1 || p->dil_w != 1 || p->stride_h != p->stride_w ||
+        p->stride_h > 2 || p->kh > CNN_DW_MAX_K || p->kw > CNN_DW_MAX_K || in.h >= ((size_t)1 << 30) ||
+        in.w >= ((size_t)1 << 30))
+        return 0;
+    size_t pt, pb, pl, pr, o, e, t;
+    if (conv_axis(in.h, p->kh, p->stride_h, 1, p->same, p->pad_top, p->pad_bottom, &pt, &pb, &o, &e, &t) ||
+        conv_axis(in.w, p->kw, p->stride_w, 1, p->same, p->pad_left, p->pad_right, &pl, &pr, &o, &e, &t))
+        return 0;
+    return pt < p->kh && pb < p->kh && pl < p->kw && pr < p->kw;
+}
+
 /* Fill d from params and input shape (shape has validated them). */
 static void conv_dims_of(const conv_params *p, cnn_shape in, conv_dims *d) {
     size_t pt = 0, pb = 0, pl = 0, pr = 0, ext, padded;
@@ -379,7 +412,12 @@ static void conv_dims_of(const conv_params *p, cnn_shape in, conv_dims *d) {
     d->pg_bwd = (cnn_plane_geom){.oh = d->H, .ow = d->W, .kh = p->kh, .kw = p->kw, .dh = p->dil_h,
                                  .dw = p->dil_w, .ldx = d->QC + 8, .ldy = d->W};
     const int direct_ok = direct_possible(p);
-    if (p->algo == ALGO_STEM || (p->algo == ALGO_AUTO && stem_possible(p) && d->C <= STEM_MAX_C && d->K >= STEM_MIN_K)) {
+    if (p->algo == ALGO_DEPTHWISE || (p->algo == ALGO_AUTO && dw_possible(p, in))) {
+        d->algo = CONV_DEPTHWISE;
+        d->dwg = (cnn_dw_geom){.ih = d->H, .iw = d->W, .oh = d->OH, .ow = d->OW, .kh = p->kh, .kw = p->kw,
+                               .stride = p->stride_h, .pad_top = (ptrdiff_t)pt, .pad_left = (ptrdiff_t)pl};
+    }
+    else if (p->algo == ALGO_STEM || (p->algo == ALGO_AUTO && stem_possible(p) && d->C <= STEM_MAX_C && d->K >= STEM_MIN_K)) {
         d->algo = CONV_STEM;
         const size_t sh = p->stride_h, sw = p->stride_w;
         d->stem_ldp = cnn_round_up(cnn_round_up(d->OW, 16) + (p->kw - 1) / sw, 8);
@@ -401,7 +439,8 @@ static void conv_dims_of(const conv_params *p, cnn_shape in, conv_dims *d) {
              (p->algo == ALGO_AUTO && winograd_possible(p) && d->C >= WINO_MIN_CH && d->K >= WINO_MIN_CH))
         d->algo = CONV_WINOGRAD, d->wino_m = wino_tile(p, d);
     else
-        d->algo = d->gemm_1x1 ? CONV_GEMM_1X1 : CONV_IM2COL;
+        d->algo = d->gemm_1x1 || (p->kh == 1 && p->kw == 1 && !pt && !pb && !pl && !pr && d->G == 1)
+                      ? CONV_GEMM_1X1 : CONV_IM2COL; /* 1x1 without padding: pw_run (strided too) */
 }
 
 static cnn_status conv_shape(cnn_layer *L) {
@@ -444,6 +483,11 @@ static cnn_status conv_shape(cnn_layer *L) {
                                p->stride_w);
     if (p->algo == ALGO_STEM && !stem_possible(p))
         return cnn_layer_error(L, CNN_ERR_SHAPE, "algo=stem needs groups=1 and dilation 1");
+    if (p->algo == ALGO_DEPTHWISE && !dw_possible(p, in))
+        return cnn_layer_error(L, CNN_ERR_SHAPE,
+                               "algo=depthwise needs groups = input channels = k, dilation 1, stride 1 or 2 (the "
+                               "same on both axes), a kernel of at most %dx%d and padding below the kernel size",
+                               CNN_DW_MAX_K, CNN_DW_MAX_K);
     if (stem_possible(p) && (in.c <= STEM_MAX_C || p->algo == ALGO_STEM)) {
         /* the stem algorithm's phase planes and packed filter (see conv_sizes) */
         size_t ldp, pr, a, b2;
@@ -494,6 +538,9 @@ static size_t direct_ws(const conv_dims *d) {
 }
 
 static size_t wino_ws(const conv_dims *d, size_t threads);
+static size_t pw_ws(const conv_dims *d);
+static int pw_forward_ok(const conv_dims *d);
+static size_t wino_upacked(const conv_dims *d);
 
 static void conv_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
     const conv_params *p = L->params;
@@ -523,8 +570,12 @@ static void conv_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
         s->algorithm = d.wino_m == 4 ? "winograd-f4x4" : "winograd-f2x2";
         break;
     case CONV_GEMM_1X1:
-        s->ws_per_thread = 0;
+        s->ws_per_thread = pw_forward_ok(&d) ? pw_ws(&d) : 0;
         s->algorithm = "gemm-1x1";
+        break;
+    case CONV_DEPTHWISE:
+        s->ws_per_thread = 0; /* the kernels read and write the planes in place */
+        s->algorithm = "depthwise";
         break;
     case CONV_STEM: {
         /* forward: packed filter + planes; weights: double sums + planes; data: one im2col block */
@@ -536,7 +587,7 @@ static void conv_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
         break;
     }
     default:
-        s->ws_per_thread = d.rows * d.brows * d.OW;
+        s->ws_per_thread = pw_forward_ok(&d) ? pw_ws(&d) : d.rows * d.brows * d.OW;
         s->algorithm = "im2col+gemm";
         break;
     }
@@ -566,6 +617,214 @@ static cnn_conv_geom block_geom(const conv_dims *d, size_t b, size_t *oy0, size_
     g.oy0 = *oy0;
     g.oh = *nrows;
     return g;
+}
+
+static void split_aligned(size_t n, size_t parts, size_t i, size_t align, size_t *b, size_t *e);
+/* ---- the packed-A GEMM driver: gemm-1x1 (groups 1, kh = kw = 1, no padding, any stride) forward and
+ * backward-data, and im2col+gemm forward (groups 1) ----
+ * Per image Y_i[K, P] = W[K, rows] * B_i[rows, P] + b (P = OH*OW) where B_i is x_i itself (1x1, stride
+ * 1), its strided columns gathered into the workspace (1x1 strided) or its im2col columns (im2col), and
+ * dX_i[C, HW] (+)= W^T * dY_i (1x1; with a stride computed into the workspace and scattered into the
+ * strided positions of the dx rows the unit owns, the others zeroed). op(A) (W or W^T) is packed once per
+ * pass and task (ctx->kernels.sgemm_pack_a into the task's workspace), or not at all in an inference
+ * compile, whose weight block keeps W' packed (fold.h), and reused for every image (sgemm_pa; the bias
+ * is added in the GEMM's store). Units of work: 1x1 stride 1, blocks of nb columns (a multiple of 16,
+ * about PW_NB) of one image; otherwise blocks of rb output rows of one image (rb * OW columns built in the
+ * workspace), rb lowered at small batches so that the units split evenly over the tasks. Either each task
+ * runs a contiguous range of units with all M rows (many columns: c4, c5), or, when the units do not
+ * split evenly over the tasks or M > N*P (batch-1 layers on small images, where every task packing or
+ * reading all of A costs more than every task building all of B), each task owns a range of M (multiples
+ * of the SGEMM's tile height) and runs every unit. Each output element is one sum of the same products
+ * in the same order wherever it falls (the SGEMM's sub-block property), so results are identical for any
+ * thread count. Backward-weights runs backward_weights_task, im2col backward-data backward_data_task. */
+#ifndef PW_NB
+#define PW_NB 256
+#endif
+
+enum { PW_DIRECT = 0, PW_GATHER, PW_IM2COL };
+
+typedef struct pw_plan {
+    int kind;        /* PW_DIRECT: 1x1 stride 1; PW_GATHER: 1x1 strided; PW_IM2COL */
+    size_t M, Kd, P; /* GEMM rows and depth (forward K, rows; backward-data C, K), columns per image */
+    size_t nb, cb;   /* PW_DIRECT: columns per unit, else output rows per unit; units per image */
+    size_t units;    /* n * cb */
+    int by_rows;     /* task p owns rows range p (and runs every unit); else units range p */
+    size_t parts;
+} pw_plan;
+
+typedef struct pw_job {
+    const cnn_layer_run *r;
+    const conv_dims *d;
+    pw_plan q;
+    const float *ap;   /* pre-packed op(A) (inference weight block), or NULL: each task packs its rows */
+    const float *bias; /* forward: b (or b'), or NULL */
+} pw_job;
+
+/* Whether the driver runs this layer's forward (and, for gemm-1x1, backward-data). */
+static int pw_forward_ok(const conv_dims *d) {
+    return d->G == 1 && (d->algo == CONV_GEMM_1X1 || d->algo == CONV_IM2COL);
+}
+static int pw_kind(const conv_dims *d) {
+    return d->algo == CONV_GEMM_1X1 ? (d->gemm_1x1 ? PW_DIRECT : PW_GATHER) : PW_IM2COL;
+}
+/* Output rows per unit of PW_GATHER / PW_IM2COL (the workspace holds one unit's columns). */
+static size_t pw_rb(const conv_dims *d) {
+    if (pw_kind(d) == PW_IM2COL) return d->brows;
+    size_t rb = PW_NB / d->OW;
+    if (rb < 1) rb = 1;
+    return rb < d->OH ? rb : d->OH;
+}
+/* Workspace floats: op(A) packed for either pass, then one unit's columns; at least what
+ * backward_data_task / backward_weights_task need (one im2col block). */
+static size_t pw_a_floats(const conv_dims *d) {
+    const size_t a = CNN_F32_GEMM_PA_FLOATS(d->K, d->rows), b = CNN_F32_GEMM_PA_FLOATS(d->C, d->K);
+    return ws16(a > b ? a : b);
+}
+static size_t pw_ws(const conv_dims *d) {
+    if (pw_kind(d) == PW_DIRECT) return pw_a_floats(d);
+    const size_t f = pw_a_floats(d) + ws16(d->rows * pw_rb(d) * d->OW), w = d->rows * d->brows * d->OW;
+    return f > w ? f : w;
+}
+
+static void pw_plan_of(const conv_dims *d, size_t n, size_t T, int bwd, pw_plan *q) {
+    memset(q, 0, sizeof *q);
+    q->kind = pw_kind(d);
+    q->M = bwd ? d->C : d->K;
+    q->Kd = bwd ? d->K : d->rows;
+    q->P = d->ohw;
+    q->parts = T ? T : 1;
+    if (q->kind == PW_DIRECT) {
+        size_t cb = (q->P + PW_NB - 1) / PW_NB;
+        if (n * cb < 8 * q->parts) { /* few units: a multiple of the task count, for balance */
+            const size_t u = cnn_round_up(n * cb, q->parts);
+            cb = (u + n - 1) / n;
+        }
+        q->nb = cnn_round_up((q->P + cb - 1) / cb, 16);
+        q->cb = (q->P + q->nb - 1) / q->nb;
+    } else {
+        size_t rb = pw_rb(d);
+        rb = (d->OH + (d->OH + rb - 1) / rb - 1) / ((d->OH + rb - 1) / rb); /* equal blocks: 28 = 4 x 7 */
+        /* few units that do not split evenly: fewer rows per unit if that makes them split evenly */
+        for (size_t t = rb; n * ((d->OH + rb - 1) / rb) < 8 * q->parts && t > (rb + 1) / 2; t--)
+            if (n * ((d->OH + t - 1) / t) % q->parts == 0) {
+                rb = t;
+                break;
+            }
+        q->nb = rb;
+        q->cb = (d->OH + rb - 1) / rb;
+    }
+    q->units = n * q->cb;
+    q->by_rows = q->parts > 1 && (q->M > n * q->P || (q->units < 8 * q->parts && q->units % q->parts));
+}
+
+/* The rows [m0, m1) and units [u0, u1) of task `part`. */
+static void pw_range(const pw_plan *q, size_t mr, size_t part, size_t *m0, size_t *m1, size_t *u0, size_t *u1) {
+    *m0 = 0, *m1 = q->M, *u0 = 0, *u1 = q->units;
+    if (q->by_rows) split_aligned(q->M, q->parts, part, mr, m0, m1);
+    else cnn_split_range(q->units, q->parts, part, u0, u1);
+}
+
+static void pw_forward_task(void *arg, size_t part, size_t thread) {
+    const pw_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = j->d;
+    const pw_plan *q = &j->q;
+    const cnn_kernels *kn = &r->ctx->kernels;
+    size_t m0, m1, u0, u1;
+    pw_range(q, kn->sgemm_mr, part, &m0, &m1, &u0, &u1);
+    if (m0 >= m1 || u0 >= u1) return;
+    const size_t mr = m1 - m0;
+    float *ws = thread_ws(r, thread), *buf = ws + pw_a_floats(d);
+    const float *ap = j->ap ? j->ap + m0 * d->rows : ws;
+    if (!j->ap) kn->sgemm_pack_a(0, mr, d->rows, r->w + m0 * d->rows, d->rows, ws);
+    const float *bias = j->bias ? j->bias + m0 : NULL;
+    const size_t sh = d->geom.stride_h, sw = d->geom.stride_w;
+    for (size_t u = u0; u < u1; u++) {
+        const size_t s = u / q->cb, b = u % q->cb;
+        const float *x = r->x[0] + s * d->C * d->hw;
+        float *y = r->y + (s * d->K + m0) * d->ohw;
+        if (q->kind == PW_DIRECT) {
+            const size_t c0 = b * q->nb, nc = q->P - c0 < q->nb ? q->P - c0 : q->nb;
+            /* y[m0:m1, c0:+nc] = W[m0:m1, :] * x[:, c0:+nc] + b */
+            kn->sgemm_pa(mr, nc, d->C, ap, 0, x + c0, d->hw, 0.0f, bias, y + c0, d->ohw, NULL);
+            continue;
+        }
+        const size_t oy0 = b * q->nb, nr = d->OH - oy0 < q->nb ? d->OH - oy0 : q->nb, nc = nr * d->OW;
+        if (q->kind == PW_GATHER) {
+            /* buf[c][t*OW + ox] = x[c][(oy0 + t)*sh][ox*sw] */
+            for (size_t c = 0; c < d->C; c++)
+                for (size_t t = 0; t < nr; t++) {
+                    const float *src = x + c * d->hw + (oy0 + t) * sh * d->W;
+                    float *dst = buf + c * nc + t * d->OW;
+                    for (size_t ox = 0; ox < d->OW; ox++) dst[ox] = src[ox * sw];
+                }
+        } else {
+            cnn_conv_geom bg = d->geom;
+            bg.oy0 = oy0;
+            bg.oh = nr;
+            kn->im2col(&bg, x, 0, d->rows, buf);
+        }
+        kn->sgemm_pa(mr, nc, d->rows, ap, 0, buf, nc, 0.0f, bias, y + oy0 * d->OW, d->ohw, NULL);
+    }
+}
+
+static void pw_backward_data_task(void *arg, size_t part, size_t thread) {
+    const pw_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = j->d;
+    const pw_plan *q = &j->q;
+    const cnn_kernels *kn = &r->ctx->kernels;
+    const int acc = r->dx_accumulate[0];
+    size_t m0, m1, u0, u1;
+    pw_range(q, kn->sgemm_mr, part, &m0, &m1, &u0, &u1);
+    if (m0 >= m1 || u0 >= u1) return;
+    const size_t mr = m1 - m0;
+    float *ap = thread_ws(r, thread), *buf = ap + pw_a_floats(d);
+    /* op(A) = W^T [C, K]: columns m0..m1 of W [K, C] */
+    kn->sgemm_pack_a(1, mr, d->K, r->w + m0, d->rows, ap);
+    const size_t sh = d->geom.stride_h, sw = d->geom.stride_w;
+    for (size_t u = u0; u < u1; u++) {
+        const size_t s = u / q->cb, b = u % q->cb;
+        const float *dy = r->dy + s * d->K * d->ohw;
+        float *dx = r->dx[0] + (s * d->C + m0) * d->hw;
+        if (q->kind == PW_DIRECT) {
+            const size_t c0 = b * q->nb, nc = q->P - c0 < q->nb ? q->P - c0 : q->nb;
+            /* dx[m0:m1, c0:+nc] (+)= W^T[m0:m1, :] * dy[:, c0:+nc] */
+            kn->sgemm_pa(mr, nc, d->K, ap, 0, dy + c0, d->ohw, acc ? 1.0f : 0.0f, NULL, dx + c0, d->hw, NULL);
+            continue;
+        }
+        const size_t oy0 = b * q->nb, nr = d->OH - oy0 < q->nb ? d->OH - oy0 : q->nb, nc = nr * d->OW;
+        kn->sgemm_pa(mr, nc, d->K, ap, 0, dy + oy0 * d->OW, d->ohw, 0.0f, NULL, buf, nc, NULL);
+        /* this unit owns dx rows [oy0*sh, yend): the strided positions get buf, the others 0 (or stay) */
+        const size_t yend = oy0 + nr == d->OH ? d->H : (oy0 + nr) * sh;
+        for (size_t c = 0; c < mr; c++)
+            for (size_t yy = oy0 * sh; yy < yend; yy++) {
+                float *row = dx + c * d->hw + yy * d->W;
+                const int hit = yy % sh == 0 && yy / sh < oy0 + nr;
+                if (!acc && (!hit || sw > 1)) memset(row, 0, d->W * sizeof(float));
+                if (!hit) continue;
+                const float *src = buf + c * nc + (yy / sh - oy0) * d->OW;
+                if (acc)
+                    for (size_t ox = 0; ox < d->OW; ox++) row[ox * sw] += src[ox];
+                else
+                    for (size_t ox = 0; ox < d->OW; ox++) row[ox * sw] = src[ox];
+            }
+    }
+}
+
+/* Offset of the packed W' in a GEMM layer's inference weight block (fold.h): after W' and b'. */
+static size_t pw_block_off(const conv_dims *d) { return ws16(d->K * d->rows + d->K); }
+
+static void pw_run(const cnn_layer_run *r, const conv_dims *d, int bwd) {
+    const conv_params *p = r->L->params;
+    pw_job j = {.r = r, .d = d};
+    pw_plan_of(d, r->n, r->ctx->threads, bwd, &j.q);
+    if (!j.q.units) return;
+    if (!bwd) {
+        if (p->infer_block) j.ap = r->w + pw_block_off(d);
+        if (p->bias || p->infer_fold) j.bias = r->w + d->K * d->rows;
+    }
+    cnn_pool_for(r->ctx, j.q.parts, bwd ? pw_backward_data_task : pw_forward_task, &j);
 }
 
 /* Task = (sample s, group g, output-row block b): Y_g[:, block] = W_g * col(x_g)[:, block] + b_g. The
@@ -873,6 +1132,8 @@ typedef struct wino_job {
     wino_plan w;
     float *U[36];   /* U_e, written by wino_weights_task (shared mode) */
     const float *Ur[36]; /* U_e as the GEMMs read them: U, or the pre-transformed inference block */
+    int packed;          /* Ur[e] are packed for sgemm_pa (the inference block) */
+    int by_rows;         /* packed only: task p owns output channels range p (multiples of MR) of every chunk */
     size_t ucap;    /* 0: shared U; else the fallback: ucap elements at a time in the task's own tail */
     size_t uoff;    /* floats before the tail in each region */
     const float *in;
@@ -907,9 +1168,10 @@ static void wino_task(void *arg, size_t part, size_t thread) {
     const cnn_winograd_input_fn input = w->m == 4 ? kn->winograd4_input : kn->winograd_input;
     const cnn_winograd_output_fn output = w->m == 4 ? kn->winograd4_output : kn->winograd_output;
     const size_t rows_total = r->n * w->th, chunks = (rows_total + w->rpc - 1) / w->rpc;
-    size_t cb, ce;
-    cnn_split_range(chunks, j->parts, part, &cb, &ce);
-    if (cb >= ce) return;
+    size_t cb = 0, ce = chunks, k0 = 0, k1 = w->kout;
+    if (j->by_rows) split_aligned(w->kout, j->parts, part, kn->sgemm_mr, &k0, &k1);
+    else cnn_split_range(chunks, j->parts, part, &cb, &ce);
+    if (cb >= ce || k0 >= k1) return;
     float *V = thread_ws(r, thread), *M = V + ws16(E * w->cin * w->ld);
     float *P = M + ws16(E * w->kout * w->ld), *Y = P + w->cin * w->pstride;
     const size_t in_n = w->cin * w->ih * w->iw, out_n = w->kout * w->oh * w->ow, ohw = w->oh * w->ow;
@@ -928,7 +1190,11 @@ static void wino_task(void *arg, size_t part, size_t thread) {
             gr += nty;
         }
         const size_t cols = (r1 - r0) * w->tw;
-        if (!j->ucap) {
+        if (j->packed) { /* rows k0..k1 of M (all of them unless by_rows) */
+            for (size_t e = 0; e < E; e++)
+                kn->sgemm_pa(k1 - k0, cols, w->cin, j->Ur[e] + k0 * w->cin, 0, V + e * w->ld, E * w->ld, 0.0f,
+                             NULL, M + (k0 * E + e) * w->ld, E * w->ld, NULL);
+        } else if (!j->ucap) {
             for (size_t e = 0; e < E; e++)
                 kn->sgemm(0, 0, w->kout, cols, w->cin, 1.0f, j->Ur[e], w->cin, V + e * w->ld, E * w->ld, 0.0f,
                           M + e * w->ld, E * w->ld);
@@ -946,11 +1212,11 @@ static void wino_task(void *arg, size_t part, size_t thread) {
         for (size_t gr = r0; gr < r1;) {
             const size_t s = gr / w->th, ty0 = gr % w->th;
             const size_t nty = w->th - ty0 < r1 - gr ? w->th - ty0 : r1 - gr;
-            output(M + (gr - r0) * w->tw, w->kout, w->ld, w->tw, nty, Y, w->ystride, w->ldo);
+            output(M + k0 * E * w->ld + (gr - r0) * w->tw, k1 - k0, w->ld, w->tw, nty, Y, w->ystride, w->ldo);
             const size_t oy0 = w->m * ty0, oy1 = w->m * (ty0 + nty) < w->oh ? w->m * (ty0 + nty) : w->oh;
-            for (size_t k = 0; k < w->kout; k++) {
+            for (size_t k = k0; k < k1; k++) {
                 float *dst = j->out + s * out_n + k * ohw;
-                const float *src = Y + k * w->ystride;
+                const float *src = Y + (k - k0) * w->ystride;
                 const float b = j->bias ? j->bias[k] : 0.0f;
                 for (size_t oy = oy0; oy < oy1; oy++) {
                     float *restrict dr = dst + oy * w->ow;
@@ -966,6 +1232,12 @@ static void wino_task(void *arg, size_t part, size_t thread) {
     }
 }
 
+/* inference forward: split the output channels over the tasks when there are fewer tiles than this per
+ * task (wino_job.by_rows) */
+#ifndef WINO_ROWS_MIN_TILES
+#define WINO_ROWS_MIN_TILES 64
+#endif
+
 static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
     const conv_params *p = r->L->params;
     wino_job j = {.r = r, .parts = r->ctx->threads ? r->ctx->threads : 1};
@@ -979,11 +1251,19 @@ static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
         const size_t rpc = (rows_total + chunks - 1) / chunks;
         if (rpc && rpc < j.w.rpc) j.w.rpc = rpc;
     }
-    if (!backward && p->infer_block) { /* fold.h: b' [round16(K)] then U [E][K][C] */
+    if (!backward && p->infer_block) { /* fold.h: b' [round16(K)] then U_e [K][C] packed for sgemm_pa */
         j.in = r->x[0];
         j.out = r->y;
         j.bias = p->bias || p->infer_fold ? r->w : NULL;
-        for (size_t e = 0; e < E; e++) j.Ur[e] = r->w + ws16(d->K) + e * kc;
+        j.packed = 1;
+        for (size_t e = 0; e < E; e++) j.Ur[e] = r->w + ws16(d->K) + e * wino_upacked(d);
+        /* few tiles (batch 1, small images: ResNet's layer3/4 have 16 tiles per image): every task reads
+         * U_e once per chunk, so split the output channels instead of the chunks (each task then reads
+         * 1/parts of U and fills whole 16-column tiles; it transforms the whole input, which is small) */
+        if (j.parts > 1 && rows_total * j.w.tw < WINO_ROWS_MIN_TILES * j.parts && d->K >= 2 * CNN_F32_GEMM_PA_ROW_ALIGN) {
+            wino_plan_of(d, 0, d->wino_m, &j.w);
+            j.by_rows = 1;
+        }
         cnn_pool_for(r->ctx, j.parts, wino_task, &j);
         return;
     }
@@ -1015,9 +1295,55 @@ static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
 
 static void stem_forward_task(void *arg, size_t part, size_t thread);
 
+/* ---- the depthwise algorithm (kernels/f32_conv_dw; groups = C = K) ----
+ * Forward and backward-data: tasks = (sample, channel) planes, one kernel call each, reading and writing
+ * the NCHW planes in place (no padded copies, no workspace). Backward-weights: tasks = channels; each loops
+ * over the samples in order and adds the kernel's per-plane float sums in double, so every dW / db element
+ * has one owner and a fixed order: identical for any thread count. */
+static void dw_forward_task(void *arg, size_t task, size_t thread) {
+    (void)thread;
+    const conv_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = &j->d;
+    const conv_params *p = r->L->params;
+    const size_t c = task % d->C;
+    const float b = p->bias || p->infer_fold ? r->w[d->K * d->rows + c] : 0.0f;
+    r->ctx->kernels.conv_dw_fwd(&d->dwg, r->x[0] + task * d->hw, r->w + c * d->taps, b, 0, r->y + task * d->ohw);
+}
+
+static void dw_backward_data_task(void *arg, size_t task, size_t thread) {
+    (void)thread;
+    const conv_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = &j->d;
+    r->ctx->kernels.conv_dw_bwd(&d->dwg, r->dy + task * d->ohw, r->w + task % d->C * d->taps,
+                                r->dx_accumulate[0], r->dx[0] + task * d->hw);
+}
+
+static void dw_backward_weights_task(void *arg, size_t c, size_t thread) {
+    (void)thread;
+    const conv_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = &j->d;
+    const conv_params *p = r->L->params;
+    double acc[CNN_DW_MAX_K * CNN_DW_MAX_K + 1] = {0};
+    float part[CNN_DW_MAX_K * CNN_DW_MAX_K + 1];
+    for (size_t s = 0; s < r->n; s++) {
+        const size_t pl = s * d->C + c;
+        r->ctx->kernels.conv_dw_wgrad(&d->dwg, r->x[0] + pl * d->hw, r->dy + pl * d->ohw, p->bias, part);
+        for (size_t t = 0; t < d->taps + (p->bias ? 1 : 0); t++) acc[t] += part[t];
+    }
+    for (size_t t = 0; t < d->taps; t++) r->dw[c * d->taps + t] = (float)acc[t];
+    if (p->bias) r->dw[d->K * d->rows + c] = (float)acc[d->taps];
+}
+
 static void conv_forward(const cnn_layer_run *r) {
     conv_job j;
     conv_job_init(&j, r);
+    if (j.d.algo == CONV_DEPTHWISE) {
+        cnn_pool_for(r->ctx, r->n * j.d.C, dw_forward_task, &j);
+        return;
+    }
     if (j.d.algo == CONV_STEM) {
         cnn_pool_for(r->ctx, j.parts, stem_forward_task, &j);
         return;
@@ -1028,6 +1354,10 @@ static void conv_forward(const cnn_layer_run *r) {
     }
     if (j.d.algo == CONV_WINOGRAD) {
         wino_run(r, &j.d, 0);
+        return;
+    }
+    if (pw_forward_ok(&j.d)) {
+        pw_run(r, &j.d, 0);
         return;
     }
     cnn_pool_for(r->ctx, r->n * j.d.G * (j.d.gemm_1x1 ? 1 : j.d.nblocks), forward_task, &j);
@@ -1066,12 +1396,20 @@ static void conv_backward_data(const cnn_layer_run *r) {
     if (!r->dx[0]) return;
     conv_job j;
     conv_job_init(&j, r);
+    if (j.d.algo == CONV_DEPTHWISE) {
+        cnn_pool_for(r->ctx, r->n * j.d.C, dw_backward_data_task, &j);
+        return;
+    }
     if (j.d.algo == CONV_DIRECT && !j.d.direct_bwd_gemm) {
         cnn_pool_for(r->ctx, r->n * j.d.C, direct_backward_data_task, &j);
         return;
     }
     if (j.d.algo == CONV_WINOGRAD) {
         wino_run(r, &j.d, 1);
+        return;
+    }
+    if (j.d.algo == CONV_GEMM_1X1 && j.d.G == 1) {
+        pw_run(r, &j.d, 1);
         return;
     }
     cnn_pool_for(r->ctx, r->n * j.d.G, backward_data_task, &j);
@@ -1131,6 +1469,62 @@ static void backward_weights_task(void *arg, size_t task, size_t thread) {
             db[o] = (float)sum;
         }
     }
+}
+
+/* gemm-1x1 (stride 1) backward-weights: dW = sum_i dY_i X_i^T with the batch cut into PW_WG_PARTS parts
+ * of consecutive images (fewer for small batches; a function of n only): part 0 sums into dW, part 1 into
+ * a buffer in the first workspace region, and the unit that finishes last (an atomic count) adds the
+ * buffer into dW, so the pass is one parallel region (a second one cost a scheduler time slice per pass
+ * on the loaded shared machine). Unit (part, column block of dW) is one chain of sgemm calls over the
+ * part's images (beta 0, then 1); unit u also sums db for its range of channels. Against splitting dW's
+ * columns over the threads with every thread walking the whole batch, each dY_i is packed once instead of
+ * once per thread. The sum order depends on n only: identical results for any thread count. */
+#define PW_WG_PARTS 2
+
+typedef struct pw_wjob {
+    const cnn_layer_run *r;
+    const conv_dims *d;
+    size_t parts, cs; /* image parts, column blocks per part */
+    float *buf;       /* part 1's sum */
+    atomic_size_t done;
+} pw_wjob;
+
+static void pw_wgrad_task(void *arg, size_t unit, size_t thread) {
+    (void)thread;
+    pw_wjob *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = j->d;
+    const conv_params *p = r->L->params;
+    const size_t part = unit / j->cs, units = j->parts * j->cs;
+    size_t s0, s1, c0, c1;
+    cnn_split_range(r->n, j->parts, part, &s0, &s1);
+    split_aligned(d->C, j->cs, unit % j->cs, 16, &c0, &c1);
+    float *dst = part == 0 ? r->dw : j->buf;
+    for (size_t s = s0; s < s1 && c0 < c1; s++)
+        /* dst[:, c0:c1] (+)= dY_s [K, HW] * X_s[c0:c1, HW]^T */
+        r->ctx->kernels.sgemm(0, 1, d->K, c1 - c0, d->hw, 1.0f, r->dy + s * d->K * d->ohw, d->ohw,
+                              r->x[0] + (s * d->C + c0) * d->hw, d->hw, s > s0 ? 1.0f : 0.0f, dst + c0, d->C);
+    if (p->bias) {
+        float *db = r->dw + d->K * d->rows;
+        size_t o0, o1;
+        cnn_split_range(d->K, units, unit, &o0, &o1);
+        for (size_t o = o0; o < o1; o++) {
+            double sum = 0.0;
+            for (size_t s = 0; s < r->n; s++) sum += plane_sum(r->dy + (s * d->K + o) * d->ohw, d->ohw);
+            db[o] = (float)sum;
+        }
+    }
+    /* the last unit to finish (every other unit's writes visible through the acq_rel count) adds part 1 */
+    if (atomic_fetch_add_explicit(&j->done, 1, memory_order_acq_rel) + 1 == units && j->parts > 1)
+        for (size_t i = 0; i < d->K * d->C; i++) r->dw[i] += j->buf[i];
+}
+
+static void pw_backward_weights(const cnn_layer_run *r, const conv_dims *d) {
+    const size_t T = r->ctx->threads ? r->ctx->threads : 1;
+    pw_wjob j = {.r = r, .d = d, .parts = r->n < PW_WG_PARTS ? r->n : PW_WG_PARTS, .buf = r->ws};
+    j.cs = (T + j.parts - 1) / j.parts;
+    atomic_init(&j.done, 0);
+    cnn_pool_for(r->ctx, j.parts * j.cs, pw_wgrad_task, &j);
 }
 
 /* ---- the stem algorithm (small-channel inputs: kernels/f32_conv_stem) ----
@@ -1247,6 +1641,10 @@ static void conv_backward_weights(const cnn_layer_run *r) {
         cnn_pool_for(r->ctx, j.parts, stem_backward_weights_task, &j);
         return;
     }
+    if (j.d.algo == CONV_DEPTHWISE) {
+        cnn_pool_for(r->ctx, j.d.C, dw_backward_weights_task, &j);
+        return;
+    }
     if (j.d.algo == CONV_DIRECT) {
         cnn_pool_for(r->ctx, j.d.K, direct_backward_weights_task, &j);
         return;
@@ -1257,16 +1655,34 @@ static void conv_backward_weights(const cnn_layer_run *r) {
         cnn_pool_for(r->ctx, wj.parts, wino_wgrad_task, &wj);
         return;
     }
+    if (j.d.algo == CONV_GEMM_1X1 && pw_kind(&j.d) == PW_DIRECT && pw_forward_ok(&j.d)) {
+        pw_backward_weights(r, &j.d);
+        return;
+    }
     cnn_pool_for(r->ctx, j.parts, backward_weights_task, &j);
 }
 
 /* ---- the inference weight block (fold.h) ---- */
 
+/* The winograd inference block (fold.h): b' [ws16(K)], the E matrices U_e [K, C] each packed for
+ * ctx->kernels.sgemm_pa (wino_upacked floats apart), then per fill task a scratch of E x 12 rows of U
+ * (fill_task transforms 12 output channels at a time and packs them). */
+static size_t wino_upacked(const conv_dims *d) { return ws16(CNN_F32_GEMM_PA_FLOATS(d->K, d->C)); }
+static size_t wino_fill_scratch(const conv_dims *d) {
+    return ws16((d->wino_m + 2) * (d->wino_m + 2) * CNN_F32_GEMM_PA_ROW_ALIGN * d->C);
+}
+static size_t wino_block_floats(const conv_dims *d, size_t parts) {
+    const size_t E = (d->wino_m + 2) * (d->wino_m + 2);
+    return ws16(d->K) + E * wino_upacked(d) + (parts ? parts : 1) * wino_fill_scratch(d);
+}
+
 size_t cnn_conv2d_infer_block_floats(const cnn_layer *L, int fold) {
     const conv_params *p = L->params;
     conv_dims d;
     conv_dims_of(p, L->in[0], &d);
-    if (d.algo == CONV_WINOGRAD) return ws16(d.K) + (d.wino_m + 2) * (d.wino_m + 2) * d.K * d.C;
+    if (d.algo == CONV_WINOGRAD) return wino_block_floats(&d, L->ctx ? L->ctx->threads : 1);
+    /* the packed-A driver: W', b', then W' packed for ctx->kernels.sgemm_pa (pw_block_off) */
+    if (pw_forward_ok(&d)) return pw_block_off(&d) + CNN_F32_GEMM_PA_FLOATS(d.K, d.rows);
     return fold ? d.K * d.rows + d.K : 0;
 }
 
@@ -1293,28 +1709,36 @@ static void fill_task(void *arg, size_t part, size_t thread) {
     const conv_params *p = j->L->params;
     const conv_dims *d = &j->d;
     size_t k0, k1;
-    cnn_split_range(d->K, j->parts, part, &k0, &k1);
+    const int wino = d->algo == CONV_WINOGRAD;
+    if (wino) split_aligned(d->K, j->parts, part, CNN_F32_GEMM_PA_ROW_ALIGN, &k0, &k1);
+    else cnn_split_range(d->K, j->parts, part, &k0, &k1);
     if (k0 >= k1) return;
     const float *bias = p->bias ? j->w + d->K * d->rows : NULL;
-    const int wino = d->algo == CONV_WINOGRAD;
     float *b_out = wino ? j->block : j->block + d->K * d->rows;
     for (size_t k = k0; k < k1; k++) {
         const double b = bias ? bias[k] : 0.0;
         b_out[k] = (float)(j->scale ? b * j->scale[k] + j->shift[k] : b);
     }
     if (wino) {
-        /* U of the unfolded weights, then row k of every U_e times scale[k] (the transform is linear) */
+        /* per group of 12 output channels: U of the unfolded weights into this task's scratch, row k of
+         * every U_e times scale[k] (the transform is linear), then each U_e's rows packed into place */
+        const size_t E = (d->wino_m + 2) * (d->wino_m + 2), G12 = CNN_F32_GEMM_PA_ROW_ALIGN;
         float *U = j->block + ws16(d->K), *Ue[36];
-        const size_t E = (d->wino_m + 2) * (d->wino_m + 2);
-        for (size_t e = 0; e < E; e++) Ue[e] = U + e * d->K * d->C;
-        wino_weights_fn(j->kn, d->wino_m)(j->w, d->K, d->C, 0, k0, k1, 0, E, Ue);
-        if (j->scale)
-            for (size_t e = 0; e < E; e++)
-                for (size_t k = k0; k < k1; k++) {
-                    float *u = U + (e * d->K + k) * d->C;
-                    const double sc = j->scale[k];
-                    for (size_t c = 0; c < d->C; c++) u[c] = (float)(u[c] * sc);
-                }
+        float *scr = U + E * wino_upacked(d) + part * wino_fill_scratch(d);
+        for (size_t e = 0; e < E; e++) Ue[e] = scr + e * G12 * d->C;
+        for (size_t g0 = k0; g0 < k1; g0 += G12) {
+            const size_t nr = k1 - g0 < G12 ? k1 - g0 : G12;
+            wino_weights_fn(j->kn, d->wino_m)(j->w + g0 * d->rows, nr, d->C, 0, 0, nr, 0, E, Ue);
+            for (size_t e = 0; e < E; e++) {
+                if (j->scale)
+                    for (size_t k = 0; k < nr; k++) {
+                        float *u = Ue[e] + k * d->C;
+                        const double sc = j->scale[g0 + k];
+                        for (size_t c = 0; c < d->C; c++) u[c] = (float)(u[c] * sc);
+                    }
+                j->kn->sgemm_pack_a(0, nr, d->C, Ue[e], d->C, U + e * wino_upacked(d) + g0 * d->C);
+            }
+        }
         return;
     }
     for (size_t k = k0; k < k1; k++) {
@@ -1325,12 +1749,29 @@ static void fill_task(void *arg, size_t part, size_t thread) {
     }
 }
 
+/* Part `part` of the packed W' (rows in multiples of CNN_F32_GEMM_PA_ROW_ALIGN, each a packed matrix of
+ * its own at Ap + k0 * rows): packed from the W' that fill_task wrote. */
+static void fill_pack_task(void *arg, size_t part, size_t thread) {
+    (void)thread;
+    const fill_job *j = arg;
+    const conv_dims *d = &j->d;
+    size_t k0, k1;
+    split_aligned(d->K, j->parts, part, CNN_F32_GEMM_PA_ROW_ALIGN, &k0, &k1);
+    if (k0 < k1)
+        j->kn->sgemm_pack_a(0, k1 - k0, d->rows, j->block + k0 * d->rows, d->rows,
+                            j->block + pw_block_off(d) + k0 * d->rows);
+}
+
 void cnn_conv2d_fill_infer_block(const cnn_layer *L, cnn_ctx *ctx, const float *w, const double *scale,
                                  const double *shift, float *block) {
     fill_job j = {.L = L, .kn = &ctx->kernels, .w = w, .scale = scale, .shift = shift, .block = block,
                   .parts = ctx->threads ? ctx->threads : 1};
     conv_dims_of(L->params, L->in[0], &j.d);
+    /* winograd: no more tasks than the block has scratch regions (sized with the threads at compile) */
+    const size_t sized = L->ctx && L->ctx->threads ? L->ctx->threads : 1;
+    if (j.d.algo == CONV_WINOGRAD && j.parts > sized) j.parts = sized;
     cnn_pool_for(ctx, j.parts, fill_task, &j);
+    if (pw_forward_ok(&j.d)) cnn_pool_for(ctx, j.parts, fill_pack_task, &j);
 }
 
 const struct cnn_layer_ops cnn_layer_conv2d = {

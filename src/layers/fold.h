@@ -9,9 +9,14 @@
  *            W'[k] = W[k] * scale[k],  b'[k] = (b[k] or 0) * scale[k] + shift[k]
  *          and the conv adds b' even when it has no bias (bias=0).
  *   pack   a winograd layer keeps U = G W' G^T (the weight transform its forward otherwise does on every
- *          call, winograd.h) instead of W'.
+ *          call, winograd.h) instead of W'; a GEMM layer (below) also keeps W' in the SGEMM's packed-A
+ *          panels, which its forward would otherwise pack on every call.
  * Block layout (floats, 64-byte aligned start):
- *   winograd with pack:  b' [round16(K)] then U [16][K][C]           (b' unused without fold and bias)
+ *   winograd with pack:  b' [round16(K)] then the E (16 or 36) U_e [K][C], each packed for
+ *                        ctx->kernels.sgemm_pa, then fill scratch (conv2d.c wino_block_floats; b' unused
+ *                        without fold and bias)
+ *   groups-1 gemm-1x1 and im2col+gemm (conv2d.c's packed-A driver): W' [K][C][kh][kw], b' [K], then
+ *                        from a 16-float boundary W' packed for ctx->kernels.sgemm_pa (kernels.h)
  *   otherwise:           W' [K][C/G][kh][kw] then b' [K]             (the parameter layout with a bias)
  * The trained parameters are never written; a later training compile turns all of this off.
  */

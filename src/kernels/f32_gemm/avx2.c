@@ -250,6 +250,8 @@ static void gemm_pack_b_avx2(int trans_b, const float *B, size_t ldb, size_t p0,
 #define GEMM_UKERNEL gemm_ukernel_6x16_avx2
 #define GEMM_PACK_A gemm_pack_a_avx2
 #define GEMM_PACK_B gemm_pack_b_avx2
+#define GEMM_FN_PACK_A cnn_f32_gemm_pack_a_avx2
+#define GEMM_FN_PA cnn_f32_gemm_packed_a_avx2
 #include "gemm_impl.h"
 
 _Static_assert(GEMM_WS_FLOATS <= CNN_F32_GEMM_WS_FLOATS, "CNN_F32_GEMM_WS_FLOATS too small");

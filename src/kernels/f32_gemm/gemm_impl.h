@@ -40,8 +40,10 @@
  *   GEMM_UKERNEL   optional: void f(size_t kc, const float *Ap, const float *Bp, float *C, size_t ldc,
  *                                   float alpha, float beta, size_t mr, size_t nr)
  *                  C[0:mr, 0:nr] = alpha * (Ap^T Bp)[0:mr, 0:nr] + beta * C (beta == 0: C not read;
- *                  beta == 1: C + alpha*acc); Ap and Bp are full, zero-padded MR x kc / kc x NR panels.
- *                  The same arithmetic for every mr, nr.
+ *                  beta == 1: C + alpha*acc). Ap and Bp are full, zero-padded MR x kc / kc x NR panels. The same arithmetic for
+ *                  every mr, nr.
+ *   GEMM_FN_PACK_A, GEMM_FN_PA   optional: names of the packed-A entry points (cnn_sgemm_pack_a_fn,
+ *                  cnn_sgemm_pa_fn in kernels.h), defined at the end of this file.
  *   GEMM_PACK_A, GEMM_PACK_B   optional: faster versions of gemm_pack_a / gemm_pack_b (same layout).
  */
 #include <stddef.h>
@@ -218,3 +220,80 @@ void GEMM_FN(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha
     if (cur) GEMM_FN_WS(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, cur);
     else gemm_on_stack(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+#ifdef GEMM_FN_PACK_A
+/* ---- packed-A entry points (kernels.h: cnn_sgemm_pack_a_fn, cnn_sgemm_pa_fn) ----
+ * Ap holds all of op(A) [M, K] as MR-row panels, panel-major: the panel of rows [ir, ir + MR) starts at
+ * Ap + ir * K and holds op(A)[ir + i][p] at [p * MR + i] (rows past M zero), so the K slices of
+ * GEMM_FN_WS (gemm_kc) are contiguous runs of it and the rows from any multiple of MR on are again a
+ * packed matrix (Ap + m0 * K). GEMM_FN_PA runs GEMM_FN_WS's loop nest on it, so a product through Ap is
+ * bit-identical to the same product through GEMM_FN (alpha 1), and with bias to that product followed by
+ * C += bias[i]. */
+void GEMM_FN_PACK_A(int trans_a, size_t M, size_t K, const float *A, size_t lda, float *Ap) {
+    if (M == 0 || K == 0) return;
+    const size_t kc_full = gemm_kc(K);
+    for (size_t ir = 0; ir < M; ir += GEMM_MR) {
+        const size_t mr = M - ir < GEMM_MR ? M - ir : GEMM_MR;
+        for (size_t pc = 0; pc < K; pc += kc_full) {
+            const size_t kc = K - pc < kc_full ? K - pc : kc_full;
+            GEMM_PACK_A(trans_a, A, lda, ir, mr, pc, kc, Ap + ir * K + pc * GEMM_MR);
+        }
+    }
+}
+
+static void gemm_pa_ws(size_t M, size_t N, size_t K, const float *Ap, int trans_b, const float *B, size_t ldb,
+                       float beta, const float *bias, float *C, size_t ldc, float *ws) {
+    float *Bp = ws + GEMM_MC * GEMM_KC;
+    const size_t kc_full = gemm_kc(K);
+    for (size_t jc = 0; jc < N; jc += GEMM_NC) {
+        const size_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
+        for (size_t pc = 0; pc < K; pc += kc_full) {
+            const size_t kc = K - pc < kc_full ? K - pc : kc_full;
+            const float beta_eff = pc == 0 ? beta : 1.0f;
+            const float *bias_eff = pc + kc >= K ? bias : NULL; /* after the last slice's sum */
+            GEMM_PACK_B(trans_b, B, ldb, pc, kc, jc, nc, Bp);
+            for (size_t ic = 0; ic < M; ic += GEMM_MC) {
+                const size_t mc = M - ic < GEMM_MC ? M - ic : GEMM_MC;
+                const float *ap = Ap + ic * K + pc * GEMM_MR;
+                for (size_t jr = 0; jr < nc; jr += GEMM_NR) {
+                    const size_t nr = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
+                    const float *bp = Bp + jr * kc;
+                    for (size_t ir = 0; ir < mc; ir += GEMM_MR) {
+                        const size_t mr = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
+                        float *c = C + (ic + ir) * ldc + jc + jr;
+                        GEMM_UKERNEL(kc, ap + ir * K, bp, c, ldc, 1.0f, beta_eff, mr, nr);
+                        if (bias_eff) /* the tile is in L1: add the bias after the last slice's sum */
+                            for (size_t i = 0; i < mr; i++) {
+                                const float bi = bias_eff[ic + ir + i];
+                                float *restrict ci = c + i * ldc;
+                                for (size_t j = 0; j < nr; j++) ci[j] += bi;
+                            }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static __attribute__((noinline)) void gemm_pa_on_stack(size_t M, size_t N, size_t K, const float *Ap,
+                                                       int trans_b, const float *B, size_t ldb, float beta,
+                                                       const float *bias, float *C, size_t ldc) {
+    _Alignas(64) float ws[GEMM_WS_FLOATS];
+    gemm_pa_ws(M, N, K, Ap, trans_b, B, ldb, beta, bias, C, ldc, ws);
+}
+
+void GEMM_FN_PA(size_t M, size_t N, size_t K, const float *Ap, int trans_b, const float *B, size_t ldb,
+                float beta, const float *bias, float *C, size_t ldc, float *ws) {
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        gemm_scale_c(M, N, beta, C, ldc);
+        if (bias)
+            for (size_t i = 0; i < M; i++)
+                for (size_t j = 0; j < N; j++) C[i * ldc + j] += bias[i];
+        return;
+    }
+    if (!ws) ws = cnn_f32_gemm_ws_current;
+    if (ws) gemm_pa_ws(M, N, K, Ap, trans_b, B, ldb, beta, bias, C, ldc, ws);
+    else gemm_pa_on_stack(M, N, K, Ap, trans_b, B, ldb, beta, bias, C, ldc);
+}
+#endif

@@ -15,6 +15,8 @@
 #define GEMM_KC 256
 #define GEMM_MC 72
 #define GEMM_NC 256
+#define GEMM_FN_PACK_A cnn_f32_gemm_pack_a_scalar
+#define GEMM_FN_PA cnn_f32_gemm_packed_a_scalar
 #include "gemm_impl.h"
 
 _Static_assert(GEMM_WS_FLOATS <= CNN_F32_GEMM_WS_FLOATS, "CNN_F32_GEMM_WS_FLOATS too small");
