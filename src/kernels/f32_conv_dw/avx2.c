@@ -28,7 +28,21 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+/* Forced inlining turns the tile loops into straight-line code for each (rows, kernel, stride) a caller
+ * fixes. Sanitizer builds do without it: clang with ASan + UBSan + the fuzzer's instrumentation spent over
+ * 7 minutes (and 1.9 GB) on this file with it, 7 s without. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CNN_DW_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CNN_DW_SANITIZED 1
+#endif
+#endif
+#ifdef CNN_DW_SANITIZED
+#define AI static inline
+#else
 #define AI static inline __attribute__((always_inline))
+#endif
 #define MAXT (CNN_DW_MAX_K * CNN_DW_MAX_K)
 
 /* lanes l with 0 <= c + l < n */
