@@ -1286,7 +1286,10 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
     rc = output_failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 
 cleanup:
-    if (signals_caught) {
+    /* After a stop by signal the handlers stay: the process is on its way out with 130, and a second signal
+     * during the clean-up must still exit at once with 3 (restored default handlers let a SIGTERM there kill
+     * it: exit 143, seen in CI). */
+    if (signals_caught && !stop_signal) {
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
         sigaction(SIGXFSZ, &old_xfsz, NULL);
