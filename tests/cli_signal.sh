@@ -5,9 +5,11 @@
 #     names (the bit-identical resume after SIGINT is tests/cli_checkpoint.sh's);
 #   - a second signal exits at once: status 3, a line saying so; the checkpoint on disk is whole (the one
 #     before, or the new one when the save had finished) and loads, and the run resumes from it;
-#   - rounds with the second signal at random moments (some land during the save): the checkpoint always
-#     loads; a temporary file a killed save leaves (".tmp.<pid>.<n>" of a dead process) is removed by the next
-#     save, one of a live process is not.
+#   - rounds with the second signal at random moments: the checkpoint always loads;
+#   - a second signal sent while the save writes its temporary file: exit 3, the checkpoint before is
+#     unchanged, and the killed save's temporary file is removed by the next save;
+#   - a temporary file ".tmp.<pid>.<n>" of a dead process is removed by the next save, one of a live process
+#     is not.
 #
 # usage: bash tests/cli_signal.sh /path/to/cnn
 set -u
@@ -36,6 +38,7 @@ COMMON=(--data "$DATA" --batch 50 --threads 1 --seed 3)
 # wait (up to 20 s) until file $1 exists and is not empty
 wait_for() { for _ in $(seq 400); do [ -s "$1" ] && return 0; sleep 0.05; done; return 1; }
 no_temps() { ! ls "$1".tmp.* >/dev/null 2>&1; }
+has_temps() { compgen -G "$1.tmp.*" >/dev/null; }
 # wait (up to 60 s) until the run writing stderr to $1 prints a progress line: its handlers are installed by
 # then (before that, a background job of a script ignores SIGINT and dies of SIGTERM). Each run writes a file
 # of its own name: the shell opens (and empties) a background job's redirection in the child, so a reused name
@@ -101,12 +104,12 @@ fi
 check "second signal: resume failed: $(tail -n 1 "$TMP/rerr")" test $? -eq 0
 check "second signal: temporary files left after the next save" no_temps "$CK"
 
-# ---- second signal at random moments, some during the save (a larger net, 5 MB with Adam: the save takes longer)
+# ---- second signal at random moments, some during the save (a larger net, 38 MB with Adam: the save takes longer)
 BIG=$TMP/big.cnn
 cat >"$BIG" <<'EOF'
 input c=1 h=28 w=28
 flatten
-dense name=h1 out=512
+dense name=h1 out=4096
 relu
 dense name=o out=10
 softmax_ce
@@ -114,7 +117,6 @@ EOF
 CK=$TMP/ck3
 "$CNN" train "$BIG" "${COMMON[@]}" --optimizer adam --steps 2 --checkpoint "$CK" >/dev/null 2>&1 ||
     bad "big net: first checkpoint failed"
-seen3=0
 for round in 1 2 3; do
     "$CNN" train --resume "$CK" --epochs 100000 --steps 1000000000 >/dev/null 2>"$TMP/err-round$round" &
     pid=$!
@@ -125,11 +127,37 @@ for round in 1 2 3; do
     kill -TERM "$pid" 2>/dev/null
     wait "$pid"
     rc=$?
-    [ $rc -eq 3 ] && seen3=$((seen3 + 1))
     check "round $round: exit status $rc, want 3 or 130: $(tail -n 1 "$TMP/err-round$round")" test $rc -eq 3 -o $rc -eq 130
     check "round $round: the checkpoint does not load" "$CNN" info "$CK" >/dev/null 2>&1
 done
-check "no round ended by the second signal" test $seen3 -gt 0
+
+# ---- the second signal while the save writes its temporary file, sent as soon as the file appears (writing
+# 38 MB and the fsync take far longer than one poll): exit 3, the checkpoint before is unchanged, the killed
+# save's temporary file stays, and the next save removes it
+cp "$CK" "$TMP/ck3.before"
+"$CNN" train --resume "$CK" --epochs 100000 --steps 1000000000 >/dev/null 2>"$TMP/err-save" &
+pid=$!
+wait_training "$TMP/err-save" || bad "during the save: no progress line within 60 s"
+kill -INT "$pid"
+seen_tmp=0
+# (a counted loop: expanding $(seq) of that size alone takes longer than the save)
+for ((i = 1; i <= 4000000; i++)); do
+    if has_temps "$CK"; then
+        kill -TERM "$pid"
+        seen_tmp=1
+        break
+    fi
+    if ((i % 1000 == 0)) && ! kill -0 "$pid" 2>/dev/null; then break; fi
+done
+wait "$pid"
+rc=$?
+check "during the save: no temporary file seen" test $seen_tmp -eq 1
+check "during the save: exit status $rc, want 3: $(tail -n 1 "$TMP/err-save")" test $rc -eq 3
+check "during the save: the checkpoint changed" cmp -s "$CK" "$TMP/ck3.before"
+check "during the save: the killed save left no temporary file" has_temps "$CK"
+"$CNN" train --resume "$CK" --steps 3 --quiet >/dev/null 2>"$TMP/rerr"
+check "during the save: resume failed: $(tail -n 1 "$TMP/rerr")" test $? -eq 0
+check "during the save: the next save left the dead writer's temporary file" no_temps "$CK"
 
 # ---- temporary files: a dead writer's are removed by the next save, a live writer's are kept
 sh -c 'exit 0' &
