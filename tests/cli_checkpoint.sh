@@ -125,7 +125,7 @@ for round in 1 2 3 4 5; do
     "$CNN" train "$TINY" "${COMMON[@]}" --epochs 100000 --checkpoint "$K" >/dev/null 2>&1 &
     pid=$!
     # wait for the first checkpoint, then a random moment
-    for _ in $(seq 100); do [ -s "$K" ] && break; sleep 0.02; done
+    for _ in $(seq 1000); do [ -s "$K" ] && break; sleep 0.02; done # (up to 20 s)
     sleep "0.$((RANDOM % 30 + 1))"
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
