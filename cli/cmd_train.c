@@ -82,6 +82,9 @@ static const char train_help[] =
     "  --val-split F            hold out a fraction F of the training split (chosen by --seed) and report\n"
     "                           val_acc every epoch\n"
     "  --best FILE              save the weights of the best val_acc so far to FILE (needs --val-split)\n"
+    "  --tta                    evaluate the test and validation splits with horizontal-flip test-time\n"
+    "                           augmentation (the mean of the softmax of each image and its mirror image,\n"
+    "                           as cnn eval --tta)\n"
     "  --threads T              threads (default: all online CPUs; 0 means the same)\n"
     "  --seed S                 seed for initialisation, shuffling and dropout (default 1)\n"
     "  --steps N                stop after N optimizer steps in total (the partial epoch is still\n"
@@ -192,7 +195,7 @@ static void progress_text(char *buf, size_t n, size_t e, size_t epochs, size_t b
 
 /* Options of this command that take no value (for recording the arguments in a checkpoint). */
 static int is_flag(const char *a) {
-    static const char *const flags[] = {"--nesterov", "--no-shuffle", "--json", "--quiet", "--sync-bn", "--no-prefetch", NULL};
+    static const char *const flags[] = {"--nesterov", "--tta", "--no-shuffle", "--json", "--quiet", "--sync-bn", "--no-prefetch", NULL};
     for (size_t i = 0; flags[i]; i++)
         if (strcmp(a, flags[i]) == 0)
             return 1;
@@ -357,7 +360,8 @@ static int load_recipe(const char *model, const char *checkpoint, train_recipe *
     for (size_t k = 0; k < cnn_recipe_num_keys(); k++) {
         unsigned bit;
         const char *key = cnn_recipe_key(k, &bit);
-        if (!(r.set & bit) || (bit == CNN_RECIPE_NESTEROV && !r.nesterov))
+        int flag = bit == CNN_RECIPE_NESTEROV || bit == CNN_RECIPE_TTA; /* options without a value */
+        if (!(r.set & bit) || (bit == CNN_RECIPE_NESTEROV && !r.nesterov) || (bit == CNN_RECIPE_TTA && !r.tta))
             continue;
         cnn_recipe one = r;
         one.set = bit;
@@ -374,7 +378,7 @@ static int load_recipe(const char *model, const char *checkpoint, train_recipe *
         for (size_t c = 0; c < kl; c++)
             a[2 + c] = key[c] == '_' ? '-' : key[c];
         a[2 + kl] = 0;
-        if (bit != CNN_RECIPE_NESTEROV && val)
+        if (!flag && val)
             strcat(a, val);
         out->argv[out->n++] = a;
     }
@@ -508,7 +512,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
     uint64_t seed = 1, max_steps = 0, skip_bad = 0, skipped_bad = 0;
     double lr = 0.05, momentum = 0.9, weight_decay = 0, warmup_epochs = 0, step_epochs = 0, gamma = 0.1;
     int optimizer = CNN_OPT_SGD, schedule = CNN_SCHED_CONSTANT;
-    int nesterov = 0, no_shuffle = 0, json = 0;
+    int nesterov = 0, no_shuffle = 0, json = 0, tta = 0;
     const char *augment = NULL; /* --augment (part "augment") */
     int no_prefetch = 0;
     int sync_bn = 0;          /* distributed (train_dist.c) */
@@ -567,6 +571,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         {.name = "ema", .kind = CLI_OPT_DOUBLE, .out = &ema_decay, .dmin = 0, .dmax = 0.99999999, .min_exclusive = 1},
         {.name = "val-split", .kind = CLI_OPT_DOUBLE, .out = &val_split, .dmin = 0, .dmax = 0.99, .min_exclusive = 1},
         {.name = "best", .kind = CLI_OPT_STRING, .out = &best_path},
+        {.name = "tta", .kind = CLI_OPT_FLAG, .out = &tta},
         {.name = "sync-bn", .kind = CLI_OPT_FLAG, .out = &sync_bn},
         {.name = "dist-timeout", .kind = CLI_OPT_DOUBLE, .out = &dist_timeout, .dmin = 0, .dmax = 1e6},
     };
@@ -858,6 +863,9 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         if (val)
             fprintf(stderr, "train: validation: %zu samples held out of the training split (--val-split %g)\n", n_val,
                     val_split);
+        if (tta)
+            fprintf(stderr, "train: test%s accuracy with horizontal-flip test-time augmentation (--tta)\n",
+                    val ? " and validation" : "");
         /* everything a step needs is allocated by now: this is what the run holds while it trains */
         fprintf(stderr, "train: memory %.1f MiB allocated for data, network, activations and optimizer", 
                 (double)cnn_ctx_memory_in_use(ctx) / 1048576.0);
@@ -1072,7 +1080,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         if (val) {
             cnn_eval_result vr;
             memset(&vr, 0, sizeof vr);
-            if ((st = cli_dist_evaluate(net, val, batch, &vr)) != CNN_OK) {
+            if ((st = cli_dist_evaluate(net, val, batch, tta, &vr)) != CNN_OK) {
                 cli_lib_error(ctx, st, "evaluating the validation split");
                 goto cleanup;
             }
@@ -1091,7 +1099,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
                             ema ? " (EMA)" : "", best_path);
             }
         }
-        if ((st = cli_dist_evaluate(net, test, batch, &ev)) != CNN_OK) {
+        if ((st = cli_dist_evaluate(net, test, batch, tta, &ev)) != CNN_OK) {
             const char *msg = cnn_ctx_last_error(ctx);
             cli_error("epoch %zu/%zu: evaluating the test split: %s", e + 1, epochs,
                       msg && msg[0] ? msg : cnn_status_string(st));
@@ -1212,7 +1220,8 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
                                   "weight decay", s_wd,         "normalize",     s_norm,
                                   "seed",       s_seed,         "threads",       s_thr,
                                   "initial weights", resume ? resume : init_weights ? init_weights : "fresh initialisation",
-                                  "weights saved to", out ? out : "(not saved: no --out)"};
+                                  "weights saved to", out ? out : "(not saved: no --out)",
+                                  "test-time augmentation", tta ? "horizontal flip (--tta)" : "none"};
         cli_report_input ri = {
             .title = model,
             .settings = settings,
@@ -1270,6 +1279,8 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         cli_json_double(&j, last_test_acc);
         cli_json_key(&j, "test_loss");
         cli_json_double(&j, last_test_loss);
+        cli_json_key(&j, "tta");
+        cli_json_bool(&j, tta);
         if (val) {
             cli_json_key(&j, "val_acc");
             cli_json_double(&j, last_val_acc);

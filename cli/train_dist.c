@@ -154,9 +154,10 @@ int cli_dist_epoch_end(cnn_net *net, size_t epoch, double *loss_sum, size_t *cor
     return 0;
 }
 
-cnn_status cli_dist_evaluate(cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *ev) {
-    if (!D.d || D.size == 1) return cnn_net_evaluate(net, ds, batch, ev);
-    return cnn_dist_evaluate(D.d, net, ds, batch / D.size ? batch / D.size : 1, ev);
+cnn_status cli_dist_evaluate(cnn_net *net, const cnn_dataset *ds, size_t batch, int tta, cnn_eval_result *ev) {
+    if (!D.d || D.size == 1) return tta ? cnn_net_evaluate_tta(net, ds, batch, ev) : cnn_net_evaluate(net, ds, batch, ev);
+    size_t b = batch / D.size ? batch / D.size : 1;
+    return tta ? cnn_dist_evaluate_tta(D.d, net, ds, b, ev) : cnn_dist_evaluate(D.d, net, ds, b, ev);
 }
 
 void cli_dist_end(int rc) {

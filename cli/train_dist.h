@@ -27,7 +27,7 @@ int cli_dist_shard_batch(size_t *off, size_t *nb);
 cnn_status cli_dist_grads(void);
 /* End of an epoch: the epoch's sums over ranks, buffers averaged, the weight checksums compared. */
 int cli_dist_epoch_end(cnn_net *net, size_t epoch, double *loss_sum, size_t *correct, size_t *seen);
-cnn_status cli_dist_evaluate(cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *ev);
+cnn_status cli_dist_evaluate(cnn_net *net, const cnn_dataset *ds, size_t batch, int tta, cnn_eval_result *ev);
 /* Leave the job. rc != 0 with several ranks ends the whole job (the others may wait for this rank). */
 void cli_dist_end(int rc);
 

@@ -462,7 +462,7 @@ enum {
     CNN_RECIPE_DIV_FACTOR = 1u << 9, CNN_RECIPE_FINAL_DIV_FACTOR = 1u << 10, CNN_RECIPE_EPOCHS = 1u << 11,
     CNN_RECIPE_BATCH = 1u << 12, CNN_RECIPE_SEED = 1u << 13, CNN_RECIPE_LABEL_SMOOTHING = 1u << 14,
     CNN_RECIPE_CLIP_NORM = 1u << 15, CNN_RECIPE_EMA = 1u << 16, CNN_RECIPE_VAL_SPLIT = 1u << 17,
-    CNN_RECIPE_NORMALIZE = 1u << 18, CNN_RECIPE_AUGMENT = 1u << 19
+    CNN_RECIPE_NORMALIZE = 1u << 18, CNN_RECIPE_AUGMENT = 1u << 19, CNN_RECIPE_TTA = 1u << 20
 };
 /* The one-cycle schedule as a cnn_schedule_kind value (cnn_schedule_lr does not take it: cnn_onecycle_lr). */
 enum { CNN_SCHED_ONECYCLE = 3 };
@@ -479,6 +479,7 @@ typedef struct cnn_recipe {
     double label_smoothing, clip_norm, ema, val_split;
     char normalize[CNN_RECIPE_TEXT_MAX]; /* "MEAN,STD" */
     char augment[CNN_RECIPE_TEXT_MAX];   /* augmentation spec, as the CLI's --augment takes it */
+    int tta;                     /* evaluate with horizontal-flip test-time augmentation */
     size_t line;                 /* line of the recipe in the model text (0: none) */
 } cnn_recipe;
 /* The recipe of the model text the net was parsed from; out->set == 0 (and line 0) when it had none. */
@@ -666,6 +667,8 @@ cnn_status cnn_dist_barrier(cnn_dist *d);
 /* cnn_net_evaluate with the dataset sharded over ranks and the results (loss, accuracy, confusion)
  * summed: every rank gets the whole dataset's result. One rank: exactly cnn_net_evaluate. */
 cnn_status cnn_dist_evaluate(cnn_dist *d, cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *out);
+/* The same with horizontal-flip test-time augmentation (as cnn_net_evaluate_tta). */
+cnn_status cnn_dist_evaluate_tta(cnn_dist *d, cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *out);
 void cnn_dist_get_stats(const cnn_dist *d, cnn_dist_stats *out);
 /* End every process of the job with `code` (MPI_Abort), for a caller that cannot go on after a failed
  * collective; returns (doing nothing) when there is no MPI job. */

@@ -68,6 +68,7 @@ static const recipe_key keys[] = {
     {"val_split", CNN_RECIPE_VAL_SPLIT, K_FLOAT, OFF(val_split), 0, 1, 1, 1, NULL},
     {"normalize", CNN_RECIPE_NORMALIZE, K_TEXT, OFF(normalize), 0, 0, 0, 0, NULL},
     {"augment", CNN_RECIPE_AUGMENT, K_TEXT, OFF(augment), 0, 0, 0, 0, NULL},
+    {"tta", CNN_RECIPE_TTA, K_BOOL, OFF(tta), 0, 0, 0, 0, NULL},
 };
 #undef OFF
 #define N_KEYS (sizeof keys / sizeof keys[0])

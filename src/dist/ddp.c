@@ -362,11 +362,12 @@ void cnn_dist_get_stats(const cnn_dist *d, cnn_dist_stats *out) {
     if (d) *out = d->stats;
 }
 
-cnn_status cnn_dist_evaluate(cnn_dist *d, cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *out) {
+static cnn_status dist_evaluate(cnn_dist *d, cnn_net *net, const cnn_dataset *ds, size_t batch, int tta,
+                                cnn_eval_result *out, const char *what) {
     if (!d || !net || !ds || !out) return CNN_ERR_INVALID_ARG;
-    if (cnn_dist_size(d) == 1) return cnn_net_evaluate(net, ds, batch, out);
+    if (cnn_dist_size(d) == 1) return cnn_net_evaluate_mode(net, ds, batch, tta, out, what);
     memset(out, 0, sizeof *out);
-    cnn_status st = cnn_net_eval_check(net, ds, "cnn_dist_evaluate");
+    cnn_status st = cnn_net_eval_check(net, ds, what);
     if (st) return st;
     cnn_ctx *ctx = d->ctx;
     const size_t classes = net->layers[net->n_layers - 1].out.c, total = cnn_dataset_size(ds), nacc = 2 + classes * classes;
@@ -375,10 +376,18 @@ cnn_status cnn_dist_evaluate(cnn_dist *d, cnn_net *net, const cnn_dataset *ds, s
     double *acc = cnn_mem_calloc(ctx, nacc, sizeof *acc);
     if (!acc) return cnn_error(ctx, CNN_ERR_NOMEM, "out of memory allocating the confusion matrix");
     /* each rank its shard; the sums (exact integers for counts) are reduced, so every rank gets the whole result */
-    CNN_TRY(cnn_net_eval_sums(net, ds, b0, b1, batch, 0, acc));
+    CNN_TRY(cnn_net_eval_sums(net, ds, b0, b1, batch, tta, acc));
     CNN_TRY(cnn_comm_allreduce_f64(d->comm, acc, nacc, "allreduce of the evaluation results"));
     st = cnn_net_eval_result(net, acc, total, out);
 cleanup:
     cnn_mem_free(ctx, acc);
     return st;
+}
+
+cnn_status cnn_dist_evaluate(cnn_dist *d, cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *out) {
+    return dist_evaluate(d, net, ds, batch, 0, out, "cnn_dist_evaluate");
+}
+
+cnn_status cnn_dist_evaluate_tta(cnn_dist *d, cnn_net *net, const cnn_dataset *ds, size_t batch, cnn_eval_result *out) {
+    return dist_evaluate(d, net, ds, batch, 1, out, "cnn_dist_evaluate_tta");
 }
