@@ -104,8 +104,14 @@ uint64_t cnn_rng_u64(cnn_rng *r);
 double cnn_rng_uniform(cnn_rng *r);                 /* [0, 1) */
 double cnn_rng_normal(cnn_rng *r);                  /* N(0, 1) */
 uint64_t cnn_rng_below(cnn_rng *r, uint64_t bound); /* uniform in [0, bound), bound > 0 */
-/* Counter-based: a well-mixed 64-bit value from (seed, counter), for parallel deterministic draws. */
-uint64_t cnn_hash64(uint64_t seed, uint64_t counter);
+/* Counter-based: a well-mixed 64-bit value from (seed, counter), for parallel deterministic draws
+ * (splitmix64's finaliser of seed ^ counter * odd constant). Inline: per-element callers (dropout) are loops. */
+static inline uint64_t cnn_hash64(uint64_t seed, uint64_t counter) {
+    uint64_t z = (seed ^ (counter * 0xd1b54a32d192ed03ull)) + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
 
 /* ---- small string buffer (for model text output) ---- */
 typedef struct cnn_strbuf {

@@ -54,7 +54,3 @@ uint64_t cnn_rng_below(cnn_rng *r, uint64_t bound) {
     return (uint64_t)(m >> 64);
 }
 
-uint64_t cnn_hash64(uint64_t seed, uint64_t counter) {
-    uint64_t x = seed ^ (counter * 0xd1b54a32d192ed03ull);
-    return splitmix64(&x);
-}

@@ -982,9 +982,11 @@ static void direct_backward_weights_task(void *arg, size_t o, size_t thread) {
  * into P and transformed into V; then E GEMMs M_e[kout, cols] = U_e[kout, cin] * V_e[cin, cols]; then per
  * piece the output transform into Y and the copy of its valid part into the output (bias added, or
  * accumulated). The weights are transformed once per pass (first pool_for, split over output channels)
- * into ONE shared U: the E matrices U_e (ws16(K*C) floats each) are spread over the tails of the threads'
- * workspace regions, cap = ceil(E / threads) per region after the private buffers (wino_uoff), so the
- * workspace holds U once, not once per thread; then task p of `parts` runs a contiguous range of chunks.
+ * into ONE shared U, packed for ctx->kernels.sgemm_pa (so the 16 or 36 GEMMs of every chunk read it as it
+ * is instead of packing U_e again per chunk: that packing was 5% of fmnist-fast's training step): the E
+ * matrices U_e (wino_ue_floats each) are spread over the tails of the threads' workspace regions,
+ * cap = ceil(E / threads) per region after the private buffers (wino_uoff), so the workspace holds U once,
+ * not once per thread; then task p of `parts` runs a contiguous range of chunks.
  * (Should the context run on fewer threads than the layer was sized for, the tails cannot hold U: each
  * task then transforms U_e per chunk, cap elements at a time, into its own tail; same values.) Every output
  * element comes from the same transforms and the same GEMM sum over cin wherever its tile falls, so
@@ -1047,21 +1049,35 @@ static size_t wino_ws_wgrad(const conv_dims *d, const wino_plan *f) {
            ws16(16 * d->K * d->C);
 }
 
-/* Floats of a thread's region before its share of U: the largest private need of the three passes. */
+/* Floats of one U_e in the workspace: packed for ctx->kernels.sgemm_pa (K x C forward, C x K backward). */
+static size_t wino_ue_floats(const conv_dims *d) {
+    const size_t f = CNN_F32_GEMM_PA_FLOATS(d->K, d->C), b = CNN_F32_GEMM_PA_FLOATS(d->C, d->K);
+    return ws16(f > b ? f : b);
+}
+
+/* The weight transform's scratch at the start of a thread's region: E x 12 rows of U (wino_weights_task). */
+static size_t wino_uscratch(const conv_dims *d) {
+    const size_t E = (d->wino_m + 2) * (d->wino_m + 2), mx = d->K > d->C ? d->K : d->C;
+    return ws16(E * CNN_F32_GEMM_PA_ROW_ALIGN * mx);
+}
+
+/* Floats of a thread's region before its share of U: the largest private need of the three passes (and
+ * of the weight transform's scratch). */
 static size_t wino_uoff(const conv_dims *d) {
     wino_plan f, b, f2;
     wino_plan_of(d, 0, d->wino_m, &f);
     wino_plan_of(d, 1, d->wino_m, &b);
     wino_plan_of(d, 0, 2, &f2);
-    size_t a = wino_ws_plan(&f), c = wino_ws_plan(&b), g = wino_ws_wgrad(d, &f2);
+    size_t a = wino_ws_plan(&f), c = wino_ws_plan(&b), g = wino_ws_wgrad(d, &f2), u = wino_uscratch(d);
     a = a > c ? a : c;
+    a = a > u ? a : u;
     return a > g ? a : g;
 }
 
 /* Workspace per thread for `threads` threads: the private part, then ceil(E / threads) of the U_e. */
 static size_t wino_ws(const conv_dims *d, size_t threads) {
     const size_t E = (d->wino_m + 2) * (d->wino_m + 2), t = threads ? threads : 1;
-    return wino_uoff(d) + (E + t - 1) / t * ws16(d->K * d->C);
+    return wino_uoff(d) + (E + t - 1) / t * wino_ue_floats(d);
 }
 
 /* Backward-weights, task p = output channels [k0, k1) (range p of parts): over all chunks of the batch in
@@ -1130,9 +1146,9 @@ static void wino_wgrad_task(void *arg, size_t part, size_t thread) {
 typedef struct wino_job {
     const cnn_layer_run *r;
     wino_plan w;
-    float *U[36];   /* U_e, written by wino_weights_task (shared mode) */
+    float *U[36];   /* U_e, written packed by wino_weights_task (shared mode) */
     const float *Ur[36]; /* U_e as the GEMMs read them: U, or the pre-transformed inference block */
-    int packed;          /* Ur[e] are packed for sgemm_pa (the inference block) */
+    int packed;          /* Ur[e] are packed for sgemm_pa (the inference block, or the shared U of a pass) */
     int by_rows;         /* packed only: task p owns output channels range p (multiples of MR) of every chunk */
     size_t ucap;    /* 0: shared U; else the fallback: ucap elements at a time in the task's own tail */
     size_t uoff;    /* floats before the tail in each region */
@@ -1148,15 +1164,29 @@ static cnn_winograd_weights_e_fn wino_weights_fn(const cnn_kernels *kn, size_t m
     return m == 4 ? kn->winograd4_weights : kn->winograd_weights_e;
 }
 
-/* Part p of the weight transform: output channels (of this pass) in range p, all E elements. */
+/* Part p of the weight transform: output channels (of this pass) in range p (aligned to 12 rows), all E
+ * elements, packed for sgemm_pa: 12 rows at a time transformed into the scratch at the start of this
+ * thread's region (free before wino_task), then each U_e's rows packed into place. Rows packed 12 at a
+ * time from a multiple of 12 are the packing of the whole matrix (kernels.h), so every thread count gives
+ * the same U, and the GEMMs give what the plain sgemm on the unpacked U gave (kernels.h: bit-identical). */
 static void wino_weights_task(void *arg, size_t part, size_t thread) {
-    (void)thread;
     const wino_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const cnn_kernels *kn = &r->ctx->kernels;
+    const size_t E = j->w.E, kout = j->w.kout, cin = j->w.cin, G = CNN_F32_GEMM_PA_ROW_ALIGN;
     size_t k0, k1;
-    cnn_split_range(j->w.kout, j->parts, part, &k0, &k1);
-    if (k0 < k1)
-        wino_weights_fn(&j->r->ctx->kernels, j->w.m)(j->r->w, j->w.kout, j->w.cin, j->flip, k0, k1, 0, j->w.E,
-                                                      j->U);
+    split_aligned(kout, j->parts, part, G, &k0, &k1);
+    if (k0 >= k1) return;
+    float *scr = thread_ws(r, thread), *Us[36];
+    for (size_t e = 0; e < E; e++) Us[e] = scr + e * G * cin;
+    for (size_t g0 = k0; g0 < k1; g0 += G) {
+        const size_t nr = k1 - g0 < G ? k1 - g0 : G;
+        /* rows g0.. of U: the filters of output channel g0 on (forward: W + g0 * cin * 9; flipped and
+         * transposed: channel g0 of W's input channels, W + g0 * 9, with W's K = this pass's cin) */
+        const float *w = r->w + (j->flip ? g0 * 9 : g0 * cin * 9);
+        wino_weights_fn(kn, j->w.m)(w, kout, cin, j->flip, 0, nr, 0, E, Us);
+        for (size_t e = 0; e < E; e++) kn->sgemm_pack_a(0, nr, cin, Us[e], cin, j->U[e] + g0 * cin);
+    }
 }
 
 static void wino_task(void *arg, size_t part, size_t thread) {
@@ -1194,10 +1224,6 @@ static void wino_task(void *arg, size_t part, size_t thread) {
             for (size_t e = 0; e < E; e++)
                 kn->sgemm_pa(k1 - k0, cols, w->cin, j->Ur[e] + k0 * w->cin, 0, V + e * w->ld, E * w->ld, 0.0f,
                              NULL, M + (k0 * E + e) * w->ld, E * w->ld, NULL);
-        } else if (!j->ucap) {
-            for (size_t e = 0; e < E; e++)
-                kn->sgemm(0, 0, w->kout, cols, w->cin, 1.0f, j->Ur[e], w->cin, V + e * w->ld, E * w->ld, 0.0f,
-                          M + e * w->ld, E * w->ld);
         } else { /* fallback: U_e for ucap elements at a time in this thread's tail */
             float *tail = thread_ws(r, thread) + j->uoff, *Ul[36];
             for (size_t e0 = 0; e0 < E; e0 += j->ucap) {
@@ -1244,7 +1270,7 @@ static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
     wino_plan_of(d, backward, d->wino_m, &j.w);
     /* balance: a multiple of `parts` chunks of (nearly) equal size, so that every thread gets the same
      * number (the buffers, sized for rpc, still fit; the results do not depend on the chunking) */
-    const size_t rows_total = r->n * j.w.th, E = j.w.E, kc = d->K * d->C;
+    const size_t rows_total = r->n * j.w.th, E = j.w.E;
     if (rows_total) {
         size_t chunks = (rows_total + j.w.rpc - 1) / j.w.rpc;
         chunks = cnn_round_up(chunks, j.parts);
@@ -1277,14 +1303,15 @@ static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
         j.flip = 1;
         j.accumulate = r->dx_accumulate[0];
     }
-    const size_t uoff = wino_uoff(d), ukc = ws16(kc);
+    const size_t uoff = wino_uoff(d), ukc = wino_ue_floats(d);
     const size_t cap = r->ws_stride > uoff ? (r->ws_stride - uoff) / ukc : 0;
     CNN_ASSERT(cap >= 1); /* wino_ws reserves at least one U_e per region */
-    if ((E + cap - 1) / cap <= j.parts) {
+    if ((E + cap - 1) / cap <= j.parts) { /* one shared U, packed: no GEMM packs it again per chunk */
         for (size_t e = 0; e < E; e++) {
             j.U[e] = r->ws + (e / cap) * r->ws_stride + uoff + (e % cap) * ukc;
             j.Ur[e] = j.U[e];
         }
+        j.packed = 1;
         cnn_pool_for(r->ctx, j.parts, wino_weights_task, &j);
     } else {
         j.ucap = cap;
