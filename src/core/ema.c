@@ -1,7 +1,12 @@
 /* ema.c — exponential moving average of a net's weights (cnn_ema_*).
  *
- * shadow starts as a copy of the live parameters and buffers; after each optimizer step
- *     shadow += (1 - decay) * (live - shadow)      (float, c = (float)(1 - decay))
+ * shadow starts as a copy of the live parameters and buffers; after optimizer step t (t = 0, 1, ...)
+ *     shadow += (1 - d_t) * (live - shadow),   d_t = min(decay, (1 + t) / (10 + t))
+ * (float, c = (float)(1 - d_t)). The warmup d_t is TensorFlow's ExponentialMovingAverage with num_updates
+ * (and timm's ModelEmaV3 use_warmup): without it, decay^t of the initial weights stays in the shadow for
+ * thousands of steps (0.999^2345 = 0.1), and with batchnorm the averaged running statistics then fit
+ * none of the averaged weights: fmnist-fast with --ema 0.999 read 0.49 test accuracy after 5 epochs where
+ * its live weights read 0.92.
  * over the whole parameter arena and the whole buffer arena: batchnorm running statistics are averaged like
  * the weights (timm's ModelEmaV2 averages every state_dict entry; PyTorch's AveragedModel with
  * use_buffers=True). This is torch._foreach_lerp_(shadow, live, 1 - decay), the form of
@@ -96,9 +101,15 @@ static cnn_status check_net(cnn_ema *ema) {
     return CNN_OK;
 }
 
+/* d_t of the next update (t = updates so far) */
+static double decay_now(const cnn_ema *ema) {
+    const double t = (double)ema->updates, w = (1.0 + t) / (10.0 + t);
+    return w < ema->decay ? w : ema->decay;
+}
+
 static void run(cnn_ema *ema, float *s, float *p, size_t count, int swap) {
     if (!count) return;
-    ema_job j = {.s = s, .p = p, .count = count, .c = (float)(1.0 - ema->decay), .swap = swap};
+    ema_job j = {.s = s, .p = p, .count = count, .c = (float)(1.0 - decay_now(ema)), .swap = swap};
     size_t parts = count / MIN_RANGE, threads = ema->ctx->threads ? ema->ctx->threads : 1;
     if (parts > threads) parts = threads;
     if (parts < 1) parts = 1;
