@@ -83,9 +83,9 @@ static const char train_help[] =
     "  --val-split F            hold out a fraction F of the training split (chosen by --seed) and report\n"
     "                           val_acc every epoch\n"
     "  --best FILE              save the weights of the best val_acc so far to FILE (needs --val-split)\n"
-    "  --tta                    evaluate the test and validation splits with horizontal-flip test-time\n"
-    "                           augmentation (the mean of the softmax of each image and its mirror image,\n"
-    "                           as cnn eval --tta)\n"
+    "  --tta                    after the last epoch, evaluate the test split once more with horizontal-\n"
+    "                           flip test-time augmentation (the mean of the softmax of each image and its\n"
+    "                           mirror image, as cnn eval --tta): a line test_acc_tta, --json test_acc_tta\n"
     "  --threads T              threads (default: all online CPUs; 0 means the same)\n"
     "  --seed S                 seed for initialisation, shuffling and dropout (default 1)\n"
     "  --steps N                stop after N optimizer steps in total (the partial epoch is still\n"
@@ -864,9 +864,6 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         if (val)
             fprintf(stderr, "train: validation: %zu samples held out of the training split (--val-split %g)\n", n_val,
                     val_split);
-        if (tta)
-            fprintf(stderr, "train: test%s accuracy with horizontal-flip test-time augmentation (--tta)\n",
-                    val ? " and validation" : "");
         /* everything a step needs is allocated by now: this is what the run holds while it trains */
         fprintf(stderr, "train: memory %.1f MiB allocated for data, network, activations and optimizer", 
                 (double)cnn_ctx_memory_in_use(ctx) / 1048576.0);
@@ -1081,7 +1078,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         if (val) {
             cnn_eval_result vr;
             memset(&vr, 0, sizeof vr);
-            if ((st = cli_dist_evaluate(net, val, batch, tta, &vr)) != CNN_OK) {
+            if ((st = cli_dist_evaluate(net, val, batch, 0, &vr)) != CNN_OK) {
                 cli_lib_error(ctx, st, "evaluating the validation split");
                 goto cleanup;
             }
@@ -1100,7 +1097,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
                             ema ? " (EMA)" : "", best_path);
             }
         }
-        if ((st = cli_dist_evaluate(net, test, batch, tta, &ev)) != CNN_OK) {
+        if ((st = cli_dist_evaluate(net, test, batch, 0, &ev)) != CNN_OK) {
             const char *msg = cnn_ctx_last_error(ctx);
             cli_error("epoch %zu/%zu: evaluating the test split: %s", e + 1, epochs,
                       msg && msg[0] ? msg : cnn_status_string(st));
@@ -1189,6 +1186,21 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
     if (ema && (st = cnn_ema_swap(ema)) != CNN_OK) {
         cli_lib_error(ctx, st, "--ema");
         goto cleanup;
+    }
+    double test_acc_tta = NAN;
+    if (tta && epochs_run && !stop_signal) { /* --tta: the final weights once more, with flip TTA */
+        cnn_eval_result ev;
+        memset(&ev, 0, sizeof ev);
+        if ((st = cli_dist_evaluate(net, test, batch, 1, &ev)) != CNN_OK) {
+            cli_lib_error(ctx, st, "--tta: evaluating the test split");
+            goto cleanup;
+        }
+        if (ev.confusion)
+            cnn_free(ctx, ev.confusion);
+        test_acc_tta = ev.accuracy;
+        printf("test_acc_tta %.4f  (the final weights%s, horizontal-flip test-time augmentation)\n", test_acc_tta,
+               ema ? " (EMA)" : "");
+        fflush(stdout);
     }
     if (out) {
         if ((st = cnn_net_save_weights(net, out)) != CNN_OK) {
@@ -1280,8 +1292,10 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         cli_json_double(&j, last_test_acc);
         cli_json_key(&j, "test_loss");
         cli_json_double(&j, last_test_loss);
-        cli_json_key(&j, "tta");
-        cli_json_bool(&j, tta);
+        if (!isnan(test_acc_tta)) {
+            cli_json_key(&j, "test_acc_tta");
+            cli_json_double(&j, test_acc_tta);
+        }
         if (val) {
             cli_json_key(&j, "val_acc");
             cli_json_double(&j, last_val_acc);
