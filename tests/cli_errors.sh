@@ -266,7 +266,8 @@ for m in fmnist-small lenet5 fmnist-resnet; do
     expect_ok "info --print $m" -- info "$f" --print || continue
     cp "$TMP/out" "$TMP/printed-$m.cnn"
     if expect_ok "info of printed $m" -- info "$TMP/printed-$m.cnn"; then
-        if cmp -s "$TMP/out" "$TMP/table-$m"; then ok; else
+        # (the recipe row names the line the recipe stands on, which differs in the printed text)
+        if cmp -s <(sed 's/ (line [0-9]*)$//' "$TMP/out") <(sed 's/ (line [0-9]*)$//' "$TMP/table-$m"); then ok; else
             bad "info $m: the printed model gives another table"; diff "$TMP/table-$m" "$TMP/out" | head -n 20
         fi
     fi
