@@ -85,6 +85,14 @@ static inline bool cnn_shape_count(cnn_shape s, size_t *out) { return cnn_size_m
  * and the thread count. `thread` < ctx->threads indexes per-thread workspace. */
 typedef void (*cnn_task_fn)(void *arg, size_t task, size_t thread);
 void cnn_pool_for(const cnn_ctx *ctx, size_t n_tasks, cnn_task_fn fn, void *arg);
+/* A team: fn(arg, t, T) runs once on each of T threads (T <= cnn_pool_team_size(ctx, max_threads)), all at
+ * once, so that they may meet at cnn_pool_barrier(T) (every one of the T calls must reach each barrier the
+ * same number of times). T == 1 (one thread, or OpenMP giving fewer threads than asked) runs the whole
+ * work in one call, where the barrier is a no-op. Thread t has SGEMM workspace slot t. */
+typedef void (*cnn_team_fn)(void *arg, size_t t, size_t T);
+size_t cnn_pool_team_size(const cnn_ctx *ctx, size_t max_threads);
+void cnn_pool_team(const cnn_ctx *ctx, size_t max_threads, cnn_team_fn fn, void *arg);
+void cnn_pool_barrier(size_t T);
 /* Point the calling thread's SGEMM workspace at the context's slot 0 for the duration of a library call,
  * unless it already has one (a pool task); returns the previous value for cnn_gemm_ws_leave. */
 float *cnn_gemm_ws_enter(const cnn_ctx *ctx);

@@ -34,3 +34,35 @@ void cnn_pool_for(const cnn_ctx *ctx, size_t n_tasks, cnn_task_fn fn, void *arg)
         cnn_f32_gemm_ws_current = prev;
     }
 }
+
+size_t cnn_pool_team_size(const cnn_ctx *ctx, size_t max_threads) {
+    size_t T = ctx->threads ? ctx->threads : 1;
+    if (T > max_threads) T = max_threads;
+    if (T > ctx->gemm_ws_threads) T = ctx->gemm_ws_threads;
+    return T ? T : 1;
+}
+
+void cnn_pool_team(const cnn_ctx *ctx, size_t max_threads, cnn_team_fn fn, void *arg) {
+    const size_t T = cnn_pool_team_size(ctx, max_threads);
+    if (T <= 1) {
+        float *prev = cnn_gemm_ws_enter(ctx);
+        fn(arg, 0, 1);
+        cnn_gemm_ws_leave(prev);
+        return;
+    }
+#pragma omp parallel num_threads((int)T)
+    {
+        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+        float *prev = cnn_f32_gemm_ws_current;
+        cnn_f32_gemm_ws_current = ctx->gemm_ws + t * CNN_F32_GEMM_WS_FLOATS;
+        if (nt == T) fn(arg, t, T);
+        else if (t == 0) fn(arg, 0, 1); /* (OpenMP gave fewer threads than asked: the whole team's work alone) */
+        cnn_f32_gemm_ws_current = prev;
+    }
+}
+
+void cnn_pool_barrier(size_t T) {
+    if (T > 1) {
+#pragma omp barrier
+    }
+}

@@ -50,7 +50,7 @@
  *                           same algorithm on dy with the flipped, transposed filter and padding 2 - pad;
  *                           backward-weights is dW = G^T [sum over tiles (A dy A^T) .* (B^T d B)] G, 16
  *                           GEMMs over the batch's tiles. 2.25x fewer multiplications; the GEMMs are
- *                           ctx->kernels.sgemm. See wino_task and wino_wgrad_task.
+ *                           ctx->kernels.sgemm. See wino_task and wino_wgrad_team.
  *           "winograd-f4x4" the same layers with C >= 32, K >= 32 and at least 16 4x4 output tiles per
  *                           sample (wino_tile): Winograd F(4x4,3x3) (6x6 tiles, 36 GEMMs, 2.25x fewer
  *                           multiplications than F(2x2), about one decimal digit less accurate; see
@@ -990,7 +990,7 @@ static void direct_backward_weights_task(void *arg, size_t o, size_t thread) {
  * (Should the context run on fewer threads than the layer was sized for, the tails cannot hold U: each
  * task then transforms U_e per chunk, cap elements at a time, into its own tail; same values.) Every output
  * element comes from the same transforms and the same GEMM sum over cin wherever its tile falls, so
- * results are identical for any thread count. Backward-weights always runs F(2x2) (wino_wgrad_task). */
+ * results are identical for any thread count. Backward-weights always runs F(2x2) (wino_wgrad_team). */
 typedef struct wino_plan {
     size_t m, E; /* output tile side and (m + 2)^2 tile elements */
     size_t cin, kout, ih, iw, oh, ow, th, tw, rpc, nb, ld, ldp, ldo, pstride, ystride;
@@ -1080,58 +1080,70 @@ static size_t wino_ws(const conv_dims *d, size_t threads) {
     return wino_uoff(d) + (E + t - 1) / t * wino_ue_floats(d);
 }
 
-/* Backward-weights, task p = output channels [k0, k1) (range p of parts): over all chunks of the batch in
- * order, the input transform V of the chunk (all C channels; every task does it), the dy transform D of
- * its channels, and 16 GEMMs Macc_e[k1-k0, C] (+)= D_e[k1-k0, cols] * V_e[C, cols]^T; at the end
- * dW[k] = G^T Macc[k] G and db[k] = the dy sums (double, per sample). Each dW row has one owner and the
- * chunks are summed in a fixed order: identical for any thread count. */
+/* Backward-weights, a team of T threads (cnn_pool_team); thread t owns output channels [k0, k1) (range t
+ * of T). Over all chunks of the batch in order: the input transform V of the chunk, shared by the team
+ * (thread t transforms input channels range t of T into it; V of even chunks lies in region 0's V area,
+ * of odd ones in region 1's, so one barrier per chunk suffices: a thread writes chunk ch + 2's V only after
+ * every thread has passed chunk ch + 1's barrier, i.e. finished chunk ch's GEMMs); then, per thread, the
+ * dy transform D of its channels and 16 GEMMs Macc_e[k1-k0, C] (+)= D_e[k1-k0, cols] * V_e[C, cols]^T; at
+ * the end dW[k] = G^T Macc[k] G and db[k] = the dy sums (double, per sample). Each dW row has one owner,
+ * the chunks are summed in a fixed order and V does not depend on who transformed it: identical for any
+ * thread count. (Before the team, every thread transformed all of V itself: conv2 of fmnist-fast ran its
+ * backward-weights no faster on 2 threads than on 1.) */
 typedef struct wino_wjob {
     const cnn_layer_run *r;
     const conv_dims *d;
     wino_plan w;
-    size_t parts;
 } wino_wjob;
 
-static void wino_wgrad_task(void *arg, size_t part, size_t thread) {
+static void wino_wgrad_team(void *arg, size_t t, size_t T) {
     const wino_wjob *j = arg;
     const cnn_layer_run *r = j->r;
     const conv_dims *d = j->d;
     const conv_params *p = r->L->params;
     const wino_plan *w = &j->w;
     const cnn_kernels *kn = &r->ctx->kernels;
-    size_t k0, k1;
-    cnn_split_range(d->K, j->parts, part, &k0, &k1);
-    if (k0 >= k1) return;
+    size_t k0, k1, c0, c1;
+    cnn_split_range(d->K, T, t, &k0, &k1);
+    cnn_split_range(d->C, T, t, &c0, &c1);
     const size_t kr = k1 - k0, qs = wino_qstride(w);
-    float *V = thread_ws(r, thread), *D = V + ws16(16 * d->C * w->ld), *P = D + ws16(16 * d->K * w->ld);
+    float *V = thread_ws(r, t), *D = V + ws16(16 * d->C * w->ld), *P = D + ws16(16 * d->K * w->ld);
     float *Q = P + d->C * w->pstride, *Macc = Q + d->K * qs;
     const size_t rows_total = r->n * w->th, chunks = (rows_total + w->rpc - 1) / w->rpc;
     for (size_t ch = 0; ch < chunks; ch++) {
         const size_t r0 = ch * w->rpc, r1 = r0 + w->rpc < rows_total ? r0 + w->rpc : rows_total;
+        float *Vc = T > 1 ? thread_ws(r, ch & 1) : V; /* the team's V of this chunk */
         for (size_t gr = r0; gr < r1;) {
             const size_t s = gr / w->th, ty0 = gr % w->th;
             const size_t nty = w->th - ty0 < r1 - gr ? w->th - ty0 : r1 - gr;
-            for (size_t c = 0; c < d->C; c++) {
-                float *pc = P + c * w->pstride;
+            for (size_t c = c0; c < c1; c++) {
+                float *pc = P + (c - c0) * w->pstride;
                 zero_plane(pc, 2 * nty + 2, w->ldp);
                 copy_plane(pc, 2 * nty + 2, w->ldp, w->ldp, r->x[0] + (s * d->C + c) * d->hw, d->H, d->W,
                            w->pt - (ptrdiff_t)(2 * ty0), w->pl);
             }
-            kn->winograd_input(P, d->C, w->pstride, w->ldp, w->tw, nty, V + (gr - r0) * w->tw, w->ld);
-            for (size_t k = 0; k < kr; k++) {
-                float *qk = Q + k * qs;
-                zero_plane(qk, 2 * nty, w->ldo);
-                copy_plane(qk, 2 * nty, w->ldo, w->ldo, r->dy + (s * d->K + k0 + k) * d->ohw, d->OH, d->OW,
-                           -(ptrdiff_t)(2 * ty0), 0);
+            if (c0 < c1)
+                kn->winograd_input(P, c1 - c0, w->pstride, w->ldp, w->tw, nty, Vc + c0 * 16 * w->ld + (gr - r0) * w->tw,
+                                   w->ld);
+            if (kr) {
+                for (size_t k = 0; k < kr; k++) {
+                    float *qk = Q + k * qs;
+                    zero_plane(qk, 2 * nty, w->ldo);
+                    copy_plane(qk, 2 * nty, w->ldo, w->ldo, r->dy + (s * d->K + k0 + k) * d->ohw, d->OH, d->OW,
+                               -(ptrdiff_t)(2 * ty0), 0);
+                }
+                kn->winograd_dyin(Q, kr, qs, w->ldo, w->tw, nty, D + (gr - r0) * w->tw, w->ld);
             }
-            kn->winograd_dyin(Q, kr, qs, w->ldo, w->tw, nty, D + (gr - r0) * w->tw, w->ld);
             gr += nty;
         }
+        cnn_pool_barrier(T); /* the chunk's V is whole */
         const size_t cols = (r1 - r0) * w->tw;
-        for (size_t e = 0; e < 16; e++)
-            kn->sgemm(0, 1, kr, d->C, cols, 1.0f, D + e * w->ld, 16 * w->ld, V + e * w->ld, 16 * w->ld,
-                      ch ? 1.0f : 0.0f, Macc + e * kr * d->C, d->C);
+        if (kr)
+            for (size_t e = 0; e < 16; e++)
+                kn->sgemm(0, 1, kr, d->C, cols, 1.0f, D + e * w->ld, 16 * w->ld, Vc + e * w->ld, 16 * w->ld,
+                          ch ? 1.0f : 0.0f, Macc + e * kr * d->C, d->C);
     }
+    if (!kr) return;
     kn->winograd_wgrad(Macc, kr, d->C, r->dw + k0 * d->C * 9);
     if (p->bias) {
         float *db = r->dw + d->K * d->rows;
@@ -1677,9 +1689,9 @@ static void conv_backward_weights(const cnn_layer_run *r) {
         return;
     }
     if (j.d.algo == CONV_WINOGRAD) {
-        wino_wjob wj = {.r = r, .d = &j.d, .parts = j.parts};
+        wino_wjob wj = {.r = r, .d = &j.d};
         wino_plan_of(&j.d, 0, 2, &wj.w);
-        cnn_pool_for(r->ctx, wj.parts, wino_wgrad_task, &wj);
+        cnn_pool_team(r->ctx, r->ctx->threads ? r->ctx->threads : 1, wino_wgrad_team, &wj);
         return;
     }
     if (j.d.algo == CONV_GEMM_1X1 && pw_kind(&j.d) == PW_DIRECT && pw_forward_ok(&j.d)) {
