@@ -81,8 +81,9 @@ static void make_mask(uint64_t seed, uint32_t threshold, size_t b, size_t e, uns
     for (; i < e; i++) mask[i] = ((cnn_hash64(seed, i >> 2) >> (16 * (i & 3))) & 0xffffu) >= threshold;
 }
 
-/* y = x * mask * scale (mask 0 or 1), dx (+)= dy * mask * scale: restrict-qualified loops that -O2 vectorises
- * (its cheap cost model does not version a loop for possible aliasing), with in-place forms for y == x. */
+/* y = x * mask * scale (mask 0 or 1), dx (+)= dy * mask * scale, branch-free, with in-place forms for y == x.
+ * (Not vectorised at the library's baseline -O2: GCC has no vector type there for the uint8-to-float
+ * conversion; a float mask would be.) */
 static void mul_mask(float *restrict y, const float *restrict x, const unsigned char *restrict m, size_t n,
                      float s) {
     for (size_t i = 0; i < n; i++) y[i] = x[i] * ((float)m[i] * s);
