@@ -94,6 +94,9 @@ int cli_check_output(const char *path, const char *what);
 
 /* A context with `threads` threads (0: library default); prints the error and returns CLI_EXIT_FAIL. */
 int cli_ctx_create(size_t threads, cnn_ctx **out);
+/* The batch lanes of a training run (cnn_lanes_create): `lanes` as given by --lanes (SIZE_MAX: not given,
+ * and 0: one per thread), at most one per sample of the batch; 1 means none. */
+size_t cli_lanes_choice(size_t lanes, size_t threads, size_t batch);
 
 /* ---- datasets ---- */
 /* cnn_dataset_load_dir(dir, split) with the error printed ("train" or "test"). */

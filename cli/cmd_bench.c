@@ -45,8 +45,9 @@ static const char bench_help[] =
     "  infer  inference forward of MODEL.cnn on random data of its input shape. JSON: bench, model, batch,\n"
     "         threads, isa, ms_median, ms_min, images_per_second, gflops, peak_rss_mib.\n"
     "  train  one training step (forward, loss, backward, SGD lr 0.05 momentum 0.9) on random data and\n"
-    "         random labels; the model must end in softmax_ce or mse. JSON: bench, model, batch, threads, isa,\n"
-    "         ms_median, ms_min, images_per_second, peak_rss_mib. With --layers, then each layer's forward,\n"
+    "         random labels, in batch lanes as cnn train runs it (--lanes L; default one per thread, 1:\n"
+    "         none); the model must end in softmax_ce or mse. JSON: bench, model, batch, threads, isa,\n"
+    "         lanes, ms_median, ms_min, images_per_second, peak_rss_mib. With --layers, then each layer's forward,\n"
     "         backward-data and backward-weights re-run alone (median of --reps runs each): a table with\n"
     "         each layer's share of the sum (JSON: bench \"train_layer\", layer, name, type, algorithm,\n"
     "         fwd_ms, bwd_data_ms, bwd_weights_ms).\n"
@@ -57,6 +58,7 @@ static const char bench_help[] =
     "  --peak G      the peak in GFLOP/s for the % column (default: measured, about 0.3 s)\n"
     "  --seconds S   peak: seconds per thread count (default 1)\n"
     "  --batch B     infer, train: batch size (default 64)\n"
+    "  --lanes L     train: batch lanes (default: one per thread; 1: each layer split over the threads)\n"
     "  --json        one JSON object per row\n";
 
 /* ---- small helpers ---- */
@@ -586,9 +588,10 @@ static int layer_profile(cnn_ctx *ctx, cnn_net *net, size_t reps, double step_ms
 
 static int bench_model(int argc, char **argv, int train) {
     const char *cmd = train ? "bench train" : "bench infer";
-    size_t batch = 64, threads = 0, reps = 20;
+    size_t batch = 64, threads = 0, reps = 20, lanes = SIZE_MAX;
     int json = 0, layers = 0;
     const cli_option opts[] = {
+        {.name = "lanes", .kind = CLI_OPT_SIZE, .out = &lanes, .umin = 0, .umax = CNN_LANES_MAX},
         {.name = "batch", .kind = CLI_OPT_SIZE, .out = &batch, .umin = 1, .umax = 65536},
         {.name = "threads", .kind = CLI_OPT_SIZE, .out = &threads, .umin = 0, .umax = 1024},
         {.name = "reps", .kind = CLI_OPT_SIZE, .out = &reps, .umin = 1, .umax = 100000},
@@ -604,11 +607,13 @@ static int bench_model(int argc, char **argv, int train) {
     if (n_pos != 1) return cli_usage_error("%s: expected a model file (usage: cnn %s MODEL.cnn --batch B)", cmd, cmd);
     if (layers && !train)
         return cli_usage_error("%s: --layers is for 'cnn bench train' (it re-runs each pass of the training step)", cmd);
+    if (lanes != SIZE_MAX && !train) return cli_usage_error("%s: --lanes is for 'cnn bench train'", cmd);
     if ((rc = cli_check_file(pos[0], "model"))) return rc;
     cnn_ctx *ctx;
     if ((rc = cli_ctx_create(threads, &ctx))) return rc;
     cnn_net *net = NULL;
     cnn_optimizer *opt = NULL;
+    cnn_lanes *ln = NULL;
     float *x = NULL, *targets = NULL;
     int32_t *labels = NULL;
     double *t = NULL;
@@ -658,6 +663,11 @@ static int bench_model(int argc, char **argv, int train) {
             rc = cli_lib_error(ctx, st, cmd);
             goto done;
         }
+        lanes = cli_lanes_choice(lanes, cnn_ctx_threads(ctx), batch);
+        if (lanes > 1 && (st = cnn_lanes_create(net, lanes, &ln))) {
+            rc = cli_lib_error(ctx, st, cmd);
+            goto done;
+        }
     }
     double loss = 0;
     size_t warm = 3;
@@ -665,7 +675,11 @@ static int bench_model(int argc, char **argv, int train) {
         double t0 = cli_now();
         if (train) {
             cnn_loss_stats ls;
-            if ((st = cnn_net_forward(net, x, batch, 1)) ||
+            if (ln) {
+                if ((st = cnn_lanes_step(ln, x, mse ? NULL : labels, mse ? targets : NULL, batch, &ls, NULL)) ||
+                    (st = cnn_optimizer_step(opt, 0.05f)))
+                    break;
+            } else if ((st = cnn_net_forward(net, x, batch, 1)) ||
                 (st = cnn_net_loss(net, mse ? NULL : labels, mse ? targets : NULL, &ls)) ||
                 (st = cnn_net_backward(net, NULL)) || (st = cnn_optimizer_step(opt, 0.05f)))
                 break;
@@ -701,6 +715,10 @@ static int bench_model(int argc, char **argv, int train) {
         cli_json_uint(&j, T);
         cli_json_key(&j, "isa");
         cli_json_string(&j, cnn_ctx_isa(ctx));
+        if (train) {
+            cli_json_key(&j, "lanes");
+            cli_json_uint(&j, ln ? lanes : 1);
+        }
         cli_json_key(&j, "ms_median");
         cli_json_double(&j, med);
         cli_json_key(&j, "ms_min");
@@ -716,8 +734,9 @@ static int bench_model(int argc, char **argv, int train) {
         cli_json_end_object(&j);
         cli_json_finish(&j);
     } else {
-        printf("%s  %s  batch %zu  %s  %zu threads  median %.3f ms  min %.3f ms  %.0f img/s", train ? "train" : "infer",
-               pos[0], batch, cnn_ctx_isa(ctx), T, med, mn, ips);
+        printf("%s  %s  batch %zu  %s  %zu threads", train ? "train" : "infer", pos[0], batch, cnn_ctx_isa(ctx), T);
+        if (train) printf("  %zu lanes", ln ? lanes : (size_t)1);
+        printf("  median %.3f ms  min %.3f ms  %.0f img/s", med, mn, ips);
         if (!train) printf("  %.1f GFLOP/s", gflops);
         printf("  peak RSS %.1f MiB\n", rss);
     }
@@ -727,6 +746,7 @@ done:
     free(labels);
     free(targets);
     free(t);
+    cnn_lanes_free(ln);
     cnn_optimizer_free(opt);
     cnn_net_free(net);
     cnn_ctx_free(ctx);

@@ -87,6 +87,10 @@ static const char train_help[] =
     "                           flip test-time augmentation (the mean of the softmax of each image and its\n"
     "                           mirror image, as cnn eval --tta): a line test_acc_tta, --json test_acc_tta\n"
     "  --threads T              threads (default: all online CPUs; 0 means the same)\n"
+    "  --lanes L                batch lanes: each of L threads runs the whole network on its share of the\n"
+    "                           batch (batchnorm statistics and gradients of the whole batch; faster on few\n"
+    "                           cores). Default: one per thread; --lanes 1 splits every layer over the\n"
+    "                           threads instead, and then the numbers do not depend on --threads\n"
     "  --seed S                 seed for initialisation, shuffling and dropout (default 1)\n"
     "  --steps N                stop after N optimizer steps in total (the partial epoch is still\n"
     "                           evaluated and printed)\n"
@@ -509,7 +513,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
                *init_weights = NULL, *init_alias = NULL, *checkpoint = NULL, *resume_opt = NULL;
     int quiet = 0;
     const char *max_memory = NULL;
-    size_t epochs = 1, batch = 64, threads = 0, mem_limit = 0;
+    size_t epochs = 1, batch = 64, threads = 0, mem_limit = 0, lanes = SIZE_MAX;
     uint64_t seed = 1, max_steps = 0, skip_bad = 0, skipped_bad = 0;
     double lr = 0.05, momentum = 0.9, weight_decay = 0, warmup_epochs = 0, step_epochs = 0, gamma = 0.1;
     int optimizer = CNN_OPT_SGD, schedule = CNN_SCHED_CONSTANT;
@@ -545,6 +549,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         {.name = "gamma", .kind = CLI_OPT_DOUBLE, .out = &gamma, .dmin = 0, .dmax = 10, .min_exclusive = 1,
          .seen = &seen_gamma},
         {.name = "threads", .kind = CLI_OPT_SIZE, .out = &threads, .umin = 0, .umax = 1024},
+        {.name = "lanes", .kind = CLI_OPT_SIZE, .out = &lanes, .umin = 0, .umax = CNN_LANES_MAX},
         {.name = "seed", .kind = CLI_OPT_U64, .out = &seed, .umin = 0, .umax = UINT64_MAX},
         {.name = "steps", .kind = CLI_OPT_U64, .out = &max_steps, .umin = 1, .umax = UINT64_MAX},
         {.name = "max-memory", .kind = CLI_OPT_STRING, .out = &max_memory},
@@ -671,6 +676,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
     cnn_dataset *val = NULL;
     size_t *split_idx = NULL, *train_map = NULL, n_val = 0;
     cnn_ema *ema = NULL;
+    cnn_lanes *ln = NULL;
     double best_val = NAN, last_val_acc = NAN, last_val_loss = NAN;
     FILE *logf = NULL;
     cli_epoch_metrics *hist = NULL;
@@ -793,6 +799,20 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         goto cleanup;
     }
 
+    /* batch lanes (cnn.h): not with data-parallel ranks, whose gradient hooks see one pass's gradients */
+    lanes = cli_dist_size() > 1 ? 1 : cli_lanes_choice(lanes, cnn_ctx_threads(ctx), batch);
+    if (lanes > 1 && (st = cnn_lanes_create(net, lanes, &ln)) != CNN_OK) {
+        cli_lib_error(ctx, st, "creating the batch lanes");
+        goto cleanup;
+    }
+    if (ln && mem_limit && cnn_ctx_memory_in_use(ctx) + cnn_lanes_memory(ln) > mem_limit) {
+        cli_error("--max-memory %.1f MiB: the network, data and optimizer hold %.1f MiB and the %zu batch lanes "
+                  "%.1f MiB more; raise the limit or use --lanes 1",
+                  (double)mem_limit / 1048576.0, (double)cnn_ctx_memory_in_use(ctx) / 1048576.0, lanes,
+                  (double)cnn_lanes_memory(ln) / 1048576.0);
+        goto cleanup;
+    }
+
     x = malloc(batch * sample * sizeof *x);
     labels = malloc(batch * sizeof *labels);
     hist = calloc(epochs < 100000 ? epochs : 100000, sizeof *hist);
@@ -855,9 +875,10 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         cli_format_shape(shape, sizeof shape, cnn_dataset_shape(train));
         fprintf(stderr,
                 "train: model %s (%zu layers, %zu parameters); data %s (%s): %zu train / %zu test, %s, %zu classes; "
-                "batch %zu, %zu steps/epoch; threads %zu, isa %s\n",
+                "batch %zu, %zu steps/epoch; threads %zu, isa %s%s\n",
                 model, cnn_net_num_layers(net), cnn_net_param_count(net), data, cnn_dataset_kind(train), n_train, n_test, shape,
-                cnn_dataset_classes(train), batch, steps_per_epoch, cnn_ctx_threads(ctx), cnn_ctx_isa(ctx));
+                cnn_dataset_classes(train), batch, steps_per_epoch, cnn_ctx_threads(ctx), cnn_ctx_isa(ctx),
+                ln ? ", one batch lane per thread" : "");
         if (recipe->line)
             fprintf(stderr, "train: recipe (%s:%zu; options given override it): %s\n", model, recipe->line,
                     recipe->text);
@@ -866,7 +887,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
                     val_split);
         /* everything a step needs is allocated by now: this is what the run holds while it trains */
         fprintf(stderr, "train: memory %.1f MiB allocated for data, network, activations and optimizer", 
-                (double)cnn_ctx_memory_in_use(ctx) / 1048576.0);
+                (double)(cnn_ctx_memory_in_use(ctx) + cnn_lanes_memory(ln)) / 1048576.0);
         if (mem_limit) fprintf(stderr, " (limit %.1f MiB)", (double)mem_limit / 1048576.0);
         fputc('\n', stderr);
         fflush(stderr);
@@ -940,19 +961,25 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
             }
             if (cli_dist_shard_batch(&off, &nb)) /* mpirun: this rank's part of the global batch */
                 continue;
-            what = "forward";
-            if ((st = cnn_net_forward(net, x + (off - off0) * sample, nb, 1)) != CNN_OK)
-                goto step_failed;
-            what = "loss";
-            if ((st = cnn_net_loss(net, labels + (off - off0), NULL, &ls)) != CNN_OK)
-                goto step_failed;
+            if (ln) { /* forward, loss and backward in batch lanes */
+                if ((st = cnn_lanes_step(ln, x + (off - off0) * sample, labels + (off - off0), NULL, nb, &ls, &what)) !=
+                    CNN_OK)
+                    goto step_failed;
+            } else {
+                what = "forward";
+                if ((st = cnn_net_forward(net, x + (off - off0) * sample, nb, 1)) != CNN_OK)
+                    goto step_failed;
+                what = "loss";
+                if ((st = cnn_net_loss(net, labels + (off - off0), NULL, &ls)) != CNN_OK)
+                    goto step_failed;
+            }
             if (!isfinite(ls.loss)) {
                 st = CNN_ERR_NUMERIC;
                 what = "loss";
                 goto step_failed;
             }
             what = "backward";
-            if ((st = cnn_net_backward(net, NULL)) != CNN_OK)
+            if (!ln && (st = cnn_net_backward(net, NULL)) != CNN_OK)
                 goto step_failed;
             what = "gradient allreduce";
             if ((st = cli_dist_grads()) != CNN_OK)
@@ -1024,7 +1051,8 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
             if (st == CNN_ERR_NUMERIC && (strcmp(what, "loss") == 0 || strcmp(what, "gradients") == 0)) {
                 /* the divergence guard: name where it first appeared; never step or checkpoint on it */
                 char where[1024];
-                if (strcmp(what, "loss") == 0 && cnn_net_check_activations(net) != CNN_OK)
+                /* (lanes name the layer and the lane's samples themselves) */
+                if (strcmp(what, "loss") == 0 && !ln && cnn_net_check_activations(net) != CNN_OK)
                     snprintf(where, sizeof where, "%s", cnn_ctx_last_error(ctx));
                 else
                     snprintf(where, sizeof where, "%s", msg && msg[0] ? msg : cnn_status_string(st));
@@ -1328,6 +1356,7 @@ cleanup:
     free(labels);
     free(x);
     cli_dist_end(rc); /* before the net goes (detaches it); with several ranks a failure ends the job */
+    cnn_lanes_free(ln);
     cnn_optimizer_free(opt);
     cnn_dataset_free(test);
     cnn_loader_free(loader); /* joins its thread; before the dataset it reads */

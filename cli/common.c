@@ -336,6 +336,12 @@ int cli_ctx_create(size_t threads, cnn_ctx **out) {
     return 0;
 }
 
+size_t cli_lanes_choice(size_t lanes, size_t threads, size_t batch) {
+    if (lanes == SIZE_MAX || lanes == 0) lanes = threads;
+    if (lanes > batch) lanes = batch;
+    return lanes < 2 ? 1 : lanes;
+}
+
 double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

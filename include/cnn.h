@@ -172,6 +172,31 @@ cnn_status cnn_net_param_find(const cnn_net *net, const char *name, cnn_param *o
 cnn_status cnn_net_save_weights(cnn_net *net, const char *path);
 cnn_status cnn_net_load_weights(cnn_net *net, const char *path);
 
+/* ---- batch lanes: data parallelism across the threads of one process (src/core/lanes.c) ----
+ * A training step (forward, loss, backward) in which each of `lanes` threads runs the whole network on its
+ * own contiguous share of the batch, instead of every layer splitting its work over the threads. On few
+ * cores and small layers it is faster (docs/kernels.md "Threads"). Batchnorm layers use the statistics of
+ * the whole batch and the parameter gradients are the mean over the whole batch, as in one pass; dropout
+ * masks are the same. The float sums run in another order, so results depend on the lane count
+ * (deterministic for a given count).
+ * create: net compiled with CNN_COMPILE_TRAIN for B >= lanes samples, ending in a loss layer; makes lanes-1
+ *         copies of it (own contexts, one thread each, compiled for ceil(B / lanes)) that read net's
+ *         parameters. Compile net again only after freeing the lanes. Not with data-parallel ranks'
+ *         synchronised batchnorm (cnn_dist with sync_bn).
+ * step:   the gradients of the whole batch in net's gradient arena, ready for cnn_optimizer_step; *out as
+ *         cnn_net_loss gives (mean loss over the n samples). On failure *phase (may be NULL) names the pass
+ *         ("forward", "loss", "backward") and the message names the lane's samples where it matters. After
+ *         a step, cnn_net_output and the activations of net are those of lane 0's share only.
+ * memory: bytes the copies and their contexts hold (not counted in net's context). */
+#define CNN_LANES_MAX 64
+typedef struct cnn_lanes cnn_lanes;
+cnn_status cnn_lanes_create(cnn_net *net, size_t lanes, cnn_lanes **out);
+cnn_status cnn_lanes_step(cnn_lanes *l, const float *x, const int32_t *labels, const float *targets, size_t n,
+                          cnn_loss_stats *out, const char **phase);
+size_t cnn_lanes_count(const cnn_lanes *l);
+size_t cnn_lanes_memory(const cnn_lanes *l);
+void cnn_lanes_free(cnn_lanes *l);
+
 /* ---- optimizers and schedules ---- */
 typedef enum cnn_optimizer_kind { CNN_OPT_SGD = 0, CNN_OPT_ADAM, CNN_OPT_ADAMW } cnn_optimizer_kind;
 typedef struct cnn_optimizer_options {

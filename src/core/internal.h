@@ -93,6 +93,10 @@ typedef void (*cnn_team_fn)(void *arg, size_t t, size_t T);
 size_t cnn_pool_team_size(const cnn_ctx *ctx, size_t max_threads);
 void cnn_pool_team(const cnn_ctx *ctx, size_t max_threads, cnn_team_fn fn, void *arg);
 void cnn_pool_barrier(size_t T);
+/* Batch lanes (lanes.c): fn(arg, t, T) once on each of exactly T threads, each thread with no SGEMM
+ * workspace of its own (each lane's calls enter their own context's); the calls may meet at
+ * cnn_pool_barrier(T). Returns 0, or -1 (nothing ran) when OpenMP gives fewer than T threads or T < 2. */
+int cnn_pool_lanes(size_t T, cnn_team_fn fn, void *arg);
 /* Point the calling thread's SGEMM workspace at the context's slot 0 for the duration of a library call,
  * unless it already has one (a pool task); returns the previous value for cnn_gemm_ws_leave. */
 float *cnn_gemm_ws_enter(const cnn_ctx *ctx);

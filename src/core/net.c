@@ -714,6 +714,7 @@ static void fill_run(cnn_net *net, size_t i, cnn_layer_run *r) {
     r->ws = net->ws;
     r->ws_stride = net->ws_stride;
     r->seed = cnn_hash64(net->seed, net->step * 0x10000u + i);
+    r->sample0 = net->sample0;
 }
 
 static cnn_status check_ready(cnn_net *net, const char *what) {
@@ -736,6 +737,50 @@ static int all_finite(const float *x, size_t count) {
     return acc == 0.0f;
 }
 
+/* x holds n finite samples (cnn_net_forward's check). */
+static cnn_status check_input(cnn_net *net, const float *x, size_t n) {
+    size_t per = 0;
+    cnn_shape_count(net->layers[0].out, &per);
+    if (!all_finite(x, n * per))
+        for (size_t i = 0, total = n * per; i < total; i++)
+            if (!isfinite(x[i]))
+                return cnn_error(net->ctx, CNN_ERR_NUMERIC, "cnn_net_forward: input sample %zu element %zu is %s",
+                                 i / per, i % per, isnan(x[i]) ? "NaN" : "infinite");
+    return CNN_OK;
+}
+
+/* The labels (softmax_ce) or targets (other losses) of n samples fit the loss layer (cnn_net_loss's check). */
+static cnn_status check_targets(cnn_net *net, const int32_t *labels, const float *targets, size_t n) {
+    const cnn_layer *L = &net->layers[net->n_layers - 1];
+    size_t classes = L->in[0].c * L->in[0].h * L->in[0].w;
+    if (!strcmp(L->ops->name, "softmax_ce")) {
+        if (!labels) return cnn_error(net->ctx, CNN_ERR_INVALID_ARG, "cnn_net_loss: softmax_ce needs labels");
+        for (size_t i = 0; i < n; i++)
+            if (labels[i] < 0 || (size_t)labels[i] >= L->in[0].c)
+                return cnn_error(net->ctx, CNN_ERR_INVALID_ARG, "cnn_net_loss: label %d of sample %zu is outside [0, %zu)",
+                                 (int)labels[i], i, L->in[0].c);
+    } else {
+        if (!targets) return cnn_error(net->ctx, CNN_ERR_INVALID_ARG, "cnn_net_loss: %s needs targets", L->ops->name);
+        for (size_t i = 0; i < n * classes; i++)
+            if (!isfinite(targets[i]))
+                return cnn_error(net->ctx, CNN_ERR_NUMERIC, "cnn_net_loss: target %zu of sample %zu is not finite",
+                                 i % classes, i / classes);
+    }
+    return CNN_OK;
+}
+
+cnn_status cnn_net_check_batch(cnn_net *net, const float *x, const int32_t *labels, const float *targets, size_t n,
+                               const char **phase) {
+    if (phase) *phase = "forward";
+    cnn_status st = check_input(net, x, n);
+    if (st) return st;
+    if (phase) *phase = "loss";
+    if (!net->layers[net->n_layers - 1].ops->is_loss)
+        return cnn_error(net->ctx, CNN_ERR_MISUSE, "cnn_net_loss: the last layer '%s' is not a loss layer",
+                         net->layers[net->n_layers - 1].name);
+    return check_targets(net, labels, targets, n);
+}
+
 cnn_status cnn_net_forward(cnn_net *net, const float *x, size_t n, int training) {
     if (!net) return CNN_ERR_INVALID_ARG;
     cnn_status st = check_ready(net, "cnn_net_forward");
@@ -746,15 +791,10 @@ cnn_status cnn_net_forward(cnn_net *net, const float *x, size_t n, int training)
                          net->max_batch);
     if (training && !(net->flags & CNN_COMPILE_TRAIN))
         return cnn_error(net->ctx, CNN_ERR_MISUSE, "cnn_net_forward: training pass on a network compiled for inference");
-    size_t per = 0;
-    cnn_shape_count(net->layers[0].out, &per);
-    if (!all_finite(x, n * per))
-        for (size_t i = 0, total = n * per; i < total; i++)
-            if (!isfinite(x[i])) {
-                net->last_n = 0;
-                return cnn_error(net->ctx, CNN_ERR_NUMERIC, "cnn_net_forward: input sample %zu element %zu is %s",
-                                 i / per, i % per, isnan(x[i]) ? "NaN" : "infinite");
-            }
+    if ((st = check_input(net, x, n)) != CNN_OK) {
+        net->last_n = 0;
+        return st;
+    }
     if (net->infer_arena && net->block_gen != net->param_gen) make_blocks(net);
     net->input_ptr = x;
     net->have_backward = 0;
@@ -790,20 +830,7 @@ cnn_status cnn_net_loss(cnn_net *net, const int32_t *labels, const float *target
     if (!L->ops->is_loss)
         return cnn_error(net->ctx, CNN_ERR_MISUSE, "cnn_net_loss: the last layer '%s' is not a loss layer", L->name);
     if (!net->last_n) return cnn_error(net->ctx, CNN_ERR_MISUSE, "cnn_net_loss: no forward pass to take the loss of");
-    size_t classes = L->in[0].c * L->in[0].h * L->in[0].w;
-    if (!strcmp(L->ops->name, "softmax_ce")) {
-        if (!labels) return cnn_error(net->ctx, CNN_ERR_INVALID_ARG, "cnn_net_loss: softmax_ce needs labels");
-        for (size_t i = 0; i < net->last_n; i++)
-            if (labels[i] < 0 || (size_t)labels[i] >= L->in[0].c)
-                return cnn_error(net->ctx, CNN_ERR_INVALID_ARG, "cnn_net_loss: label %d of sample %zu is outside [0, %zu)",
-                                 (int)labels[i], i, L->in[0].c);
-    } else {
-        if (!targets) return cnn_error(net->ctx, CNN_ERR_INVALID_ARG, "cnn_net_loss: %s needs targets", L->ops->name);
-        for (size_t i = 0; i < net->last_n * classes; i++)
-            if (!isfinite(targets[i]))
-                return cnn_error(net->ctx, CNN_ERR_NUMERIC, "cnn_net_loss: target %zu of sample %zu is not finite",
-                                 i % classes, i / classes);
-    }
+    if ((st = check_targets(net, labels, targets, net->last_n)) != CNN_OK) return st;
     cnn_layer_run r;
     fill_run(net, last, &r);
     size_t lin = L->inputs[0];

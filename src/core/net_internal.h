@@ -56,6 +56,7 @@ struct cnn_net {
     int loss_ready;   /* cnn_net_loss prepared the gradient for backward */
     int have_backward; /* a backward ran since the last forward */
     uint64_t seed, step;
+    size_t sample0;   /* batch lanes (lanes.c): the index of this pass's first sample in the whole batch */
     const float *input_ptr;
     int no_fuse;      /* tests: compile without aliases and fusion (the plain plan) */
     int no_fold;      /* tests: compile without batchnorm folding (also CNN_FOLD=0 in the environment) */
@@ -90,6 +91,12 @@ cnn_status cnn_net_eval_sums(cnn_net *net, const cnn_dataset *ds, size_t b0, siz
 cnn_status cnn_net_eval_result(cnn_net *net, const double *acc, size_t total, cnn_eval_result *out);
 cnn_status cnn_net_evaluate_mode(cnn_net *net, const cnn_dataset *ds, size_t batch, int tta, cnn_eval_result *out,
                                  const char *what);
+
+/* The checks cnn_net_forward makes of x and cnn_net_loss of labels / targets, for a whole batch of n
+ * samples before it is split over batch lanes (lanes.c), with the same messages; *phase (may be NULL) gets
+ * "forward" or "loss", the pass whose check failed. */
+cnn_status cnn_net_check_batch(cnn_net *net, const float *x, const int32_t *labels, const float *targets, size_t n,
+                               const char **phase);
 
 /* Build a net from layers whose ops, names, inputs, params, init, origin, line are set (model_text.c).
  * Takes ownership of `layers` (and their params) in every case. Infers shapes, registers parameters,

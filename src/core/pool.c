@@ -66,3 +66,20 @@ void cnn_pool_barrier(size_t T) {
 #pragma omp barrier
     }
 }
+
+int cnn_pool_lanes(size_t T, cnn_team_fn fn, void *arg) {
+    int ran = 0;
+    if (T < 2) return -1;
+#pragma omp parallel num_threads((int)T)
+    {
+        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+        float *prev = cnn_f32_gemm_ws_current;
+        cnn_f32_gemm_ws_current = NULL; /* each lane's net enters its own context's workspace */
+        if (nt == T) {
+            fn(arg, t, T);
+            if (t == 0) ran = 1;
+        }
+        cnn_f32_gemm_ws_current = prev;
+    }
+    return ran ? 0 : -1;
+}

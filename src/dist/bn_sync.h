@@ -25,5 +25,7 @@ typedef struct cnn_bn_sync {
 /* Set (or clear, with NULL) the hook of a batchnorm layer; the hook must outlive its use. Returns 0, or -1
  * when L is not a batchnorm layer. */
 int cnn_batchnorm_set_sync(struct cnn_layer *L, const cnn_bn_sync *sync);
+/* The hook set on a batchnorm layer (NULL: none, or L is not a batchnorm layer). */
+const cnn_bn_sync *cnn_batchnorm_sync(const struct cnn_layer *L);
 
 #endif

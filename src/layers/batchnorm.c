@@ -24,11 +24,12 @@
  *           take two passes (the mean, then the squared deviations from it, corrected by the sum of the
  *           deviations for the rounding of the float mean): no cancellation. A training backward computes
  *           sum(dy) and sum(dy * xhat) once: backward_weights keeps them for backward_data.
- * Sync     (data-parallel training, src/dist/bn_sync.h; cnn_batchnorm_set_sync): with a hook set, a
- *           training pass reduces the per-channel sums over all ranks between phases (sum x and the count,
- *           then sum (x - mu)^2; in backward sum dy and sum dy * xhat), so each rank normalises with the
- *           global batch's statistics: 2 ranks x 32 samples give the values of 1 x 64 (to rounding). The
- *           sums of the phases are kept in saved (after mu and inv_std). Without a hook nothing changes.
+ * Sync     (data-parallel ranks and batch lanes, src/dist/bn_sync.h; cnn_batchnorm_set_sync): with a hook
+ *           set, a training pass reduces the per-channel sums over all ranks (or lanes) between phases (sum
+ *           x and the count, then sum (x - mu)^2 about the global mean; in backward sum dy and sum dy *
+ *           xhat), so each one normalises with the global batch's statistics: 2 ranks x 32 samples give the
+ *           values of 1 x 64 (to rounding). The sums use the same kernels as the plain path. The sums of the
+ *           phases are kept in saved (after mu and inv_std). Without a hook nothing changes.
  * Fused ReLU (training, or inference where the batchnorm is not folded): when the network compiles a `relu`
  *           whose input is this layer (with no other reader), the relu is skipped and shares this layer's
  *           buffers; forward writes relu(y) (activations.c's rule, NaN kept) and backward takes the relu's
@@ -182,28 +183,22 @@ static void sync_sum_channel(void *arg, size_t ch, size_t thread) {
     const bn_job *j = arg;
     const cnn_layer_run *r = j->r;
     size_t c = j->c, hw = j->hw;
-    double *sums = (double *)r->saved + 2 * c + 1, s = 0.0;
-    for (size_t i = 0; i < r->n; i++) {
-        const float *x = r->x[0] + (i * c + ch) * hw;
-        for (size_t k = 0; k < hw; k++) s += x[k];
-    }
-    sums[ch] = s;
+    double *sums = (double *)r->saved + 2 * c + 1, sq;
+    bn_kernels_of(r->ctx).sums(r->x[0] + ch * hw, r->n, c * hw, hw, 0.0f, &sums[ch], &sq);
 }
 
+/* sum (x - mu)^2 about the global mean mu, from the sums about the float mu0 nearest it:
+ * sum (x - mu)^2 = d2 - 2 e d1 + m e^2 with e = mu - mu0, d1 = sum (x - mu0), d2 = sum (x - mu0)^2 */
 static void sync_dev_channel(void *arg, size_t ch, size_t thread) {
     (void)thread;
     const bn_job *j = arg;
     const cnn_layer_run *r = j->r;
     size_t c = j->c, hw = j->hw;
-    double *saved = r->saved, *sums = saved + 2 * c + 1, mu = saved[ch], v = 0.0;
-    for (size_t i = 0; i < r->n; i++) {
-        const float *x = r->x[0] + (i * c + ch) * hw;
-        for (size_t k = 0; k < hw; k++) {
-            double d = x[k] - mu;
-            v += d * d;
-        }
-    }
-    sums[ch] = v;
+    double *saved = r->saved, *sums = saved + 2 * c + 1, mu = saved[ch], d1, d2;
+    const float mu0 = (float)mu;
+    const double e = mu - (double)mu0, m = (double)(r->n * hw);
+    bn_kernels_of(r->ctx).sums(r->x[0] + ch * hw, r->n, c * hw, hw, mu0, &d1, &d2);
+    sums[ch] = d2 - 2.0 * e * d1 + m * e * e;
 }
 
 static void sync_apply_channel(void *arg, size_t ch, size_t thread) {
@@ -223,6 +218,7 @@ static void batchnorm_forward_sync(const cnn_layer_run *r, bn_job *j) {
     const batchnorm_params *p = r->L->params;
     size_t c = j->c;
     double *saved = r->saved, *sums = saved + 2 * c + 1;
+    sums[2 * c] = 0; /* no backward sums kept yet (see batchnorm_backward_weights) */
     cnn_pool_for(r->ctx, c, sync_sum_channel, j);
     sums[c] = (double)(r->n * j->hw);
     p->sync->allreduce_sum(p->sync->user, sums, c + 1, 0);
@@ -233,10 +229,10 @@ static void batchnorm_forward_sync(const cnn_layer_run *r, bn_job *j) {
     p->sync->allreduce_sum(p->sync->user, sums, c, 0);
     float *rm = r->buf, *rv = r->buf + c;
     for (size_t ch = 0; ch < c; ch++) {
-        double var = sums[ch] / m;
+        double var = sums[ch] > 0 ? sums[ch] / m : 0.0;
         saved[c + ch] = 1.0 / sqrt(var + p->eps);
         rm[ch] = (float)((1.0 - p->momentum) * rm[ch] + p->momentum * saved[ch]);
-        if (m > 1) rv[ch] = (float)((1.0 - p->momentum) * rv[ch] + p->momentum * (sums[ch] / (m - 1)));
+        if (m > 1) rv[ch] = (float)((1.0 - p->momentum) * rv[ch] + p->momentum * (var * m / (m - 1)));
     }
     cnn_pool_for(r->ctx, c, sync_apply_channel, j);
 }
@@ -265,6 +261,11 @@ int cnn_batchnorm_set_sync(cnn_layer *L, const cnn_bn_sync *sync) {
     if (!L || L->ops != &cnn_layer_batchnorm) return -1;
     ((batchnorm_params *)L->params)->sync = sync;
     return 0;
+}
+
+const cnn_bn_sync *cnn_batchnorm_sync(const cnn_layer *L) {
+    if (!L || L->ops != &cnn_layer_batchnorm) return NULL;
+    return ((const batchnorm_params *)L->params)->sync;
 }
 
 /* Eval-mode y = scale * x + shift per channel (fold.h: an inference compile folds it into the conv before). */
@@ -302,7 +303,8 @@ static const float *relu_mask(const cnn_layer_run *r, size_t off) {
 /* sum(dy) and sum(dy * xhat) over one channel, in sample order. Without a sync hook, a training backward
  * computes them once: backward_weights (which runs first) keeps them in saved (after mu and inv_std, where
  * sync mode keeps its reduced sums) and sets saved[2c] = 1; backward_data takes them and clears the flag. A
- * training forward clears it too. */
+ * training forward clears it too. With a sync hook the same holds for this rank's own sums, which
+ * backward_data then reduces; the flag is sums[2c] there (saved[2c] holds the global count). */
 static void channel_sums(const cnn_layer_run *r, size_t c, size_t hw, size_t ch, double mu, double inv_std,
                          double *sum_dy, double *sum_dy_xhat) {
     double s1, s2;
@@ -364,8 +366,11 @@ static void batchnorm_backward_data(const cnn_layer_run *r) {
     bn_job j = {.r = r, .c = r->L->in[0].c, .hw = r->L->in[0].h * r->L->in[0].w};
     if (!r->dx[0] || r->n == 0) return;
     if (p->sync && r->training) {
-        cnn_pool_for(r->ctx, j.c, sync_grad_sums_channel, &j);
-        p->sync->allreduce_sum(p->sync->user, (double *)r->saved + 2 * j.c + 1, 2 * j.c, 1);
+        double *sums = (double *)r->saved + 2 * j.c + 1;
+        if (sums[2 * j.c] != 1.0) /* (backward_weights did not leave this rank's sums there) */
+            cnn_pool_for(r->ctx, j.c, sync_grad_sums_channel, &j);
+        sums[2 * j.c] = 0;
+        p->sync->allreduce_sum(p->sync->user, sums, 2 * j.c, 1);
     }
     j.cached = sums_cached(r, j.c);
     cnn_pool_for(r->ctx, j.c, backward_data_channel, &j);
@@ -397,9 +402,11 @@ static void batchnorm_backward_weights(const cnn_layer_run *r) {
         memset(r->dw, 0, 2 * j.c * sizeof(float));
         return;
     }
-    j.cached = r->training && !p->sync;
+    j.cached = r->training;
     cnn_pool_for(r->ctx, j.c, backward_weights_channel, &j);
-    if (j.cached) ((double *)r->saved)[2 * j.c] = 1.0;
+    /* the flag: saved[2c] without a hook; with one saved[2c] is the global count, and the flag is the
+     * sums area's last double (sums[2c], unused in backward) */
+    if (j.cached) ((double *)r->saved)[p->sync ? 4 * j.c + 1 : 2 * j.c] = 1.0;
 }
 
 const struct cnn_layer_ops cnn_layer_batchnorm = {

@@ -67,18 +67,21 @@ typedef struct dropout_job {
 
 static size_t dropout_count(const cnn_layer_run *r) { return r->L->in[0].c * r->L->in[0].h * r->L->in[0].w; }
 
-/* The keep bytes of elements [b, e): four per hash (branch-free, so the compiler can keep it in registers). */
-static void make_mask(uint64_t seed, uint32_t threshold, size_t b, size_t e, unsigned char *mask) {
+/* The keep bytes of elements [b, e) (indices in this pass; element base + i of the whole batch, see
+ * sample0 in layer.h): four per hash (branch-free, so the compiler can keep it in registers). */
+static void make_mask(uint64_t seed, uint32_t threshold, size_t base, size_t b, size_t e, unsigned char *mask) {
     size_t i = b;
-    for (; i < e && (i & 3); i++) mask[i] = ((cnn_hash64(seed, i >> 2) >> (16 * (i & 3))) & 0xffffu) >= threshold;
+    for (; i < e && ((base + i) & 3); i++)
+        mask[i] = ((cnn_hash64(seed, (base + i) >> 2) >> (16 * ((base + i) & 3))) & 0xffffu) >= threshold;
     for (; i + 4 <= e; i += 4) {
-        uint64_t h = cnn_hash64(seed, i >> 2);
+        uint64_t h = cnn_hash64(seed, (base + i) >> 2);
         mask[i] = (h & 0xffffu) >= threshold;
         mask[i + 1] = ((h >> 16) & 0xffffu) >= threshold;
         mask[i + 2] = ((h >> 32) & 0xffffu) >= threshold;
         mask[i + 3] = (h >> 48) >= threshold;
     }
-    for (; i < e; i++) mask[i] = ((cnn_hash64(seed, i >> 2) >> (16 * (i & 3))) & 0xffffu) >= threshold;
+    for (; i < e; i++)
+        mask[i] = ((cnn_hash64(seed, (base + i) >> 2) >> (16 * ((base + i) & 3))) & 0xffffu) >= threshold;
 }
 
 /* y = x * mask * scale (mask 0 or 1), dx (+)= dy * mask * scale, branch-free, with in-place forms for y == x.
@@ -109,7 +112,7 @@ static void forward_task(void *arg, size_t task, size_t thread) {
     /* in blocks, so the mask bytes are still in L1 when the multiply reads them */
     for (size_t b0 = b; b0 < e; b0 += 4096) {
         size_t e0 = e - b0 < 4096 ? e : b0 + 4096;
-        make_mask(r->seed, j->threshold, b0, e0, mask);
+        make_mask(r->seed, j->threshold, r->sample0 * dropout_count(r), b0, e0, mask);
         if (y == x) mul_mask_inplace(y + b0, mask + b0, e0 - b0, scale);
         else mul_mask(y + b0, x + b0, mask + b0, e0 - b0, scale);
     }

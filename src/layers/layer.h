@@ -69,6 +69,9 @@ typedef struct cnn_layer_run {
     float *ws;             /* ctx->threads * ws_stride floats; thread t uses ws + t * ws_stride */
     size_t ws_stride;      /* >= ws_per_thread, multiple of 16 */
     uint64_t seed;         /* per-step seed for stochastic layers (use cnn_hash64(seed, element)) */
+    size_t sample0;        /* index of sample 0 of this pass in the whole batch (batch lanes split it; else 0):
+                              stochastic layers key their elements on it so a lane draws what the whole
+                              batch would */
 } cnn_layer_run;
 
 struct cnn_layer_ops {
