@@ -871,14 +871,15 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
     };
 
     if (!quiet) {
-        char shape[64];
+        char shape[64], lanes_text[32];
+        snprintf(lanes_text, sizeof lanes_text, "%zu", lanes);
         cli_format_shape(shape, sizeof shape, cnn_dataset_shape(train));
         fprintf(stderr,
                 "train: model %s (%zu layers, %zu parameters); data %s (%s): %zu train / %zu test, %s, %zu classes; "
-                "batch %zu, %zu steps/epoch; threads %zu, isa %s%s\n",
+                "batch %zu, %zu steps/epoch; threads %zu, isa %s%s%s\n",
                 model, cnn_net_num_layers(net), cnn_net_param_count(net), data, cnn_dataset_kind(train), n_train, n_test, shape,
                 cnn_dataset_classes(train), batch, steps_per_epoch, cnn_ctx_threads(ctx), cnn_ctx_isa(ctx),
-                ln ? ", one batch lane per thread" : "");
+                ln ? ", batch lanes " : "", ln ? lanes_text : "");
         if (recipe->line)
             fprintf(stderr, "train: recipe (%s:%zu; options given override it): %s\n", model, recipe->line,
                     recipe->text);

@@ -487,7 +487,8 @@ enum {
     CNN_RECIPE_DIV_FACTOR = 1u << 9, CNN_RECIPE_FINAL_DIV_FACTOR = 1u << 10, CNN_RECIPE_EPOCHS = 1u << 11,
     CNN_RECIPE_BATCH = 1u << 12, CNN_RECIPE_SEED = 1u << 13, CNN_RECIPE_LABEL_SMOOTHING = 1u << 14,
     CNN_RECIPE_CLIP_NORM = 1u << 15, CNN_RECIPE_EMA = 1u << 16, CNN_RECIPE_VAL_SPLIT = 1u << 17,
-    CNN_RECIPE_NORMALIZE = 1u << 18, CNN_RECIPE_AUGMENT = 1u << 19, CNN_RECIPE_TTA = 1u << 20
+    CNN_RECIPE_NORMALIZE = 1u << 18, CNN_RECIPE_AUGMENT = 1u << 19, CNN_RECIPE_TTA = 1u << 20,
+    CNN_RECIPE_LANES = 1u << 21
 };
 /* The one-cycle schedule as a cnn_schedule_kind value (cnn_schedule_lr does not take it: cnn_onecycle_lr). */
 enum { CNN_SCHED_ONECYCLE = 3 };
@@ -505,6 +506,7 @@ typedef struct cnn_recipe {
     char normalize[CNN_RECIPE_TEXT_MAX]; /* "MEAN,STD" */
     char augment[CNN_RECIPE_TEXT_MAX];   /* augmentation spec, as the CLI's --augment takes it */
     int tta;                     /* evaluate with horizontal-flip test-time augmentation */
+    uint64_t lanes;              /* batch lanes of the training step (cnn_lanes_create; 0: one per thread) */
     size_t line;                 /* line of the recipe in the model text (0: none) */
 } cnn_recipe;
 /* The recipe of the model text the net was parsed from; out->set == 0 (and line 0) when it had none. */

@@ -54,7 +54,7 @@ static void test_every_key(void **state) {
                             "recipe optimizer=sgd lr=0.1 momentum=0.85 nesterov=yes weight_decay=5e-4 schedule=onecycle "
                             "warmup_epochs=1.5 div_factor=20 final_div_factor=1000 epochs=12 batch=96 seed=7 "
                             "label_smoothing=0.1 clip_norm=2.5 ema=0.999 val_split=0.125 normalize=0.286,0.353 "
-                            "augment=crop=2,flip tta=1  # comment\n";
+                            "augment=crop=2,flip tta=1 lanes=2  # comment\n";
     cnn_net *net = parse(ctx, text, CNN_OK, NULL);
     cnn_recipe r;
     assert_int_equal(cnn_net_get_recipe(net, &r), CNN_OK);
@@ -64,7 +64,7 @@ static void test_every_key(void **state) {
         assert_non_null(cnn_recipe_key(i, &bit));
         all |= bit;
     }
-    assert_int_equal(cnn_recipe_num_keys(), 21);
+    assert_int_equal(cnn_recipe_num_keys(), 22);
     assert_int_equal(r.set, all & ~(unsigned)(CNN_RECIPE_STEP_EPOCHS | CNN_RECIPE_GAMMA));
     assert_int_equal(r.line, 9);
     assert_int_equal(r.optimizer, CNN_OPT_SGD);
@@ -76,13 +76,14 @@ static void test_every_key(void **state) {
     assert_string_equal(r.normalize, "0.286,0.353");
     assert_string_equal(r.augment, "crop=2,flip");
     assert_int_equal(r.tta, 1);
+    assert_int_equal(r.lanes, 2);
     /* printed back and parsed again: the same recipe */
     char *out = NULL;
     assert_int_equal(cnn_net_to_text(net, &out), CNN_OK);
     assert_non_null(strstr(out, "\nrecipe optimizer=sgd lr=0.1 momentum=0.85 nesterov=1 weight_decay=0.0005 "
                                 "schedule=onecycle warmup_epochs=1.5 div_factor=20 final_div_factor=1000 epochs=12 "
                                 "batch=96 seed=7 label_smoothing=0.1 clip_norm=2.5 ema=0.999 val_split=0.125 "
-                                "normalize=0.286,0.353 augment=crop=2,flip tta=1\n"));
+                                "normalize=0.286,0.353 augment=crop=2,flip tta=1 lanes=2\n"));
     cnn_net *again = parse(ctx, out, CNN_OK, NULL);
     cnn_recipe r2;
     assert_int_equal(cnn_net_get_recipe(again, &r2), CNN_OK);

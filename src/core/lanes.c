@@ -249,6 +249,18 @@ static size_t first_bad_layer(const cnn_net *net) {
 
 static const char *const phase_name[] = {"forward", "loss", "backward"};
 
+/* The step without lanes (on the net's own context). */
+static cnn_status plain_step(cnn_net *net, const float *x, const int32_t *labels, const float *targets, size_t n,
+                             cnn_loss_stats *out, const char **phase) {
+    cnn_status st;
+    if (phase) *phase = "forward";
+    if ((st = cnn_net_forward(net, x, n, 1)) != CNN_OK) return st;
+    if (phase) *phase = "loss";
+    if ((st = cnn_net_loss(net, labels, targets, out)) != CNN_OK) return st;
+    if (phase) *phase = "backward";
+    return cnn_net_backward(net, NULL);
+}
+
 cnn_status cnn_lanes_step(cnn_lanes *l, const float *x, const int32_t *labels, const float *targets, size_t n,
                           cnn_loss_stats *out, const char **phase) {
     if (out) memset(out, 0, sizeof *out);
@@ -264,14 +276,7 @@ cnn_status cnn_lanes_step(cnn_lanes *l, const float *x, const int32_t *labels, c
     size_t T = l->T < n ? l->T : n;
     cnn_status st = cnn_net_check_batch(net, x, labels, targets, n, phase);
     if (st) return st;
-    if (T < 2) { /* one sample: no lanes */
-        if (phase) *phase = "forward";
-        if ((st = cnn_net_forward(net, x, n, 1)) != CNN_OK) return st;
-        if (phase) *phase = "loss";
-        if ((st = cnn_net_loss(net, labels, targets, out)) != CNN_OK) return st;
-        if (phase) *phase = "backward";
-        return cnn_net_backward(net, NULL);
-    }
+    if (T < 2) return plain_step(net, x, labels, targets, n, out, phase); /* one sample: no lanes */
     cnn_shape_count(net->layers[0].out, &l->in_per);
     const cnn_layer *loss = &net->layers[net->n_layers - 1];
     l->tgt_per = loss->in[0].c * loss->in[0].h * loss->in[0].w;
@@ -301,14 +306,8 @@ cnn_status cnn_lanes_step(cnn_lanes *l, const float *x, const int32_t *labels, c
     net->ctx = own;
     net->sample0 = 0;
     l->T = saved_T;
-    if (ran != 0) { /* OpenMP gave fewer threads than lanes: the step without lanes */
-        if (phase) *phase = "forward";
-        if ((st = cnn_net_forward(net, x, n, 1)) != CNN_OK) return st;
-        if (phase) *phase = "loss";
-        if ((st = cnn_net_loss(net, labels, targets, out)) != CNN_OK) return st;
-        if (phase) *phase = "backward";
-        return cnn_net_backward(net, NULL);
-    }
+    if (ran != 0) /* OpenMP gave fewer threads than lanes: the step without lanes */
+        return plain_step(net, x, labels, targets, n, out, phase);
     size_t bad = T, bad_layer = SIZE_MAX;
     for (size_t r = 0; r < T; r++) {
         if (l->st[r] == CNN_OK) continue;

@@ -69,6 +69,7 @@ static const recipe_key keys[] = {
     {"normalize", CNN_RECIPE_NORMALIZE, K_TEXT, OFF(normalize), 0, 0, 0, 0, NULL},
     {"augment", CNN_RECIPE_AUGMENT, K_TEXT, OFF(augment), 0, 0, 0, 0, NULL},
     {"tta", CNN_RECIPE_TTA, K_BOOL, OFF(tta), 0, 0, 0, 0, NULL},
+    {"lanes", CNN_RECIPE_LANES, K_U64, OFF(lanes), 0, CNN_LANES_MAX, 0, 0, NULL},
 };
 #undef OFF
 #define N_KEYS (sizeof keys / sizeof keys[0])
