@@ -46,7 +46,8 @@ typedef struct lane_hook {
 
 struct cnn_lanes {
     cnn_net *net;       /* lane 0: the caller's */
-    size_t T;
+    size_t T;           /* lanes made */
+    size_t active;      /* lanes of the current step (fewer for a batch of fewer samples) */
     cnn_ctx **ctx;      /* [T] one-thread contexts; ctx[0] is swapped into net for a step */
     cnn_net **copy;     /* [T] copy[0] NULL; copy[r] lane r's net */
     float **own_params; /* [T] the copies' own parameter arenas, put back before they are freed */
@@ -100,7 +101,7 @@ void cnn_lanes_free(cnn_lanes *l) {
 static int lane_bn_sum(void *user, double *buf, size_t n, int grad) {
     const lane_hook *h = user;
     cnn_lanes *l = h->l;
-    const size_t T = l->T;
+    const size_t T = l->active;
     const double s = grad ? l->share[h->lane] : 1.0;
     double *mine = l->slots + h->lane * l->slot_cap;
     for (size_t i = 0; i < n; i++) mine[i] = buf[i] * s;
@@ -181,7 +182,6 @@ cnn_status cnn_lanes_create(cnn_net *net, size_t lanes, cnn_lanes **out) {
         l->own_params[r] = c->params;
         if (c->n_params != net->n_params || c->n_buffers != net->n_buffers || c->n_layers != net->n_layers)
             CNN_TRY(cnn_error(ctx, CNN_ERR_MISUSE, "batch lane %zu: the copy of the network has another layout", r));
-        memcpy(c->buffers, net->buffers, net->n_buffers * sizeof(float));
         c->no_fuse = net->no_fuse;
         c->no_fold = net->no_fold;
         if ((st = cnn_net_compile(c, l->lane_batch, net->flags)) != CNN_OK) {
@@ -235,18 +235,6 @@ static void lane_run(void *arg, size_t r, size_t T) {
     }
 }
 
-/* The first layer (network order) whose kept output holds a NaN or an infinity; SIZE_MAX when none. */
-static size_t first_bad_layer(const cnn_net *net) {
-    for (size_t i = 0; i < net->n_layers; i++) {
-        cnn_shape s;
-        const float *y = cnn_net_layer_output(net, i, &s);
-        if (!y) continue;
-        for (size_t k = 0, m = net->last_n * s.c * s.h * s.w; k < m; k++)
-            if (!isfinite(y[k])) return i;
-    }
-    return SIZE_MAX;
-}
-
 static const char *const phase_name[] = {"forward", "loss", "backward"};
 
 /* The step without lanes (on the net's own context). */
@@ -296,8 +284,7 @@ cnn_status cnn_lanes_step(cnn_lanes *l, const float *x, const int32_t *labels, c
             c->params = net->params;
         }
     }
-    size_t saved_T = l->T;
-    l->T = T; /* (the hook and the gradient sum read T lanes) */
+    l->active = T;
     cnn_ctx *own = net->ctx;
     net->ctx = l->ctx[0];
     set_hooks(l, 1);
@@ -305,7 +292,6 @@ cnn_status cnn_lanes_step(cnn_lanes *l, const float *x, const int32_t *labels, c
     set_hooks(l, 0);
     net->ctx = own;
     net->sample0 = 0;
-    l->T = saved_T;
     if (ran != 0) /* OpenMP gave fewer threads than lanes: the step without lanes */
         return plain_step(net, x, labels, targets, n, out, phase);
     size_t bad = T, bad_layer = SIZE_MAX;
@@ -315,7 +301,7 @@ cnn_status cnn_lanes_step(cnn_lanes *l, const float *x, const int32_t *labels, c
         if (l->phase[r] == 1 && l->st[r] == CNN_ERR_NUMERIC) {
             /* batchnorm spreads a non-finite value to every lane: name the lane where it appears first
              * in network order */
-            size_t k = first_bad_layer(lane_net(l, r));
+            size_t k = cnn_net_first_nonfinite_output(lane_net(l, r), NULL);
             if (k < bad_layer) {
                 bad_layer = k;
                 bad = r;

@@ -95,6 +95,9 @@ cnn_status cnn_net_evaluate_mode(cnn_net *net, const cnn_dataset *ds, size_t bat
 /* The checks cnn_net_forward makes of x and cnn_net_loss of labels / targets, for a whole batch of n
  * samples before it is split over batch lanes (lanes.c), with the same messages; *phase (may be NULL) gets
  * "forward" or "loss", the pass whose check failed. */
+/* The first layer (network order) whose kept output of the last forward holds a NaN or an infinity, and
+ * (elem, may be NULL) the element's index in it; SIZE_MAX when none (cnn_net_check_activations' scan). */
+size_t cnn_net_first_nonfinite_output(const cnn_net *net, size_t *elem);
 cnn_status cnn_net_check_batch(cnn_net *net, const float *x, const int32_t *labels, const float *targets, size_t n,
                                const char **phase);
 

@@ -64,21 +64,31 @@ void cnn_net_set_rng(cnn_net *net, uint64_t seed, uint64_t step) {
     net->step = step;
 }
 
-cnn_status cnn_net_check_activations(cnn_net *net) {
-    if (!net) return CNN_ERR_INVALID_ARG;
-    if (!net->compiled || !net->last_n)
-        return cnn_error(net->ctx, CNN_ERR_MISUSE, "cnn_net_check_activations: no forward pass to check");
+size_t cnn_net_first_nonfinite_output(const cnn_net *net, size_t *elem) {
     for (size_t i = 0; i < net->n_layers; i++) {
         cnn_shape s;
         const float *y = cnn_net_layer_output(net, i, &s);
         if (!y) continue;
-        size_t per = s.c * s.h * s.w, n = net->last_n * per, k = first_nonfinite(y, n);
-        if (k < n)
-            return cnn_error(net->ctx, CNN_ERR_NUMERIC,
-                             "the output of layer '%s' (%s) is %s first, at sample %zu element %zu", net->layers[i].name,
-                             net->layers[i].ops->name, isnan(y[k]) ? "NaN" : "infinite", k / per, k % per);
+        size_t n = net->last_n * s.c * s.h * s.w, k = first_nonfinite(y, n);
+        if (k < n) {
+            if (elem) *elem = k;
+            return i;
+        }
     }
-    return CNN_OK;
+    return SIZE_MAX;
+}
+
+cnn_status cnn_net_check_activations(cnn_net *net) {
+    if (!net) return CNN_ERR_INVALID_ARG;
+    if (!net->compiled || !net->last_n)
+        return cnn_error(net->ctx, CNN_ERR_MISUSE, "cnn_net_check_activations: no forward pass to check");
+    size_t k = 0, i = cnn_net_first_nonfinite_output(net, &k);
+    if (i == SIZE_MAX) return CNN_OK;
+    cnn_shape s;
+    const float *y = cnn_net_layer_output(net, i, &s);
+    const size_t per = s.c * s.h * s.w;
+    return cnn_error(net->ctx, CNN_ERR_NUMERIC, "the output of layer '%s' (%s) is %s first, at sample %zu element %zu",
+                     net->layers[i].name, net->layers[i].ops->name, isnan(y[k]) ? "NaN" : "infinite", k / per, k % per);
 }
 
 cnn_status cnn_net_check_gradients(cnn_net *net) {

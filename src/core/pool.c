@@ -42,6 +42,27 @@ size_t cnn_pool_team_size(const cnn_ctx *ctx, size_t max_threads) {
     return T ? T : 1;
 }
 
+/* fn(arg, t, T) on each of T threads of one OpenMP region, thread t's SGEMM workspace slot t of ws (NULL:
+ * none, each call enters its own context's). Returns whether OpenMP gave all T threads; when it did not,
+ * `alone` says whether thread 0 runs the whole work as fn(arg, 0, 1) (else nothing runs). */
+static int run_team(size_t T, float *ws, int alone, cnn_team_fn fn, void *arg) {
+    int all = 0;
+#pragma omp parallel num_threads((int)T)
+    {
+        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+        float *prev = cnn_f32_gemm_ws_current;
+        cnn_f32_gemm_ws_current = ws ? ws + t * CNN_F32_GEMM_WS_FLOATS : NULL;
+        if (nt == T) {
+            fn(arg, t, T);
+            if (t == 0) all = 1;
+        } else if (t == 0 && alone) {
+            fn(arg, 0, 1);
+        }
+        cnn_f32_gemm_ws_current = prev;
+    }
+    return all;
+}
+
 void cnn_pool_team(const cnn_ctx *ctx, size_t max_threads, cnn_team_fn fn, void *arg) {
     const size_t T = cnn_pool_team_size(ctx, max_threads);
     if (T <= 1) {
@@ -50,15 +71,7 @@ void cnn_pool_team(const cnn_ctx *ctx, size_t max_threads, cnn_team_fn fn, void 
         cnn_gemm_ws_leave(prev);
         return;
     }
-#pragma omp parallel num_threads((int)T)
-    {
-        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-        float *prev = cnn_f32_gemm_ws_current;
-        cnn_f32_gemm_ws_current = ctx->gemm_ws + t * CNN_F32_GEMM_WS_FLOATS;
-        if (nt == T) fn(arg, t, T);
-        else if (t == 0) fn(arg, 0, 1); /* (OpenMP gave fewer threads than asked: the whole team's work alone) */
-        cnn_f32_gemm_ws_current = prev;
-    }
+    run_team(T, ctx->gemm_ws, 1, fn, arg); /* (fewer threads than asked: the whole team's work alone) */
 }
 
 void cnn_pool_barrier(size_t T) {
@@ -68,18 +81,6 @@ void cnn_pool_barrier(size_t T) {
 }
 
 int cnn_pool_lanes(size_t T, cnn_team_fn fn, void *arg) {
-    int ran = 0;
     if (T < 2) return -1;
-#pragma omp parallel num_threads((int)T)
-    {
-        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-        float *prev = cnn_f32_gemm_ws_current;
-        cnn_f32_gemm_ws_current = NULL; /* each lane's net enters its own context's workspace */
-        if (nt == T) {
-            fn(arg, t, T);
-            if (t == 0) ran = 1;
-        }
-        cnn_f32_gemm_ws_current = prev;
-    }
-    return ran ? 0 : -1;
+    return run_team(T, NULL, 0, fn, arg) ? 0 : -1; /* each lane's net enters its own context's workspace */
 }
