@@ -23,6 +23,8 @@
 
 #include "harness.h"
 #include "ref/ref_conv.h"
+#include "kernels/kernels.h"
+#include "kernels/f32_im2col/im2col.h"
 
 typedef struct conv_case {
     ref_conv2d p;
@@ -308,6 +310,83 @@ static void test_conv_large_gemm(void **state) {
     run_case("input c=3 h=60 w=90\nconv2d k=4 size=7 stride=2 pad=3\n", 2, 1,
              mk(3, 60, 90, 4, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 1, 1), 20);
     check_threads_bitwise("input c=3 h=60 w=90\nconv2d k=4 size=7 stride=2 pad=3\n", 3);
+}
+
+/* im2col+gemm backward-data (pw_backward_data_im2col): dcol in chunks of input channels (a multiple of
+ * 4 for 3x3, of 12 for 5x5, within 64 Ki floats of columns) and, for large outputs, blocks of output rows;
+ * tasks own whole images, or, when the images do not split evenly over the threads, ranges of channels. */
+static void test_conv_im2col_bwd_chunks(void **state) {
+    (void)state;
+    /* 15x15 outputs: chunks of 32 channels (32 + 8); 3 images on 2 threads: channels 20 + 20 */
+    const char *m40 = "input c=40 h=30 w=30\nconv2d k=12 size=3 stride=2 pad=1 algo=im2col\n";
+    run_case(m40, 2, 2, mk(40, 30, 30, 12, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1), 12);
+    run_case(m40, 3, 2, mk(40, 30, 30, 12, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1), 12);
+    check_threads_bitwise(m40, 3);
+    /* one image on 2 threads: channels 36 + 36, each in chunks of 32 + 4 */
+    run_case("input c=72 h=29 w=30\nconv2d k=5 size=3 stride=2 pad=1 bias=0 algo=im2col\n", 1, 2,
+             mk(72, 29, 30, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0), 12);
+    /* 46x46 outputs: blocks of 23 output rows, chunks of 4 channels (4 + 1) */
+    run_case("input c=5 h=91 w=91\nconv2d k=3 size=3 stride=2 pad=1 algo=im2col\n", 2, 2,
+             mk(5, 91, 91, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1), 12);
+    /* 5x5: chunks of 24 channels (24 + 6) */
+    const char *m30 = "input c=30 h=20 w=21\nconv2d k=7 size=5 stride=2 pad=2 algo=im2col\n";
+    run_case(m30, 2, 1, mk(30, 20, 21, 7, 5, 5, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1), 12);
+    check_threads_bitwise(m30, 3);
+}
+
+/* The AVX2 im2col and col2im against the scalar ones on random data: bit-identical, and nothing outside
+ * the output written (guard bands of NaN-free sentinels before and after), at strides 1, 2 and 3, odd
+ * widths, padding, dilation and row blocks (oy0 > 0); col2im accumulates into random x. */
+static void test_im2col_kernels(void **state) {
+    (void)state;
+    if (cnn_cpu_isa() < CNN_ISA_AVX2) skip();
+    const cnn_conv_geom gs[] = {
+        {.c = 3, .h = 13, .w = 29, .kh = 3, .kw = 3, .stride_h = 2, .stride_w = 2, .pad_top = 1, .pad_left = 1,
+         .dil_h = 1, .dil_w = 1, .oh = 7, .ow = 15},
+        {.c = 2, .h = 9, .w = 8, .kh = 3, .kw = 3, .stride_h = 2, .stride_w = 2, .pad_top = 1, .pad_left = 1,
+         .dil_h = 1, .dil_w = 1, .oh = 2, .ow = 4, .oy0 = 2},
+        {.c = 2, .h = 40, .w = 47, .kh = 7, .kw = 7, .stride_h = 2, .stride_w = 2, .pad_top = 3, .pad_left = 3,
+         .dil_h = 1, .dil_w = 1, .oh = 20, .ow = 24},
+        {.c = 4, .h = 11, .w = 37, .kh = 5, .kw = 3, .stride_h = 1, .stride_w = 2, .pad_top = 0, .pad_left = 2,
+         .dil_h = 1, .dil_w = 2, .oh = 7, .ow = 19},
+        {.c = 3, .h = 10, .w = 23, .kh = 3, .kw = 3, .stride_h = 1, .stride_w = 1, .pad_top = 1, .pad_left = 1,
+         .dil_h = 1, .dil_w = 1, .oh = 10, .ow = 23},
+        {.c = 2, .h = 12, .w = 31, .kh = 3, .kw = 4, .stride_h = 3, .stride_w = 3, .pad_top = 2, .pad_left = 1,
+         .dil_h = 1, .dil_w = 1, .oh = 4, .ow = 10},
+    };
+    const size_t G = 16; /* guard floats on each side */
+    for (size_t t = 0; t < sizeof gs / sizeof gs[0]; t++) {
+        const cnn_conv_geom *g = &gs[t];
+        const size_t xn = g->c * g->h * g->w, cn = g->c * g->kh * g->kw * g->oh * g->ow;
+        float *x = malloc((xn + 2 * G) * sizeof(float)), *c = malloc((cn + 2 * G) * sizeof(float));
+        float *a = malloc((cn + 2 * G) * sizeof(float)), *b = malloc((cn + 2 * G) * sizeof(float));
+        float *xa = malloc((xn + 2 * G) * sizeof(float)), *xb = malloc((xn + 2 * G) * sizeof(float));
+        assert_true(x && c && a && b && xa && xb);
+        th_fill_uniform(x, xn + 2 * G, 11 + t, -1, 1);
+        th_fill_uniform(c, cn + 2 * G, 23 + t, -1, 1);
+        th_fill_uniform(a, cn + 2 * G, 37 + t, -1, 1);
+        memcpy(b, a, (cn + 2 * G) * sizeof(float));
+        /* im2col: all rows, then a middle range of rows */
+        cnn_f32_im2col_scalar(g, x + G, 0, g->c * g->kh * g->kw, a + G);
+        cnn_f32_im2col_avx2(g, x + G, 0, g->c * g->kh * g->kw, b + G);
+        assert_memory_equal(a, b, (cn + 2 * G) * sizeof(float));
+        const size_t r0 = 1, r1 = g->c * g->kh * g->kw - 1;
+        cnn_f32_im2col_scalar(g, x + G, r0, r1, a + G);
+        cnn_f32_im2col_avx2(g, x + G, r0, r1, b + G);
+        assert_memory_equal(a, b, (cn + 2 * G) * sizeof(float));
+        /* col2im into random x (accumulating) */
+        memcpy(xa, x, (xn + 2 * G) * sizeof(float));
+        memcpy(xb, x, (xn + 2 * G) * sizeof(float));
+        cnn_f32_col2im_scalar(g, c + G, xa + G);
+        cnn_f32_col2im_avx2(g, c + G, xb + G);
+        assert_memory_equal(xa, xb, (xn + 2 * G) * sizeof(float));
+        assert_memory_equal(xa, x, G * sizeof(float));
+        assert_memory_equal(xa + G + xn, x + G + xn, G * sizeof(float));
+        size_t changed = 0;
+        for (size_t i = G; i < G + xn; i++) changed += xa[i] != x[i];
+        assert_true(changed > xn / 4); /* the kernels did add something */
+        free(x), free(c), free(a), free(b), free(xa), free(xb);
+    }
 }
 
 /* y = conv_a(x) + conv_b(x): the input has two consumers, so one conv stores its dx and the other adds. */
@@ -699,6 +778,8 @@ int main(void) {
         cmocka_unit_test(test_conv_stride_dilation_groups_asym_pad),
         cmocka_unit_test(test_conv_1x1),
         cmocka_unit_test(test_conv_rectangular),
+        cmocka_unit_test(test_conv_im2col_bwd_chunks),
+        cmocka_unit_test(test_im2col_kernels),
         cmocka_unit_test(test_conv_depthwise),
         cmocka_unit_test(test_conv_pad_same),
         cmocka_unit_test(test_conv_no_bias),

@@ -678,11 +678,42 @@ static size_t pw_rb(const conv_dims *d) {
  * backward_data_task / backward_weights_task need (one im2col block). */
 static size_t pw_a_floats(const conv_dims *d) {
     const size_t a = CNN_F32_GEMM_PA_FLOATS(d->K, d->rows), b = CNN_F32_GEMM_PA_FLOATS(d->C, d->K);
-    return ws16(a > b ? a : b);
+    const size_t c = pw_kind(d) == PW_IM2COL ? CNN_F32_GEMM_PA_FLOATS(d->rows, d->K) : 0; /* W^T [rows, K] */
+    const size_t m = a > b ? a : b;
+    return ws16(m > c ? m : c);
+}
+/* im2col backward-data blocks: output rows per block (whole images unless even pw_bd_align(d) channels of
+ * a block would exceed PW_BD_FLOATS) and input channels per chunk (a multiple of pw_bd_align(d), so that
+ * every chunk's packed rows start at a multiple of CNN_F32_GEMM_PA_ROW_ALIGN), so that a chunk's columns
+ * (chunk * taps rows of block columns) stay in L2 between the GEMM that writes them and the col2im that
+ * reads them. */
+#define PW_BD_FLOATS ((size_t)1 << 16)
+static size_t pw_bd_align(const conv_dims *d) {
+    size_t a = CNN_F32_GEMM_PA_ROW_ALIGN, b = d->taps; /* ROW_ALIGN / gcd(taps, ROW_ALIGN) */
+    while (b) {
+        const size_t t = a % b;
+        a = b, b = t;
+    }
+    return CNN_F32_GEMM_PA_ROW_ALIGN / a;
+}
+static size_t pw_bd_rows(const conv_dims *d) {
+    size_t br = d->OH;
+    while (br > 1 && pw_bd_align(d) * d->taps * br * d->OW > PW_BD_FLOATS) br = (br + 1) / 2;
+    return br;
+}
+static size_t pw_bd_chunk(const conv_dims *d) {
+    const size_t a = pw_bd_align(d), per = d->taps * pw_bd_rows(d) * d->OW;
+    size_t c = PW_BD_FLOATS / per / a * a;
+    if (c < a) c = a;
+    return c < d->C ? c : d->C;
 }
 static size_t pw_ws(const conv_dims *d) {
     if (pw_kind(d) == PW_DIRECT) return pw_a_floats(d);
-    const size_t f = pw_a_floats(d) + ws16(d->rows * pw_rb(d) * d->OW), w = d->rows * d->brows * d->OW;
+    size_t f = pw_a_floats(d) + ws16(d->rows * pw_rb(d) * d->OW), w = d->rows * d->brows * d->OW;
+    if (pw_kind(d) == PW_IM2COL) { /* backward-data: W^T packed, then one chunk's columns */
+        const size_t b = pw_a_floats(d) + ws16(pw_bd_chunk(d) * d->taps * pw_bd_rows(d) * d->OW);
+        if (b > f) f = b;
+    }
     return f > w ? f : w;
 }
 
@@ -712,6 +743,11 @@ static void pw_plan_of(const conv_dims *d, size_t n, size_t T, int bwd, pw_plan 
             }
         q->nb = rb;
         q->cb = (d->OH + rb - 1) / rb;
+    }
+    if (bwd && q->kind == PW_IM2COL) { /* whole images: neighbouring row blocks add into shared dx rows */
+        q->M = d->rows;
+        q->nb = d->OH;
+        q->cb = 1;
     }
     q->units = n * q->cb;
     q->by_rows = q->parts > 1 && (q->M > n * q->P || (q->units < 8 * q->parts && q->units % q->parts));
@@ -768,6 +804,44 @@ static void pw_forward_task(void *arg, size_t part, size_t thread) {
     }
 }
 
+/* im2col backward-data (groups 1) of task `part`: dx_i (+)= col2im(W^T * dY_i) for its images (or, when
+ * the images do not split evenly, for its range of input channels of every image). W^T [rows, K] (rows of
+ * the task's channels) is packed once; then per image, output-row block and channel chunk, the chunk's
+ * columns are computed into the workspace and added into its dx planes at once, while they are in L2. */
+static void pw_backward_data_im2col(const cnn_layer_run *r, const conv_dims *d, const pw_plan *q, size_t part,
+                                    size_t thread) {
+    const cnn_kernels *kn = &r->ctx->kernels;
+    const int acc = r->dx_accumulate[0];
+    const size_t T = d->taps, align = pw_bd_align(d);
+    size_t c0 = 0, c1 = d->C, u0 = 0, u1 = q->units;
+    if (q->by_rows) split_aligned(d->C, q->parts, part, align, &c0, &c1);
+    else cnn_split_range(q->units, q->parts, part, &u0, &u1);
+    if (c0 >= c1 || u0 >= u1) return;
+    float *ap = thread_ws(r, thread), *buf = ap + pw_a_floats(d);
+    /* op(A) = W^T [rows, K]: columns c0*T..c1*T of W [K, rows] */
+    kn->sgemm_pack_a(1, (c1 - c0) * T, d->K, r->w + c0 * T, d->rows, ap);
+    const size_t br = pw_bd_rows(d), chunk = pw_bd_chunk(d);
+    for (size_t s = u0; s < u1; s++) {
+        const float *dy = r->dy + s * d->K * d->ohw;
+        float *dx = r->dx[0] + s * d->C * d->hw;
+        if (!acc) memset(dx + c0 * d->hw, 0, (c1 - c0) * d->hw * sizeof(float));
+        for (size_t oy0 = 0; oy0 < d->OH; oy0 += br) {
+            const size_t nr = d->OH - oy0 < br ? d->OH - oy0 : br, nc = nr * d->OW;
+            for (size_t cc = c0; cc < c1; cc += chunk) {
+                const size_t ncc = c1 - cc < chunk ? c1 - cc : chunk;
+                /* buf[ncc*T, nc] = W^T[cc*T.., :] * dY[:, block] */
+                kn->sgemm_pa(ncc * T, nc, d->K, ap + (cc - c0) * T * d->K, 0, dy + oy0 * d->OW, d->ohw, 0.0f,
+                             NULL, buf, nc, NULL);
+                cnn_conv_geom g = d->geom;
+                g.c = ncc;
+                g.oy0 = oy0;
+                g.oh = nr;
+                kn->col2im(&g, buf, dx + cc * d->hw);
+            }
+        }
+    }
+}
+
 static void pw_backward_data_task(void *arg, size_t part, size_t thread) {
     const pw_job *j = arg;
     const cnn_layer_run *r = j->r;
@@ -776,6 +850,10 @@ static void pw_backward_data_task(void *arg, size_t part, size_t thread) {
     const cnn_kernels *kn = &r->ctx->kernels;
     const int acc = r->dx_accumulate[0];
     size_t m0, m1, u0, u1;
+    if (q->kind == PW_IM2COL) {
+        pw_backward_data_im2col(r, d, q, part, thread);
+        return;
+    }
     pw_range(q, kn->sgemm_mr, part, &m0, &m1, &u0, &u1);
     if (m0 >= m1 || u0 >= u1) return;
     const size_t mr = m1 - m0;
@@ -1447,7 +1525,7 @@ static void conv_backward_data(const cnn_layer_run *r) {
         wino_run(r, &j.d, 1);
         return;
     }
-    if (j.d.algo == CONV_GEMM_1X1 && j.d.G == 1) {
+    if (pw_forward_ok(&j.d)) { /* groups 1: gemm-1x1, im2col+gemm */
         pw_run(r, &j.d, 1);
         return;
     }

@@ -3,7 +3,8 @@
  * are computed once; zero fill, copy, zero fill), but the short row segments (ow floats, often 7..56)
  * are moved with 8-wide unaligned loads and stores instead of memcpy/memset calls: segments of n >= 8
  * floats in 8-float steps plus one final, overlapping 8-float step ending at n; shorter ones element by
- * element. stride_w == 2 rows de-interleave pairs of loads (copy_n_stride2); larger strides are scalar.
+ * element. stride_w == 2 rows de-interleave pairs of loads (copy_n_stride2) in im2col and interleave with
+ * masked loads and stores of the even lanes in col2im (add_n_stride2); larger strides are scalar.
  * Reads only inside x / col, writes only inside col / x. col2im adds the rows in the same order as
  * scalar.c and each element once per row, so its results are identical to the scalar kernel's. */
 #include "im2col.h"
@@ -95,6 +96,28 @@ void cnn_f32_im2col_avx2(const cnn_conv_geom *g, const float *x, size_t row_begi
     }
 }
 
+/* d[2i] += s[i], i < n, touching no other element of d (masked loads and stores of the even lanes, so
+ * the odd ones, which may belong to another thread, are neither read nor written); one add per element,
+ * as the scalar loop. */
+static inline void add_n_stride2(float *d, const float *s, size_t n) {
+    const __m256i even = _mm256_setr_epi32(-1, 0, -1, 0, -1, 0, -1, 0);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 z = _mm256_setzero_ps();
+    for (size_t k = 0; k < n; k += 8) {
+        const size_t m = n - k < 8 ? n - k : 8;
+        const __m256i sm = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)m), lane);                /* s lanes < m */
+        const __m256i m0 = _mm256_and_si256(even, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(2 * m)), lane));
+        const __m256i m1 = _mm256_and_si256(even, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(2 * m) - 8), lane));
+        /* v = s0 s1 s4 s5 | s2 s3 s6 s7; lo = s0 0 s1 0 s2 0 s3 0, hi = s4 0 s5 0 s6 0 s7 0 */
+        const __m256 v = _mm256_castpd_ps(
+            _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_maskload_ps(s + k, sm)), 0xD8));
+        float *o = d + 2 * k;
+        _mm256_maskstore_ps(o, m0, _mm256_add_ps(_mm256_maskload_ps(o, m0), _mm256_unpacklo_ps(v, z)));
+        if (m > 4)
+            _mm256_maskstore_ps(o + 8, m1, _mm256_add_ps(_mm256_maskload_ps(o + 8, m1), _mm256_unpackhi_ps(v, z)));
+    }
+}
+
 void cnn_f32_col2im_avx2(const cnn_conv_geom *g, const float *col, float *x) {
     const size_t khw = g->kh * g->kw, ohw = g->oh * g->ow, sw = g->stride_w;
     const size_t rows = g->c * khw;
@@ -119,6 +142,8 @@ void cnn_f32_col2im_avx2(const cnn_conv_geom *g, const float *col, float *x) {
                 for (; k + 8 <= n; k += 8)
                     _mm256_storeu_ps(dst + k, _mm256_add_ps(_mm256_loadu_ps(dst + k), _mm256_loadu_ps(c + k)));
                 for (; k < n; k++) dst[k] += c[k];
+            } else if (sw == 2) {
+                add_n_stride2(dst, c, n);
             } else {
                 for (size_t k = 0; k < n; k++) dst[k * sw] += c[k];
             }
