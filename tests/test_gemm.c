@@ -1,13 +1,14 @@
-/* test_gemm.c — the SGEMM kernels (cnn_f32_gemm_blocked_scalar and, when the CPU has AVX2+FMA,
- * cnn_f32_gemm_blocked_avx2), their workspace entry points (_ws_), and the threaded driver
+/* test_gemm.c — the SGEMM kernels (cnn_f32_gemm_blocked_scalar and, when the CPU has them,
+ * cnn_f32_gemm_blocked_avx2 and _avx512), their workspace entry points (_ws_), and the threaded driver
  * cnn_f32_gemm_parallel with 2 and 3 threads, against the float64 reference ref_gemm
- * (tests/ref/ref_conv.c): all four transpose combinations at sizes around the tiles (MR 4/6, NR 8/16) and
+ * (tests/ref/ref_conv.c): all four transpose combinations at sizes around the tiles (MR 4/6/12, NR
+ * 8/16/32) and
  * the cache blocks (MC 72/144, NC 256/512, K slices of <= 256), alpha/beta (beta == 0 must not read C: C
  * starts as NaN), K == 0, leading dimensions larger than the rows (padding filled with NaN, so a read of
  * it shows; C's padding must stay untouched), NaN propagation, bit-identical sub-blocks, also across the
  * cache blocks (the conv2d and dense drivers split products over threads and rely on it), the parallel
- * driver bit-identical to one kernel call for 1, 2 and 3 threads, and the dispatch table
- * (CNN_ISA=scalar selects the scalar kernel).
+ * driver bit-identical to one kernel call for 1, 2 and 3 threads, the AVX-512 kernel (and its packed-A
+ * entry points) bit-identical to the AVX2 one, and the dispatch table (CNN_ISA=scalar|avx2|avx512).
  *
  * Tolerance, per element: |got - ref| <= 1e-5 * sqrt(K) * (|alpha| sum_p |a_ip b_pj| + |beta c_ij|). */
 #include <stdarg.h>
@@ -31,7 +32,7 @@ typedef struct gemm_impl {
     cnn_sgemm_fn fn;
 } gemm_impl;
 
-#define MAX_IMPLS 8
+#define MAX_IMPLS 10
 
 /* The workspace entry points and the threaded driver, wrapped as cnn_sgemm_fn. */
 static _Alignas(64) float ws_buf[CNN_F32_GEMM_WS_FLOATS];
@@ -42,6 +43,15 @@ static void ws_scalar(int ta, int tb, size_t M, size_t N, size_t K, float alpha,
 static void ws_avx2(int ta, int tb, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
                     const float *B, size_t ldb, float beta, float *C, size_t ldc) {
     cnn_f32_gemm_blocked_ws_avx2(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ws_buf);
+}
+static void ws_avx512(int ta, int tb, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
+                      const float *B, size_t ldb, float beta, float *C, size_t ldc) {
+    cnn_f32_gemm_blocked_ws_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ws_buf);
+}
+static int has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && cnn_cpu_isa() >= CNN_ISA_AVX512;
 }
 static cnn_ctx *par_ctx[4]; /* par_ctx[t]: t threads, the default (widest) ISA */
 static cnn_ctx *par_ctx_get(size_t t) {
@@ -70,6 +80,10 @@ static size_t gemm_impls(gemm_impl out[MAX_IMPLS]) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         out[n++] = (gemm_impl){"avx2", cnn_f32_gemm_blocked_avx2};
         out[n++] = (gemm_impl){"avx2-ws", ws_avx2};
+    }
+    if (has_avx512()) {
+        out[n++] = (gemm_impl){"avx512", cnn_f32_gemm_blocked_avx512};
+        out[n++] = (gemm_impl){"avx512-ws", ws_avx512};
     }
     out[n++] = (gemm_impl){"parallel-2", par2};
     out[n++] = (gemm_impl){"parallel-3", par3};
@@ -157,8 +171,8 @@ static void test_gemm_tile_edges(void **state) {
     (void)state;
     gemm_impl im[MAX_IMPLS];
     size_t ni = gemm_impls(im);
-    static const size_t Ms[] = {1, 3, 4, 5, 6, 7, 12, 13, 17, 31, 33};
-    static const size_t Ns[] = {1, 7, 8, 9, 15, 16, 17, 31, 33, 65};
+    static const size_t Ms[] = {1, 3, 4, 5, 6, 7, 11, 12, 13, 17, 24, 25, 31, 33};
+    static const size_t Ns[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 48, 63, 65};
     static const size_t Ks[] = {1, 2, 7, 17};
     uint64_t seed = 1;
     for (size_t v = 0; v < ni; v++)
@@ -396,7 +410,54 @@ static void test_gemm_parallel_bitwise(void **state) {
         }
 }
 
-/* CNN_ISA=scalar gives the scalar kernel; the default context gets the AVX2 one on an AVX2+FMA CPU. */
+/* The AVX-512 kernel sums every element in the AVX2 kernel's order (same K slices, one FMA chain), so
+ * the two agree bit for bit, through the plain, workspace and packed-A entry points, on shapes with
+ * partial tiles of both, several K slices and alpha/beta variants. */
+static void test_gemm_avx512_matches_avx2(void **state) {
+    (void)state;
+    if (!has_avx512()) skip();
+    static const size_t MNK[][3] = {{1, 1, 1}, {13, 37, 300}, {145, 530, 257}, {50, 196, 1152}, {7, 33, 769},
+                                    {128, 210, 256}, {300, 17, 64}};
+    static const float AB[][2] = {{1, 0}, {1, 1}, {-0.5f, 0.75f}};
+    uint64_t seed = 5000;
+    for (size_t s = 0; s < sizeof MNK / sizeof *MNK; s++)
+        for (int t = 0; t < 4; t++) {
+            const int ta = t & 1, tb = t >> 1;
+            const size_t M = MNK[s][0], N = MNK[s][1], K = MNK[s][2];
+            const float alpha = AB[s % 3][0], beta = AB[s % 3][1];
+            const size_t lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 2, ldc = N + 3;
+            float *A = make_matrix(ta ? K : M, ta ? M : K, lda, seed++);
+            float *B = make_matrix(tb ? N : K, tb ? K : N, ldb, seed++);
+            float *C0 = alloc_floats(M * ldc), *C1 = alloc_floats(M * ldc), *C2 = alloc_floats(M * ldc);
+            th_fill_uniform(C0, M * ldc, seed++, -1, 1);
+            memcpy(C1, C0, M * ldc * sizeof(float));
+            memcpy(C2, C0, M * ldc * sizeof(float));
+            cnn_f32_gemm_blocked_avx2(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, ldc);
+            cnn_f32_gemm_blocked_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C1, ldc);
+            assert_memory_equal(C0, C1, M * ldc * sizeof(float));
+            if (alpha == 1.0f) { /* packed A (alpha 1): the same values, and from a 12-row offset on */
+                float *Ap = alloc_floats(CNN_F32_GEMM_PA_FLOATS(M, K));
+                cnn_f32_gemm_pack_a_avx512(ta, M, K, A, lda, Ap);
+                cnn_f32_gemm_packed_a_avx512(M, N, K, Ap, tb, B, ldb, beta, NULL, C2, ldc, ws_buf);
+                assert_memory_equal(C0, C2, M * ldc * sizeof(float));
+                if (M > 12) {
+                    memcpy(C2, C0, M * ldc * sizeof(float));
+                    cnn_f32_gemm_packed_a_avx512(M - 12, N, K, Ap + 12 * K, tb, B, ldb, 1.0f, NULL, C2 + 12 * ldc,
+                                                 ldc, ws_buf);
+                    cnn_f32_gemm_pack_a_avx2(ta, M, K, A, lda, Ap);
+                    memcpy(C1, C0, M * ldc * sizeof(float));
+                    cnn_f32_gemm_packed_a_avx2(M - 12, N, K, Ap + 12 * K, tb, B, ldb, 1.0f, NULL, C1 + 12 * ldc,
+                                               ldc, ws_buf);
+                    assert_memory_equal(C1, C2, M * ldc * sizeof(float));
+                }
+                free(Ap);
+            }
+            free(A), free(B), free(C0), free(C1), free(C2);
+        }
+}
+
+/* CNN_ISA=scalar gives the scalar kernel; the default context gets the AVX2 one on an AVX2+FMA CPU and
+ * the AVX-512 one where the CPU has AVX-512 (F, DQ, BW, VL). */
 static void test_gemm_dispatch(void **state) {
     (void)state;
     __builtin_cpu_init();
@@ -414,6 +475,18 @@ static void test_gemm_dispatch(void **state) {
         assert_int_equal(cnn_ctx_create(&ctx, NULL), CNN_OK);
         assert_string_equal(cnn_ctx_isa(ctx), "avx2");
         assert_ptr_equal(ctx->kernels.sgemm, cnn_f32_gemm_blocked_avx2);
+        cnn_ctx_free(ctx);
+    }
+    if (has_avx512()) {
+        setenv("CNN_ISA", "avx512", 1);
+        assert_int_equal(cnn_ctx_create(&ctx, NULL), CNN_OK);
+        assert_string_equal(cnn_ctx_isa(ctx), "avx512");
+        assert_ptr_equal(ctx->kernels.sgemm, cnn_f32_gemm_blocked_avx512);
+        assert_int_equal(ctx->kernels.sgemm_mr, 12);
+        cnn_ctx_free(ctx);
+        unsetenv("CNN_ISA");
+        assert_int_equal(cnn_ctx_create(&ctx, NULL), CNN_OK);
+        assert_string_equal(cnn_ctx_isa(ctx), "avx512");
         cnn_ctx_free(ctx);
     }
     if (saved) {
@@ -435,7 +508,8 @@ int main(void) {
         cmocka_unit_test(test_gemm_alpha_beta),       cmocka_unit_test(test_gemm_k_zero_and_empty),
         cmocka_unit_test(test_gemm_leading_dims),     cmocka_unit_test(test_gemm_nan_propagates),
         cmocka_unit_test(test_gemm_subblock_bitwise), cmocka_unit_test(test_gemm_subblock_bitwise_blocks),
-        cmocka_unit_test(test_gemm_parallel_bitwise), cmocka_unit_test(test_gemm_dispatch),
+        cmocka_unit_test(test_gemm_parallel_bitwise), cmocka_unit_test(test_gemm_avx512_matches_avx2),
+        cmocka_unit_test(test_gemm_dispatch),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     for (size_t t = 0; t < sizeof par_ctx / sizeof *par_ctx; t++) cnn_ctx_free(par_ctx[t]);

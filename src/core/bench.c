@@ -67,7 +67,8 @@ cnn_status cnn_bench_peak(cnn_ctx *ctx, size_t threads, double seconds, double *
     cnn_status st = cnn_mem_alloc_checked(ctx, sizeof *p, "peak benchmark state", (void **)&p);
     if (st) return st;
     memset(p, 0, sizeof *p);
-    p->fn = ctx->kernels.isa >= CNN_ISA_AVX2 ? cnn_f32_peak_fma_avx2 : cnn_f32_peak_fma_scalar;
+    p->fn = ctx->kernels.isa >= CNN_ISA_AVX512 ? cnn_f32_peak_fma_avx512
+            : ctx->kernels.isa >= CNN_ISA_AVX2 ? cnn_f32_peak_fma_avx2 : cnn_f32_peak_fma_scalar;
     /* A context like ctx but with T threads (cnn_pool_for reads only the thread count). */
     cnn_ctx *pctx = NULL;
     st = cnn_mem_alloc_checked(ctx, sizeof *pctx, "peak benchmark context", (void **)&pctx);

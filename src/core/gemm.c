@@ -1,9 +1,11 @@
 /* gemm.c — cnn_f32_gemm_parallel: the threaded SGEMM driver (contract in src/kernels/kernels.h).
  *
  * C is cut into ctx->threads blocks and each block is one ctx->kernels.sgemm call on cnn_pool_for:
- *   - by columns, in multiples of 16 (the AVX2 tile width), when M <= N or M has too few 6-row blocks:
+ *   - by columns, in multiples of 32 (the AVX-512 tile width, two AVX2 tiles), when M <= N or M has too
+ *     few 12-row blocks:
  *     each thread packs its own columns of B and all of A (the duplicated packing is M*K per thread);
- *   - else by rows, in multiples of 6 (the AVX2 tile height): each thread packs all of B (K*N).
+ *   - else by rows, in multiples of 12 (the AVX-512 tile height, two AVX2 tiles): each thread packs all
+ *     of B (K*N).
  * The kernels sum every C element in an order that does not depend on the block it is computed in
  * (gemm_impl.h), so the result is bit-identical for every thread count. Products under ~1 MFLOP run
  * as one call: a parallel region costs a few microseconds. No allocation, no threads created here (the
@@ -19,8 +21,8 @@ typedef struct gemm_job {
     float *C;
 } gemm_job;
 
-#define GEMM_PAR_COL_BLOCK 16
-#define GEMM_PAR_ROW_BLOCK 6
+#define GEMM_PAR_COL_BLOCK 32
+#define GEMM_PAR_ROW_BLOCK 12
 #define GEMM_PAR_MIN_FLOPS 1e6
 
 static void gemm_task(void *arg, size_t task, size_t thread) {

@@ -31,7 +31,9 @@ cnn_isa cnn_cpu_isa(void) {
 void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
     cnn_isa isa = cnn_cpu_isa();
     if (isa > limit) isa = limit;
-    /* No AVX-512 kernels yet: AVX-512 machines run the AVX2 ones. */
+    /* AVX-512 machines run the AVX2 kernels with the AVX-512 SGEMM (the kernel that carries the GEMM-based
+     * algorithms: im2col, 1x1, Winograd's tile GEMMs, dense). Its results are bit-identical to the AVX2
+     * SGEMM's (same K slices, same FMA chain per element; f32_gemm/avx512.c). */
     if (isa >= CNN_ISA_AVX2) {
         k->isa = CNN_ISA_AVX2;
         k->isa_name = "avx2";
@@ -57,6 +59,14 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
         k->winograd4_output = cnn_f32_winograd_f43_output_avx2;
         k->im2col = cnn_f32_im2col_avx2;
         k->col2im = cnn_f32_col2im_avx2;
+        if (isa >= CNN_ISA_AVX512) {
+            k->isa = CNN_ISA_AVX512;
+            k->isa_name = "avx512";
+            k->sgemm = cnn_f32_gemm_blocked_avx512;
+            k->sgemm_pack_a = cnn_f32_gemm_pack_a_avx512;
+            k->sgemm_pa = cnn_f32_gemm_packed_a_avx512;
+            k->sgemm_mr = 12;
+        }
     } else {
         k->isa = CNN_ISA_SCALAR;
         k->isa_name = "scalar";

@@ -29,9 +29,9 @@ typedef void (*cnn_sgemm_fn)(int trans_a, int trans_b, size_t M, size_t N, size_
  * NULL: cnn_f32_gemm_ws_current, else the stack) for the packed B. Bit-identical to the same product
  * through the table's sgemm (alpha 1), the bias added after it; a sub-block of rows (A packed from a row
  * offset) or columns computes the same values as the whole product. */
-#define CNN_F32_GEMM_PA_FLOATS(M, K) (((size_t)(M) + 7) * (size_t)(K))
+#define CNN_F32_GEMM_PA_FLOATS(M, K) (((size_t)(M) + 11) * (size_t)(K))
 /* The packed rows from row m0 on are a packed matrix of their own at Ap + m0 * K when m0 is a multiple of
- * the table's sgemm_mr (6 avx2, 4 scalar), so of CNN_F32_GEMM_PA_ROW_ALIGN for every ISA. */
+ * the table's sgemm_mr (12 avx512, 6 avx2, 4 scalar), so of CNN_F32_GEMM_PA_ROW_ALIGN for every ISA. */
 #define CNN_F32_GEMM_PA_ROW_ALIGN 12
 typedef void (*cnn_sgemm_pack_a_fn)(int trans_a, size_t M, size_t K, const float *A, size_t lda, float *Ap);
 typedef void (*cnn_sgemm_pa_fn)(size_t M, size_t N, size_t K, const float *Ap, int trans_b, const float *B,
@@ -70,7 +70,7 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit);
 cnn_isa cnn_cpu_isa(void);
 
 /* The f32 SGEMM kernels (src/kernels/f32_gemm/, docs/kernels.md). cnn_f32_gemm_blocked_<isa> is a
- * cnn_sgemm_fn that keeps its packing buffers on the stack (avx2: 656 KiB, scalar: 328 KiB; fine on the
+ * cnn_sgemm_fn that keeps its packing buffers on the stack (avx512, avx2: 656 KiB, scalar: 328 KiB; fine on the
  * 8 MiB main and GOMP/glibc thread stacks, not on a thread with OMP_STACKSIZE below ~1 MiB);
  * cnn_f32_gemm_blocked_ws_<isa> is the same function with the caller's workspace `ws` of
  * CNN_F32_GEMM_WS_FLOATS floats, 64-byte aligned (one per concurrent caller). Results are bit-identical
@@ -91,6 +91,15 @@ void cnn_f32_gemm_blocked_ws_scalar(int trans_a, int trans_b, size_t M, size_t N
 void cnn_f32_gemm_blocked_ws_avx2(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
                                   const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
                                   size_t ldc, float *ws);
+void cnn_f32_gemm_blocked_ws_avx512(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
+                                    const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                                    float *C, size_t ldc, float *ws);
+void cnn_f32_gemm_blocked_avx512(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
+                                 const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
+                                 size_t ldc);
+void cnn_f32_gemm_pack_a_avx512(int trans_a, size_t M, size_t K, const float *A, size_t lda, float *Ap);
+void cnn_f32_gemm_packed_a_avx512(size_t M, size_t N, size_t K, const float *Ap, int trans_b, const float *B,
+                                  size_t ldb, float beta, const float *bias, float *C, size_t ldc, float *ws);
 void cnn_f32_gemm_blocked_scalar(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
                                  const float *A, size_t lda, const float *B, size_t ldb, float beta,
                                  float *C, size_t ldc);

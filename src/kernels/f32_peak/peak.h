@@ -14,6 +14,8 @@
  *           latency of 4-5 cycles, so >= 10 independent chains are needed to fill both pipes; 12 do.
  *           The disassembly of the loop is 24 x vfmadd132ps ymm, ymm, ymm + a counter add, compare and
  *           branch (checked with objdump -d, see docs/bench.md).
+ *   avx512  the same loop on zmm registers (12 accumulators x 2, 768 FLOPs per iteration): Zen 5 and
+ *           Skylake-SP-class cores issue 2 512-bit FMAs per cycle.
  *   scalar  code built for the baseline: 12 accumulators of 4 floats (GCC vector extension: SSE mulps +
  *           addps on x86-64, which has no FMA in its baseline), 96 FLOPs per iteration. This is the roof of
  *           what the portable kernels (auto-vectorised to SSE) can reach, not of one-lane scalar code.
@@ -24,10 +26,12 @@
 #include <stddef.h>
 
 /* FLOPs done by one iteration of each variant's loop. */
+#define CNN_F32_PEAK_FLOPS_PER_ITER_AVX512 768.0
 #define CNN_F32_PEAK_FLOPS_PER_ITER_AVX2 384.0
 #define CNN_F32_PEAK_FLOPS_PER_ITER_SCALAR 96.0
 
 double cnn_f32_peak_fma_scalar(size_t iters, float *sink);
 double cnn_f32_peak_fma_avx2(size_t iters, float *sink);
+double cnn_f32_peak_fma_avx512(size_t iters, float *sink);
 
 #endif
