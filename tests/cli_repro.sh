@@ -9,7 +9,9 @@
 #     from the --lanes 1 run only in rounding: the test accuracy of the epoch lines within 0.02;
 #   - a different seed gives different weights (the comparison can fail);
 #   - where the CPU has AVX2, CNN_ISA=scalar runs are reproducible among themselves too, but need not equal
-#     the AVX2 runs (FMA rounds once where scalar code rounds twice): only reported, not asserted.
+#     the AVX2 runs (FMA rounds once where scalar code rounds twice): only reported, not asserted;
+#   - where the CPU has AVX-512, CNN_ISA=avx2 and the default (AVX-512 SGEMM) give byte-identical weights
+#     for a net with Winograd, im2col and dense layers.
 #
 # usage: bash tests/cli_repro.sh /path/to/cnn
 set -u
@@ -78,6 +80,31 @@ if "$CNN" train "$M" --data "$DATA" --steps 1 --threads 1 2>&1 | grep -q 'isa av
     else
         echo "note: scalar and AVX2 runs differ in the last bits (expected: FMA rounds once)"
     fi
+fi
+# Where the CPU has AVX-512: the AVX-512 SGEMM sums as the AVX2 one, so a run of a net with Winograd,
+# im2col and dense layers gives byte-identical weights under CNN_ISA=avx2 and the default (avx512).
+if "$CNN" train "$M" --data "$DATA" --steps 1 --threads 1 2>&1 | grep -q 'isa avx512'; then
+    M2=$TMP/gemm.cnn
+    cat >"$M2" <<'EOF'
+input c=1 h=28 w=28
+conv2d k=16 size=3 pad=1
+relu
+conv2d k=32 size=3 pad=1
+batchnorm
+relu
+maxpool2d size=2 stride=2
+conv2d k=40 size=3 stride=2 pad=1
+relu
+flatten
+dense out=10
+softmax_ce
+EOF
+    for isa in avx2 avx512; do
+        CNN_ISA=$isa "$CNN" train "$M2" --data "$DATA" --epochs 1 --batch 32 --threads 2 --seed 3 --quiet \
+            --out "$TMP/isa-$isa" >"$TMP/isa-$isa.out" 2>"$TMP/isa-$isa.err" ||
+            bad "CNN_ISA=$isa run failed: $(tail -n 1 "$TMP/isa-$isa.err")"
+    done
+    check "CNN_ISA=avx2 and avx512 runs give different weights" cmp -s "$TMP/isa-avx2" "$TMP/isa-avx512"
 fi
 echo "cli_repro: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
