@@ -905,6 +905,8 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
     /* train points for the report's curves: running means over about 25 stretches of each epoch */
     size_t pt_every = steps_per_epoch / 25 ? steps_per_epoch / 25 : 1;
     size_t plain_every = steps_per_epoch / 10 ? steps_per_epoch / 10 : 1;
+    /* where a stopped run resumes (1-based epoch, batch): the position of the last checkpoint state, so the stop
+     * line and `--resume` agree even when the signal came in an epoch's last batch or its evaluation */
     size_t stopped_epoch = 0, stopped_batch = 0;
     float last_lr = (float)lr;
     uint64_t step = resume ? rstate->step : 0; /* optimizer steps so far */
@@ -1085,6 +1087,8 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
         ck.epoch = b_end >= steps_per_epoch ? e + 1 : e;
         ck.batch = b_end >= steps_per_epoch ? 0 : b_end;
         ck.step = step;
+        stopped_epoch = (size_t)ck.epoch + 1;
+        stopped_batch = (size_t)ck.batch;
         if (stop_signal) {
             if (checkpoint && (st = cnn_checkpoint_save_ex(net, opt, ema, &ck, best_val, checkpoint)) != CNN_OK) {
                 cli_lib_error(ctx, st, checkpoint);

@@ -80,6 +80,33 @@ for sig in INT TERM; do
     check "$sig: the resumed run does not finish epoch $((e + 1))" grep -q "^epoch $((e + 1))/$((e + 1)) " "$TMP/rout"
 done
 
+# ---- one batch per epoch (--batch 2000 on the 2000-image sample): the signal lands in an epoch's last batch,
+# its evaluation or its save, and the stop line still names the position the checkpoint resumes at (it once
+# said the epoch before)
+for round in 1 2 3; do
+    CK=$TMP/ck-one-$round
+    E=$TMP/err-one-$round
+    "$CNN" train "$M" --data "$DATA" --batch 2000 --threads 1 --seed 3 --epochs 100000 --checkpoint "$CK" \
+        >/dev/null 2>"$E" &
+    pid=$!
+    wait_for "$CK" || bad "one batch per epoch, round $round: no first checkpoint within 20 s"
+    sleep "0.$((RANDOM % 10))"
+    kill -INT "$pid"
+    wait "$pid"
+    rc=$?
+    check "one batch per epoch, round $round: exit status $rc, want 130" test $rc -eq 130
+    pos=$(grep -o 'stopped at epoch [0-9]*/[0-9]*, batch [0-9]* of [0-9]* (optimizer step [0-9]*)' "$E" |
+        sed -E 's/stopped at epoch ([0-9]+)\/[0-9]+, batch ([0-9]+) of ([0-9]+) \(optimizer step ([0-9]+)\)/\1 \2 \3 \4/')
+    read -r e b nb s <<<"$pos"
+    if [ -z "${s:-}" ]; then
+        bad "one batch per epoch, round $round: no position in the stop line: $(tail -n 1 "$E")"
+        continue
+    fi
+    "$CNN" train --resume "$CK" --epochs $((e + 1)) --steps $((s + 1)) >/dev/null 2>"$TMP/rerr"
+    check "one batch per epoch, round $round: the stop line says ($pos), the resumed run: $(grep resuming "$TMP/rerr")" \
+        grep -q "resuming $CK at epoch $e/$((e + 1)), batch $b of $nb (optimizer step $s)" "$TMP/rerr"
+done
+
 # ---- a second signal exits at once with status 3; the checkpoint on disk is whole
 CK=$TMP/ck2
 "$CNN" train "$M" "${COMMON[@]}" --epochs 1 --checkpoint "$CK" >/dev/null 2>&1 || bad "first epoch failed"
