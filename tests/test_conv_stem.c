@@ -6,7 +6,9 @@
  * strides 1, 2, 3 and mixed, asymmetric and 'same' padding, windows lying wholly in the padding, C = 1..5,
  * batch 1 and 3, 1 and 2 threads, an accumulated input gradient (two consumers) and a batchnorm folded
  * into the stem conv for inference (ResNet-18's conv1 + bn1). Every case runs
- * on the widest ISA and again with CNN_ISA=scalar; 1 vs 2 threads bit-identical; the automatic choice.
+ * on the widest ISA and again with CNN_ISA=scalar (and CNN_ISA=avx2 where the CPU has AVX-512); 1 vs 2
+ * threads bit-identical; the automatic choice. The AVX-512 kernels are also called directly against the
+ * AVX2 ones on random planes: bit-identical outputs and sums, nothing written past a row's ow columns.
  *
  * Tolerances: forward 1e-5 relative to max(max|y|, 1); gradients 1e-4 relative to max(max|fd|, 1e-2). */
 #include <stdarg.h>
@@ -22,6 +24,7 @@
 #include "harness.h"
 #include "ref/ref_conv.h"
 #include "ref/ref_dense.h"
+#include "kernels/kernels.h"
 
 typedef struct conv_case {
     ref_conv2d p;
@@ -156,10 +159,10 @@ static void bitwise_cases(void) {
     check_threads_bitwise("input c=2 h=10 w=35\nconv2d k=9 kh=3 kw=4 stride_h=2 stride_w=3 pad=1\n", 3);
 }
 
-static void with_scalar(void (*fn)(void)) {
+static void with_isa(const char *isa, void (*fn)(void)) {
     const char *old = getenv("CNN_ISA");
     char *saved = old ? strdup(old) : NULL;
-    setenv("CNN_ISA", "scalar", 1);
+    setenv("CNN_ISA", isa, 1);
     fn();
     if (saved) {
         setenv("CNN_ISA", saved, 1);
@@ -167,6 +170,81 @@ static void with_scalar(void (*fn)(void)) {
     } else {
         unsetenv("CNN_ISA");
     }
+}
+static void with_scalar(void (*fn)(void)) { with_isa("scalar", fn); }
+
+
+/* ---- the AVX-512 kernels against the AVX2 ones, called directly (f32_conv_stem/avx512.c promises
+ * bit-identical results). Geometries reach every tile: output widths 1..130 (1..4 vectors of 16 with a
+ * masked last one; 8-column groups with a masked tail), kb 1..13 (channel blocks of 6 and pairs of 2 with
+ * an odd one), taps not a multiple of 12, 6 or 3 and more than the 512 of the offset table. Planes,
+ * filter, dy and the double sums start random; y has guard values around each row's ow columns. */
+typedef struct stem_kcase {
+    size_t c, kh, kw, sh, sw, ow, nrows, kb;
+} stem_kcase;
+
+static void stem_kernel_case(const stem_kcase *kc, unsigned seed) {
+    const size_t taps = kc->c * kc->kh * kc->kw, ldp = (kc->ow + 15) / 16 * 16 + (kc->kw - 1) / kc->sw + 3;
+    const size_t prows = (kc->nrows - 1) * kc->sh + kc->kh, pstride = prows * ldp + 5;
+    const size_t np = kc->c * kc->sw * pstride, kp = (kc->kb + 5) / 6 * 6;
+    const cnn_stem_geom g = {.c = kc->c, .kh = kc->kh, .kw = kc->kw, .sh = kc->sh, .sw = kc->sw, .ow = kc->ow,
+                             .ldp = ldp, .pstride = pstride};
+    const size_t G = 16, ldy = kc->nrows * kc->ow + 2 * G, ny = kc->kb * ldy;
+    float *xp = malloc(np * sizeof(float)), *wp = malloc(kp * taps * sizeof(float));
+    float *bias = malloc(kc->kb * sizeof(float)), *dy = malloc(ny * sizeof(float));
+    float *y1 = malloc(ny * sizeof(float)), *y2 = malloc(ny * sizeof(float));
+    double *a1 = malloc(kc->kb * taps * sizeof(double)), *a2 = malloc(kc->kb * taps * sizeof(double));
+    double *b1 = malloc(kc->kb * sizeof(double)), *b2 = malloc(kc->kb * sizeof(double));
+    assert_true(xp && wp && bias && dy && y1 && y2 && a1 && a2 && b1 && b2);
+    th_fill_uniform(xp, np, seed, -1, 1);
+    th_fill_uniform(wp, kp * taps, seed + 1, -1, 1);
+    th_fill_uniform(bias, kc->kb, seed + 2, -1, 1);
+    th_fill_uniform(dy, ny, seed + 3, -1, 1);
+    th_fill_uniform(y1, ny, seed + 4, -1, 1);
+    memcpy(y2, y1, ny * sizeof(float));
+    for (size_t i = 0; i < kc->kb * taps; i++) a1[i] = a2[i] = (double)(i % 7) - 3.25;
+    for (size_t i = 0; i < kc->kb; i++) b1[i] = b2[i] = 0.5 * (double)i;
+    /* rows of y start at G in each channel's stretch; the guard floats before and after stay as they were */
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        cnn_f32_conv_stem_fwd_avx2(&g, xp, kc->nrows, wp, kc->kb, with_bias ? bias : NULL, y1 + G, ldy);
+        cnn_f32_conv_stem_fwd_avx512(&g, xp, kc->nrows, wp, kc->kb, with_bias ? bias : NULL, y2 + G, ldy);
+        assert_memory_equal(y1, y2, ny * sizeof(float));
+    }
+    float *yref = malloc(ny * sizeof(float));
+    assert_non_null(yref);
+    th_fill_uniform(yref, ny, seed + 4, -1, 1); /* the untouched guard values */
+    for (size_t k = 0; k < kc->kb; k++) {
+        assert_memory_equal(y2 + k * ldy, yref + k * ldy, G * sizeof(float));
+        assert_memory_equal(y2 + k * ldy + G + kc->nrows * kc->ow, yref + k * ldy + G + kc->nrows * kc->ow,
+                            G * sizeof(float));
+        /* and the outputs are not the guard values (the kernel wrote them) */
+        assert_true(memcmp(y2 + k * ldy + G, yref + k * ldy + G, kc->nrows * kc->ow * sizeof(float)) != 0);
+    }
+    free(yref);
+    cnn_f32_conv_stem_wgrad_avx2(&g, xp, kc->nrows, dy + G, ldy, kc->kb, a1, b1);
+    cnn_f32_conv_stem_wgrad_avx512(&g, xp, kc->nrows, dy + G, ldy, kc->kb, a2, b2);
+    assert_memory_equal(a1, a2, kc->kb * taps * sizeof(double));
+    assert_memory_equal(b1, b2, kc->kb * sizeof(double));
+    cnn_f32_conv_stem_wgrad_avx512(&g, xp, kc->nrows, dy + G, ldy, kc->kb, a2, NULL); /* no bias sums */
+    cnn_f32_conv_stem_wgrad_avx2(&g, xp, kc->nrows, dy + G, ldy, kc->kb, a1, NULL);
+    assert_memory_equal(a1, a2, kc->kb * taps * sizeof(double));
+    assert_memory_equal(b1, b2, kc->kb * sizeof(double));
+    free(xp), free(wp), free(bias), free(dy), free(y1), free(y2), free(a1), free(a2), free(b1), free(b2);
+}
+
+static void test_stem_kernels_avx512(void **state) {
+    (void)state;
+    if (cnn_cpu_isa() < CNN_ISA_AVX512) skip();
+    static const stem_kcase cases[] = {
+        {3, 7, 7, 2, 2, 112, 3, 13}, /* ResNet's stem: 147 taps, 64 + 48 columns */
+        {1, 3, 3, 1, 1, 28, 4, 32},  /* M1's first layer */
+        {2, 3, 5, 1, 3, 13, 2, 7},   {4, 4, 4, 2, 2, 9, 3, 11}, {1, 1, 1, 1, 1, 1, 5, 1},
+        {3, 1, 1, 1, 1, 8, 2, 5},    {2, 1, 2, 1, 1, 34, 2, 9}, {5, 5, 5, 3, 3, 2, 3, 4},
+        {1, 2, 3, 1, 1, 64, 1, 6},   {2, 3, 3, 2, 1, 65, 2, 3}, {3, 3, 3, 1, 2, 130, 2, 2},
+        {1, 3, 3, 1, 1, 17, 1, 12},  {3, 2, 2, 1, 1, 63, 2, 8}, {4, 11, 12, 1, 1, 7, 2, 5}, /* 528 taps */
+        {1, 4, 4, 1, 1, 15, 3, 10},  {2, 2, 3, 2, 2, 16, 2, 4},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) stem_kernel_case(&cases[i], 100 + (unsigned)i * 7);
 }
 
 static void test_stem(void **state) {
@@ -176,6 +254,12 @@ static void test_stem(void **state) {
 static void test_stem_scalar(void **state) {
     (void)state;
     with_scalar(stem_cases);
+}
+static void test_stem_avx2(void **state) { /* the AVX2 kernels where the widest ISA is AVX-512 */
+    (void)state;
+    if (cnn_cpu_isa() < CNN_ISA_AVX512) skip();
+    with_isa("avx2", stem_cases);
+    with_isa("avx2", bitwise_cases);
 }
 static void test_accumulate(void **state) {
     (void)state;
@@ -262,6 +346,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stem),
         cmocka_unit_test(test_stem_scalar),
+        cmocka_unit_test(test_stem_avx2),
+        cmocka_unit_test(test_stem_kernels_avx512),
         cmocka_unit_test(test_accumulate),
         cmocka_unit_test(test_threads_bitwise),
         cmocka_unit_test(test_fold),

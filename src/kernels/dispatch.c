@@ -32,8 +32,9 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
     cnn_isa isa = cnn_cpu_isa();
     if (isa > limit) isa = limit;
     /* AVX-512 machines run the AVX2 kernels with the AVX-512 SGEMM (the kernel that carries the GEMM-based
-     * algorithms: im2col, 1x1, Winograd's tile GEMMs, dense). Its results are bit-identical to the AVX2
-     * SGEMM's (same K slices, same FMA chain per element; f32_gemm/avx512.c). */
+     * algorithms: im2col, 1x1, Winograd's tile GEMMs, dense) and AVX-512 stem kernels. Their results are
+     * bit-identical to the AVX2 ones (the SGEMM: same K slices, same FMA chain per element,
+     * f32_gemm/avx512.c; the stem: f32_conv_stem/avx512.c). */
     if (isa >= CNN_ISA_AVX2) {
         k->isa = CNN_ISA_AVX2;
         k->isa_name = "avx2";
@@ -66,6 +67,8 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
             k->sgemm_pack_a = cnn_f32_gemm_pack_a_avx512;
             k->sgemm_pa = cnn_f32_gemm_packed_a_avx512;
             k->sgemm_mr = 12;
+            k->conv_stem_fwd = cnn_f32_conv_stem_fwd_avx512; /* bit-identical to AVX2 (f32_conv_stem/avx512.c) */
+            k->conv_stem_wgrad = cnn_f32_conv_stem_wgrad_avx512;
         }
     } else {
         k->isa = CNN_ISA_SCALAR;

@@ -1,4 +1,4 @@
-/* conv_stem.h — small-channel ("stem") convolution kernels (f32_conv_stem/{scalar,avx2}.c), used by
+/* conv_stem.h — small-channel ("stem") convolution kernels (f32_conv_stem/{scalar,avx2,avx512}.c), used by
  * conv2d's "stem" algorithm: groups 1, dilation 1, any stride and padding, few input channels (C = 1..4:
  * ResNet's 3 -> 64 7x7/2, M1's 1 -> 32 3x3/1), where im2col+gemm is a short GEMM over a large column
  * matrix.
@@ -14,13 +14,14 @@
  *        for k < kb, r < nrows, ox < ow. wp is the filter packed in blocks of CNN_STEM_KB output
  *        channels: W[k][tap] at wp[((k / KB)*taps + tap)*KB + k % KB] (CNN_STEM_KB = 6; the last block
  *        zero-padded), so the filter of one block is contiguous. Each output is bias + the taps in
- *        ascending order, one rounding per multiply-add (FMA in avx2, mul + add in scalar).
+ *        ascending order, one rounding per multiply-add (FMA in avx2 and avx512, mul + add in scalar).
  *        Reads plane rows [0, (nrows-1)*sh + kh) and, in the AVX2 kernel, columns up to
  *        round_up(ow, 16) - 1 + (kw-1)/sw (the caller gives ldp >= round_up(ow, 16) + (kw-1)/sw; the
- *        lanes past ow are never stored). Writes only the ow columns of y (masked tails).
+ *        lanes past ow are never stored; the AVX-512 kernel masks its loads and reads no column past
+ *        ow - 1 + (kw-1)/sw). Writes only the ow columns of y (masked tails).
  * wgrad: acc[k*taps + tap] += sum_{r < nrows, ox < ow} dy[k*ldy_k + r*ow + ox] * x(tap, r, ox) for
  *        k < kb, every tap, and with bsum != NULL also bsum[k] += sum_{r, ox} dy[...] (the bias
- *        gradient's share, summed the same way). The sum over the call is kept in float (8 lanes of partial sums in avx2, in
+ *        gradient's share, summed the same way). The sum over the call is kept in float (8 lanes of partial sums in avx2 and avx512, in
  *        the order r, ox ascending), reduced in a fixed order and added to the double acc once per call:
  *        the result depends only on the shape and on how the driver cuts the rows into calls. Reads
  *        columns [0, ow + (kw-1)/sw) of the planes (tails masked: the slack is never read).
@@ -50,9 +51,13 @@ void cnn_f32_conv_stem_fwd_scalar(const cnn_stem_geom *g, const float *xp, size_
                                   size_t kb, const float *bias, float *y, size_t ldy_k);
 void cnn_f32_conv_stem_fwd_avx2(const cnn_stem_geom *g, const float *xp, size_t nrows, const float *wp,
                                 size_t kb, const float *bias, float *y, size_t ldy_k);
+void cnn_f32_conv_stem_fwd_avx512(const cnn_stem_geom *g, const float *xp, size_t nrows, const float *wp,
+                                  size_t kb, const float *bias, float *y, size_t ldy_k);
 void cnn_f32_conv_stem_wgrad_scalar(const cnn_stem_geom *g, const float *xp, size_t nrows, const float *dy,
                                     size_t ldy_k, size_t kb, double *acc, double *bsum);
 void cnn_f32_conv_stem_wgrad_avx2(const cnn_stem_geom *g, const float *xp, size_t nrows, const float *dy,
                                   size_t ldy_k, size_t kb, double *acc, double *bsum);
+void cnn_f32_conv_stem_wgrad_avx512(const cnn_stem_geom *g, const float *xp, size_t nrows, const float *dy,
+                                    size_t ldy_k, size_t kb, double *acc, double *bsum);
 
 #endif
