@@ -93,6 +93,15 @@ if "$CNN" bench conv --n 1 --c 2 --h 5 --k 3 --r 3 --pass fwd --reps 1 --peak 10
     bad "conv table: $(head -c 300 "$TMP/out")"
 fi
 if "$CNN" help bench | grep -q 'cnn bench conv'; then ok; else bad "cnn help bench"; fi
+# --algo forces the layer's algorithm (the algorithm column says so); one the shape cannot run is an error
+for a in im2col:im2col+gemm direct:direct winograd-f2x2:winograd-f2x2; do
+    if "$CNN" bench conv --n 1 --c 4 --h 6 --k 4 --r 3 --pad 1 --pass fwd --algo "${a%%:*}" --reps 1 --peak 10 \
+        >"$TMP/out" 2>&1 && grep -q "^custom  fwd  *${a#*:} " "$TMP/out"; then ok; else
+        bad "conv --algo ${a%%:*}: $(head -c 300 "$TMP/out")"
+    fi
+done
+if ! "$CNN" bench conv --n 1 --c 4 --h 6 --k 4 --r 3 --groups 2 --algo stem --reps 1 --peak 10 >"$TMP/out" 2>&1 &&
+    grep -q 'algo=stem needs groups=1' "$TMP/out"; then ok; else bad "conv --algo stem with groups: $(head -c 300 "$TMP/out")"; fi
 
 # Usage errors: exit status 2, one line on stderr.
 usage() {

@@ -1334,13 +1334,15 @@ static void wino_task(void *arg, size_t part, size_t thread) {
                 float *dst = j->out + s * out_n + k * ohw;
                 const float *src = Y + (k - k0) * w->ystride;
                 const float b = j->bias ? j->bias[k] : 0.0f;
+                const size_t ow = w->ow, ldo = w->ldo; /* (locals: the loops below vectorise) */
+                const int acc = j->accumulate;
                 for (size_t oy = oy0; oy < oy1; oy++) {
-                    float *restrict dr = dst + oy * w->ow;
-                    const float *restrict sr = src + (oy - oy0) * w->ldo;
-                    if (j->accumulate)
-                        for (size_t i = 0; i < w->ow; i++) dr[i] += sr[i];
+                    float *restrict dr = dst + oy * ow;
+                    const float *restrict sr = src + (oy - oy0) * ldo;
+                    if (acc)
+                        for (size_t i = 0; i < ow; i++) dr[i] += sr[i];
                     else
-                        for (size_t i = 0; i < w->ow; i++) dr[i] = sr[i] + b;
+                        for (size_t i = 0; i < ow; i++) dr[i] = sr[i] + b;
                 }
             }
             gr += nty;
