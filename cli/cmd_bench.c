@@ -26,7 +26,7 @@ static const char bench_help[] =
     "       cnn bench conv  [--shape c1..c7|all | --n N --c C --h H --w W --k K --r R --s S --stride S\n"
     "                        --pad P --groups G] [--pass fwd|bwd_data|bwd_weights|all] [--algo A] [--threads T]\n"
     "                        [--reps R] [--peak G] [--json]\n"
-    "       cnn bench infer MODEL.cnn [--batch B] [--threads T] [--reps R] [--json]\n"
+    "       cnn bench infer MODEL.cnn [--batch B] [--threads T] [--reps R] [--layers] [--json]\n"
     "       cnn bench train MODEL.cnn [--batch B] [--threads T] [--reps R] [--layers] [--json]\n"
     "\n"
     "Benchmarks (docs/bench.md). Results go to stdout, one line per row; with --json one JSON object per\n"
@@ -45,7 +45,9 @@ static const char bench_help[] =
     "         gflops_min, algorithm, isa, threads, then gflops_max, pct_peak, peak_gflops, ms_median, n, c,\n"
     "         h, w, k, r, s, stride, pad, groups.\n"
     "  infer  inference forward of MODEL.cnn on random data of its input shape. JSON: bench, model, batch,\n"
-    "         threads, isa, ms_median, ms_min, images_per_second, gflops, peak_rss_mib.\n"
+    "         threads, isa, ms_median, ms_min, images_per_second, gflops, peak_rss_mib. With --layers, then\n"
+    "         each layer's forward re-run alone (warm caches: the whole forward's excess over their sum is\n"
+    "         mostly weights and activations coming from memory; JSON: bench \"infer_layer\", fwd_ms).\n"
     "  train  one training step (forward, loss, backward, SGD lr 0.05 momentum 0.9) on random data and\n"
     "         random labels, in batch lanes as cnn train runs it (--lanes L; default one per thread, 1:\n"
     "         none); the model must end in softmax_ce or mse. JSON: bench, model, batch, threads, isa,\n"
@@ -516,21 +518,25 @@ done:
 
 /* --layers: each layer's passes re-run alone (cnn_net_run_layer) `reps` times after the timed steps; one row
  * per layer that runs (views and fused layers are left out), then the sum against the whole step. */
-static int layer_profile(cnn_ctx *ctx, cnn_net *net, size_t reps, double step_ms, int json, const char *cmd) {
+static int layer_profile(cnn_ctx *ctx, cnn_net *net, size_t reps, double step_ms, int json, const char *cmd,
+                         int train) {
     const size_t L = cnn_net_num_layers(net);
+    const int np = train ? 3 : 1; /* inference: the forward pass only */
     const cnn_pass passes[3] = {CNN_PASS_FORWARD, CNN_PASS_BACKWARD_DATA, CNN_PASS_BACKWARD_WEIGHTS};
     double *t = malloc(reps * sizeof *t), sum[3] = {0, 0, 0};
     if (!t) return cli_error("%s: out of memory", cmd);
-    if (!json)
+    if (!json && train)
         printf("%3s  %-14s %-12s %-28s %9s %9s %9s %7s\n", "#", "layer", "type", "algorithm", "fwd ms", "bwd_d ms",
                "bwd_w ms", "share");
+    else if (!json)
+        printf("%3s  %-14s %-12s %-28s %9s %7s\n", "#", "layer", "type", "algorithm", "fwd ms", "share");
     double rows[3 * 4096];
     size_t nrows = L < 4096 ? L : 4096;
     for (size_t i = 1; i < nrows; i++) {
         cnn_layer_info li;
         if (cnn_net_layer_info(net, i, &li) != CNN_OK) continue;
-        for (int p = 0; p < 3; p++) {
-            rows[3 * i + (size_t)p] = 0;
+        for (int p = 0; p < 3; p++) rows[3 * i + (size_t)p] = 0;
+        for (int p = 0; p < np; p++) {
             if (p > 0 && (i + 1 == L)) continue; /* the loss: its backward runs inside cnn_net_backward */
             cnn_status st = cnn_net_run_layer(net, i, passes[p]);
             if (st == CNN_ERR_MISUSE) continue; /* no gradient reaches this layer */
@@ -563,7 +569,7 @@ static int layer_profile(cnn_ctx *ctx, cnn_net *net, size_t reps, double step_ms
             cli_json_init(&j, stdout);
             cli_json_begin_object(&j);
             cli_json_key(&j, "bench");
-            cli_json_string(&j, "train_layer");
+            cli_json_string(&j, train ? "train_layer" : "infer_layer");
             cli_json_key(&j, "layer");
             cli_json_uint(&j, i);
             cli_json_key(&j, "name");
@@ -574,18 +580,26 @@ static int layer_profile(cnn_ctx *ctx, cnn_net *net, size_t reps, double step_ms
             cli_json_string(&j, li.algorithm);
             cli_json_key(&j, "fwd_ms");
             cli_json_double(&j, r[0]);
-            cli_json_key(&j, "bwd_data_ms");
-            cli_json_double(&j, r[1]);
-            cli_json_key(&j, "bwd_weights_ms");
-            cli_json_double(&j, r[2]);
+            if (train) {
+                cli_json_key(&j, "bwd_data_ms");
+                cli_json_double(&j, r[1]);
+                cli_json_key(&j, "bwd_weights_ms");
+                cli_json_double(&j, r[2]);
+            }
             cli_json_end_object(&j);
             cli_json_finish(&j);
-        } else {
+        } else if (train) {
             printf("%3zu  %-14.14s %-12.12s %-28.28s %9.3f %9.3f %9.3f %6.1f%%\n", i, li.name, li.type, li.algorithm,
                    r[0], r[1], r[2], total > 0 ? 100.0 * lt / total : 0.0);
+        } else {
+            printf("%3zu  %-14.14s %-12.12s %-28.28s %9.3f %6.1f%%\n", i, li.name, li.type, li.algorithm, r[0],
+                   total > 0 ? 100.0 * lt / total : 0.0);
         }
     }
-    if (!json)
+    if (!json && !train)
+        printf("     %-55s %9.3f  (the whole forward %.3f ms: the rest runs between the layers)\n",
+               "sum of the layers", sum[0], step_ms);
+    else if (!json)
         printf("     %-55s %9.3f %9.3f %9.3f  (sum %.3f ms; the whole step %.3f ms: the rest is the loss, the\n"
                "     optimizer step and what runs between the layers)\n",
                "sum of the layers", sum[0], sum[1], sum[2], total, step_ms);
@@ -612,8 +626,6 @@ static int bench_model(int argc, char **argv, int train) {
     if (rc) return rc;
     if (check_help(cmd, help)) return CLI_EXIT_OK;
     if (n_pos != 1) return cli_usage_error("%s: expected a model file (usage: cnn %s MODEL.cnn --batch B)", cmd, cmd);
-    if (layers && !train)
-        return cli_usage_error("%s: --layers is for 'cnn bench train' (it re-runs each pass of the training step)", cmd);
     if (lanes != SIZE_MAX && !train) return cli_usage_error("%s: --lanes is for 'cnn bench train'", cmd);
     if ((rc = cli_check_file(pos[0], "model"))) return rc;
     cnn_ctx *ctx;
@@ -747,7 +759,7 @@ static int bench_model(int argc, char **argv, int train) {
         if (!train) printf("  %.1f GFLOP/s", gflops);
         printf("  peak RSS %.1f MiB\n", rss);
     }
-    if (layers) rc = layer_profile(ctx, net, reps, med, json, cmd);
+    if (layers) rc = layer_profile(ctx, net, reps, med, json, cmd, train);
 done:
     free(x);
     free(labels);

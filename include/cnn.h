@@ -147,7 +147,9 @@ cnn_status cnn_net_backward(cnn_net *net, const float *dy);
 /* Gradient w.r.t. the input of the last backward (needs CNN_COMPILE_INPUT_GRAD), else NULL. */
 const float *cnn_net_input_grad(const cnn_net *net);
 /* Re-run one pass of one layer on the buffers the last training forward and backward left (benchmarks and
- * profiling). Backward passes need a backward first; backward-data overwrites the input gradients. */
+ * profiling). Backward passes need a backward first; backward-data overwrites the input gradients. After an
+ * inference forward, forward passes only: an inference network may reuse a layer's buffers for later
+ * layers, so the re-run reads whatever they hold (for timing, not for values). */
 typedef enum cnn_pass { CNN_PASS_FORWARD = 0, CNN_PASS_BACKWARD_DATA, CNN_PASS_BACKWARD_WEIGHTS } cnn_pass;
 cnn_status cnn_net_run_layer(cnn_net *net, size_t layer, cnn_pass pass);
 /* Deterministic seed for dropout and other stochastic layers; advanced by every training forward. */

@@ -121,7 +121,6 @@ usage "bad groups" conv --c 6 --k 4 --groups 4
 usage "bad pass" conv --pass sideways
 usage "reps 0" gemm --reps 0
 usage "infer without model" infer
-usage "infer --layers" infer "$SRC/models/lenet5.cnn" --layers
 
 # bench train --layers: a row per layer that runs, the sum line; in JSON one train_layer object per row
 if "$CNN" bench train "$SRC/models/lenet5.cnn" --batch 4 --reps 2 --threads 1 --layers >"$TMP/lay" 2>"$TMP/err" &&
@@ -132,6 +131,17 @@ n_json=$("$CNN" bench train "$SRC/models/lenet5.cnn" --batch 4 --reps 2 --thread
     grep -c '"bench":"train_layer"')
 # lenet5: conv1, conv2, fc1, fc2, fc3, the two pools (relu fused into them), relu of fc1/fc2, the loss
 if [ "$n_json" -ge 8 ]; then ok; else bad "bench train --layers --json: $n_json train_layer rows"; fi
+# bench infer --layers: the forward of each layer, the sum against the whole forward; JSON infer_layer rows
+if "$CNN" bench infer "$SRC/models/lenet5.cnn" --batch 4 --reps 2 --threads 1 --layers >"$TMP/lay" 2>"$TMP/err" &&
+    grep -q 'conv1 *conv2d' "$TMP/lay" && grep -q '^ *sum of the layers .*the whole forward' "$TMP/lay" &&
+    ! grep -q 'bwd_d ms' "$TMP/lay"; then ok; else
+    bad "bench infer --layers: $(head -c 400 "$TMP/lay") $(cat "$TMP/err")"
+fi
+n_json=$("$CNN" bench infer "$SRC/models/lenet5.cnn" --batch 4 --reps 2 --threads 1 --layers --json 2>/dev/null |
+    grep -c '"bench":"infer_layer".*"fwd_ms"')
+if [ "$n_json" -ge 5 ]; then ok; else bad "bench infer --layers --json: $n_json infer_layer rows"; fi
+# the conv rows take time (the re-run is not a no-op)
+if awk '/conv1 *conv2d/ {exit !($(NF-1) > 0)}' "$TMP/lay"; then ok; else bad "bench infer --layers: conv1 took no time"; fi
 "$CNN" bench train "$SRC/models/does-not-exist.cnn" >/dev/null 2>"$TMP/err"
 if [ $? -eq 1 ] && grep -q '^cnn: ' "$TMP/err"; then ok; else bad "missing model: $(cat "$TMP/err")"; fi
 

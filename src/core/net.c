@@ -713,6 +713,7 @@ static void fill_run(cnn_net *net, size_t i, cnn_layer_run *r) {
     r->saved = r->training ? rt->saved : NULL;
     r->ws = net->ws;
     r->ws_stride = net->ws_stride;
+    r->ws_regions = net->compiled_threads ? net->compiled_threads : 1;
     r->seed = cnn_hash64(net->seed, net->step * 0x10000u + i);
     r->sample0 = net->sample0;
 }
@@ -926,7 +927,7 @@ static cnn_status run_layer(cnn_net *net, size_t layer, cnn_pass pass) {
     if (layer >= net->n_layers)
         return cnn_error(net->ctx, CNN_ERR_INVALID_ARG, "cnn_net_run_layer: layer %zu out of range (%zu layers)", layer,
                          net->n_layers);
-    if (!net->last_n || !net->last_training)
+    if (!net->last_n || (!net->last_training && pass != CNN_PASS_FORWARD))
         return cnn_error(net->ctx, CNN_ERR_MISUSE, "cnn_net_run_layer: needs a training forward pass first");
     const cnn_layer *L = &net->layers[layer];
     cnn_layer_run r;

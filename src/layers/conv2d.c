@@ -1400,7 +1400,11 @@ static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
     const size_t uoff = wino_uoff(d), ukc = wino_ue_floats(d);
     const size_t cap = r->ws_stride > uoff ? (r->ws_stride - uoff) / ukc : 0;
     CNN_ASSERT(cap >= 1); /* wino_ws reserves at least one U_e per region */
-    if ((E + cap - 1) / cap <= j.parts) { /* one shared U, packed: no GEMM packs it again per chunk */
+    /* the regions that exist, not only this run's threads: batch lane 0 runs a net compiled for T threads on a
+     * one-thread context, and transforming U once per chunk instead (the fallback) made ResNet-18's training
+     * step 2x slower with two lanes than with one */
+    const size_t regions = r->ws_regions > j.parts ? r->ws_regions : j.parts;
+    if ((E + cap - 1) / cap <= regions) { /* one shared U, packed: no GEMM packs it again per chunk */
         for (size_t e = 0; e < E; e++) {
             j.U[e] = r->ws + (e / cap) * r->ws_stride + uoff + (e % cap) * ukc;
             j.Ur[e] = j.U[e];

@@ -68,6 +68,8 @@ typedef struct cnn_layer_run {
     void *saved;           /* saved_fixed + n * saved_per_sample bytes, 64-byte aligned */
     float *ws;             /* ctx->threads * ws_stride floats; thread t uses ws + t * ws_stride */
     size_t ws_stride;      /* >= ws_per_thread, multiple of 16 */
+    size_t ws_regions;     /* regions of ws_stride floats allocated: the threads the net was compiled for, which
+                              may exceed ctx->threads (batch lane 0 runs on a one-thread context) */
     uint64_t seed;         /* per-step seed for stochastic layers (use cnn_hash64(seed, element)) */
     size_t sample0;        /* index of sample 0 of this pass in the whole batch (batch lanes split it; else 0):
                               stochastic layers key their elements on it so a lane draws what the whole
