@@ -438,34 +438,36 @@ static void test_conv_dx_accumulate(void **state) {
 /* Same weights, input and dy on 1 and 2 threads: output, input gradient and parameter gradients are
  * bit-identical. */
 static void check_threads_bitwise(const char *model, size_t n) {
-    th_net a, b;
-    th_build(&a, model, n, 4321, 1);
-    th_build(&b, model, n, 4321, 2);
-    assert_int_equal(cnn_net_num_params(a.net), cnn_net_num_params(b.net));
-    assert_int_equal(cnn_net_forward(a.net, a.x, n, 1), CNN_OK);
-    assert_int_equal(cnn_net_forward(b.net, b.x, n, 1), CNN_OK);
-    size_t na = 0, nb = 0;
-    const float *ya = cnn_net_output(a.net, &na), *yb = cnn_net_output(b.net, &nb);
-    assert_int_equal(na, n);
-    assert_int_equal(nb, n);
-    assert_memory_equal(ya, yb, n * a.out_count * sizeof(float));
-    float *dy = malloc(n * a.out_count * sizeof(float));
-    assert_non_null(dy);
-    th_fill_uniform(dy, n * a.out_count, 5, -1, 1);
-    assert_int_equal(cnn_net_backward(a.net, dy), CNN_OK);
-    assert_int_equal(cnn_net_backward(b.net, dy), CNN_OK);
-    assert_memory_equal(cnn_net_input_grad(a.net), cnn_net_input_grad(b.net), n * a.in_count * sizeof(float));
-    for (size_t i = 0; i < cnn_net_num_params(a.net); i++) {
-        cnn_param pa, pb;
-        assert_int_equal(cnn_net_param_at(a.net, i, &pa), CNN_OK);
-        assert_int_equal(cnn_net_param_at(b.net, i, &pb), CNN_OK);
-        assert_string_equal(pa.name, pb.name);
-        assert_memory_equal(pa.data, pb.data, pa.count * sizeof(float));
-        if (pa.trainable) assert_memory_equal(pa.grad, pb.grad, pa.count * sizeof(float));
+    for (size_t threads = 2; threads <= 3; threads++) { /* 1 against 2 and 3 (a team member past regions 0, 1) */
+        th_net a, b;
+        th_build(&a, model, n, 4321, 1);
+        th_build(&b, model, n, 4321, threads);
+        assert_int_equal(cnn_net_num_params(a.net), cnn_net_num_params(b.net));
+        assert_int_equal(cnn_net_forward(a.net, a.x, n, 1), CNN_OK);
+        assert_int_equal(cnn_net_forward(b.net, b.x, n, 1), CNN_OK);
+        size_t na = 0, nb = 0;
+        const float *ya = cnn_net_output(a.net, &na), *yb = cnn_net_output(b.net, &nb);
+        assert_int_equal(na, n);
+        assert_int_equal(nb, n);
+        assert_memory_equal(ya, yb, n * a.out_count * sizeof(float));
+        float *dy = malloc(n * a.out_count * sizeof(float));
+        assert_non_null(dy);
+        th_fill_uniform(dy, n * a.out_count, 5, -1, 1);
+        assert_int_equal(cnn_net_backward(a.net, dy), CNN_OK);
+        assert_int_equal(cnn_net_backward(b.net, dy), CNN_OK);
+        assert_memory_equal(cnn_net_input_grad(a.net), cnn_net_input_grad(b.net), n * a.in_count * sizeof(float));
+        for (size_t i = 0; i < cnn_net_num_params(a.net); i++) {
+            cnn_param pa, pb;
+            assert_int_equal(cnn_net_param_at(a.net, i, &pa), CNN_OK);
+            assert_int_equal(cnn_net_param_at(b.net, i, &pb), CNN_OK);
+            assert_string_equal(pa.name, pb.name);
+            assert_memory_equal(pa.data, pb.data, pa.count * sizeof(float));
+            if (pa.trainable) assert_memory_equal(pa.grad, pb.grad, pa.count * sizeof(float));
+        }
+        free(dy);
+        th_free(&a);
+        th_free(&b);
     }
-    free(dy);
-    th_free(&a);
-    th_free(&b);
 }
 
 static void test_conv_threads_bitwise(void **state) {
@@ -478,6 +480,9 @@ static void test_conv_threads_bitwise(void **state) {
     check_threads_bitwise("input c=20 h=9 w=9\nconv2d k=24 size=3 pad=same stride=2\n", 3);
     check_threads_bitwise("input c=1 h=19 w=21\nconv2d k=5 size=3 pad=1\n", 3);
     check_threads_bitwise("input c=16 h=9 w=19\nconv2d k=16 size=3 pad=1\n", 3);
+    /* Winograd with several chunks (1600 tiles, 256-tile chunks): the weight gradient's team alternates the
+     * shared V and D between regions 0 and 1 */
+    check_threads_bitwise("input c=32 h=40 w=40\nconv2d k=32 size=3 pad=1\n", 4);
     check_threads_bitwise("input c=4 h=7 w=7\nconv2d k=6 size=3 dilation=2 pad=3 groups=2 algo=direct\n", 3);
 }
 

@@ -1160,16 +1160,18 @@ static size_t wino_ws(const conv_dims *d, size_t threads) {
     return wino_uoff(d) + (E + t - 1) / t * wino_ue_floats(d);
 }
 
-/* Backward-weights, a team of T threads (cnn_pool_team); thread t owns output channels [k0, k1) (range t
- * of T). Over all chunks of the batch in order: the input transform V of the chunk, shared by the team
- * (thread t transforms input channels range t of T into it; V of even chunks lies in region 0's V area,
- * of odd ones in region 1's, so one barrier per chunk suffices: a thread writes chunk ch + 2's V only after
- * every thread has passed chunk ch + 1's barrier, i.e. finished chunk ch's GEMMs); then, per thread, the
- * dy transform D of its channels and 16 GEMMs Macc_e[k1-k0, C] (+)= D_e[k1-k0, cols] * V_e[C, cols]^T; at
- * the end dW[k] = G^T Macc[k] G and db[k] = the dy sums (double, per sample). Each dW row has one owner,
- * the chunks are summed in a fixed order and V does not depend on who transformed it: identical for any
- * thread count. (Before the team, every thread transformed all of V itself: conv2 of fmnist-fast ran its
- * backward-weights no faster on 2 threads than on 1.) */
+/* Backward-weights, a team of T threads (cnn_pool_team). Over all chunks of the batch in order: the input
+ * transform V and the dy transform D of the chunk, both shared by the team (thread t transforms input
+ * channels range t into V and output channels range t into D; the V and D of even chunks lie in region
+ * 0's V and D areas, of odd ones in region 1's, so one barrier per chunk suffices: a thread writes chunk
+ * ch + 2's V and D only after every thread has passed chunk ch + 1's barrier, i.e. finished chunk ch's
+ * GEMMs); then thread t runs the GEMMs of tile elements range t of 16, Macc_e[K, C] (+)= D_e[K, cols] *
+ * V_e[C, cols]^T, into one Macc in region 0; after a last barrier thread 0 computes dW = G^T Macc G, and
+ * thread t the bias sums db[k] of its output channels (double, per sample). Each Macc element has one
+ * owner, the chunks are summed in a fixed order and V, D do not depend on who transformed them: identical
+ * for any thread count. (Splitting the GEMMs by output channels instead, each thread packed all of V_e
+ * for its half of the rows: c2 backward-weights 169 -> 195 GFLOP/s, c1 143 -> 160 with the split by tile
+ * element, 2026-12-02.) */
 typedef struct wino_wjob {
     const cnn_layer_run *r;
     const conv_dims *d;
@@ -1183,16 +1185,18 @@ static void wino_wgrad_team(void *arg, size_t t, size_t T) {
     const conv_params *p = r->L->params;
     const wino_plan *w = &j->w;
     const cnn_kernels *kn = &r->ctx->kernels;
-    size_t k0, k1, c0, c1;
+    size_t k0, k1, c0, c1, e0, e1;
     cnn_split_range(d->K, T, t, &k0, &k1);
     cnn_split_range(d->C, T, t, &c0, &c1);
-    const size_t kr = k1 - k0, qs = wino_qstride(w);
-    float *V = thread_ws(r, t), *D = V + ws16(16 * d->C * w->ld), *P = D + ws16(16 * d->K * w->ld);
-    float *Q = P + d->C * w->pstride, *Macc = Q + d->K * qs;
+    cnn_split_range(16, T, t, &e0, &e1);
+    const size_t qs = wino_qstride(w), doff = ws16(16 * d->C * w->ld), poff = doff + ws16(16 * d->K * w->ld);
+    float *P = thread_ws(r, t) + poff, *Q = P + d->C * w->pstride;
+    /* the team's Macc [16][K][C]: region 0's (thread t sums the tile elements [e0, e1) into it) */
+    float *Macc = thread_ws(r, 0) + poff + d->C * w->pstride + d->K * qs;
     const size_t rows_total = r->n * w->th, chunks = (rows_total + w->rpc - 1) / w->rpc;
     for (size_t ch = 0; ch < chunks; ch++) {
         const size_t r0 = ch * w->rpc, r1 = r0 + w->rpc < rows_total ? r0 + w->rpc : rows_total;
-        float *Vc = T > 1 ? thread_ws(r, ch & 1) : V; /* the team's V of this chunk */
+        float *Vc = thread_ws(r, T > 1 ? ch & 1 : 0), *Dc = Vc + doff; /* the team's V and D of this chunk */
         for (size_t gr = r0; gr < r1;) {
             const size_t s = gr / w->th, ty0 = gr % w->th;
             const size_t nty = w->th - ty0 < r1 - gr ? w->th - ty0 : r1 - gr;
@@ -1205,26 +1209,22 @@ static void wino_wgrad_team(void *arg, size_t t, size_t T) {
             if (c0 < c1)
                 kn->winograd_input(P, c1 - c0, w->pstride, w->ldp, w->tw, nty, Vc + c0 * 16 * w->ld + (gr - r0) * w->tw,
                                    w->ld);
-            if (kr) {
-                for (size_t k = 0; k < kr; k++) {
-                    float *qk = Q + k * qs;
-                    zero_plane(qk, 2 * nty, w->ldo);
-                    copy_plane(qk, 2 * nty, w->ldo, w->ldo, r->dy + (s * d->K + k0 + k) * d->ohw, d->OH, d->OW,
-                               -(ptrdiff_t)(2 * ty0), 0);
-                }
-                kn->winograd_dyin(Q, kr, qs, w->ldo, w->tw, nty, D + (gr - r0) * w->tw, w->ld);
+            for (size_t k = k0; k < k1; k++) {
+                float *qk = Q + (k - k0) * qs;
+                zero_plane(qk, 2 * nty, w->ldo);
+                copy_plane(qk, 2 * nty, w->ldo, w->ldo, r->dy + (s * d->K + k) * d->ohw, d->OH, d->OW,
+                           -(ptrdiff_t)(2 * ty0), 0);
             }
+            if (k0 < k1)
+                kn->winograd_dyin(Q, k1 - k0, qs, w->ldo, w->tw, nty, Dc + k0 * 16 * w->ld + (gr - r0) * w->tw, w->ld);
             gr += nty;
         }
-        cnn_pool_barrier(T); /* the chunk's V is whole */
+        cnn_pool_barrier(T); /* the chunk's V and D are whole */
         const size_t cols = (r1 - r0) * w->tw;
-        if (kr)
-            for (size_t e = 0; e < 16; e++)
-                kn->sgemm(0, 1, kr, d->C, cols, 1.0f, D + e * w->ld, 16 * w->ld, Vc + e * w->ld, 16 * w->ld,
-                          ch ? 1.0f : 0.0f, Macc + e * kr * d->C, d->C);
+        for (size_t e = e0; e < e1; e++)
+            kn->sgemm(0, 1, d->K, d->C, cols, 1.0f, Dc + e * w->ld, 16 * w->ld, Vc + e * w->ld, 16 * w->ld,
+                      ch ? 1.0f : 0.0f, Macc + e * d->K * d->C, d->C);
     }
-    if (!kr) return;
-    kn->winograd_wgrad(Macc, kr, d->C, r->dw + k0 * d->C * 9);
     if (p->bias) {
         float *db = r->dw + d->K * d->rows;
         for (size_t k = k0; k < k1; k++) {
@@ -1233,6 +1233,8 @@ static void wino_wgrad_team(void *arg, size_t t, size_t T) {
             db[k] = (float)sum;
         }
     }
+    cnn_pool_barrier(T); /* every tile element's sums are whole */
+    if (t == 0) kn->winograd_wgrad(Macc, d->K, d->C, r->dw);
 }
 
 typedef struct wino_job {
