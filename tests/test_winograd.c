@@ -503,6 +503,36 @@ static void test_f4_choice(void **state) {
         cnn_net_free(net);
         cnn_net_free(net2);
     }
+    /* once compiled, the batch counts: 16 tiles per sample need 4 samples (64 tiles) for F(4x4); a forced
+     * tile ignores the batch; a later compile at another batch chooses again, and the pass runs */
+    static const struct {
+        const char *model;
+        size_t batch;
+        const char *want;
+    } B[] = {
+        {"input c=32 h=14 w=14\nconv2d k=32 size=3 pad=1\n", 1, "winograd-f2x2"},
+        {"input c=32 h=14 w=14\nconv2d k=32 size=3 pad=1\n", 3, "winograd-f2x2"},
+        {"input c=32 h=14 w=14\nconv2d k=32 size=3 pad=1\n", 4, "winograd-f4x4"},
+        {"input c=32 h=28 w=28\nconv2d k=32 size=3 pad=1\n", 1, "winograd-f2x2"}, /* 49 tiles */
+        {"input c=32 h=28 w=28\nconv2d k=32 size=3 pad=1\n", 2, "winograd-f4x4"},
+        {"input c=32 h=14 w=14\nconv2d k=32 size=3 pad=1 algo=winograd-f4x4\n", 1, "winograd-f4x4"},
+    };
+    for (size_t i = 0; i < sizeof B / sizeof B[0]; i++)
+        for (int train = 0; train < 2; train++) {
+            cnn_net *net = NULL;
+            assert_int_equal(cnn_net_parse(ctx, B[i].model, strlen(B[i].model), "b.cnn", &net), CNN_OK);
+            assert_int_equal(cnn_net_compile(net, B[i].batch, train ? CNN_COMPILE_TRAIN : 0), CNN_OK);
+            expect_algo(net, B[i].want);
+            float *x = calloc(B[i].batch * 32 * 28 * 28, sizeof(float));
+            assert_non_null(x);
+            for (size_t e = 0; e < B[i].batch * 32 * 14 * 14; e++) x[e] = (float)(e % 7) - 3.0f;
+            assert_int_equal(cnn_net_forward(net, x, B[i].batch, train), CNN_OK);
+            assert_int_equal(cnn_net_compile(net, 8, train ? CNN_COMPILE_TRAIN : 0), CNN_OK);
+            expect_algo(net, "winograd-f4x4");
+            assert_int_equal(cnn_net_forward(net, x, B[i].batch, train), CNN_OK);
+            free(x);
+            cnn_net_free(net);
+        }
     cnn_ctx_free(ctx);
     th_expect_error("input c=4 h=5 w=5\nconv2d k=4 size=5 algo=winograd-f4x4\n", CNN_ERR_SHAPE,
                     "algo=winograd-f4x4 needs a 3x3 kernel");

@@ -605,6 +605,17 @@ static void make_blocks(cnn_net *net) {
     net->block_gen = net->param_gen;
 }
 
+/* conv2d layers: the batch they are compiled for (0: none), and their sizes for it */
+static void conv_sizes_for_batch(cnn_net *net, size_t batch) {
+    for (size_t i = 0; i < net->n_layers; i++) {
+        cnn_layer *L = &net->layers[i];
+        if (L->ops != &cnn_layer_conv2d) continue;
+        cnn_conv2d_set_batch(L, batch);
+        memset(&L->sizes, 0, sizeof L->sizes);
+        L->ops->sizes(L, &L->sizes);
+    }
+}
+
 cnn_status cnn_net_compile(cnn_net *net, size_t max_batch, unsigned flags) {
     if (!net) return CNN_ERR_INVALID_ARG;
     cnn_ctx *ctx = net->ctx;
@@ -617,6 +628,9 @@ cnn_status cnn_net_compile(cnn_net *net, size_t max_batch, unsigned flags) {
     cnn_status st = CNN_OK;
     void *arena = NULL;
     float *ws = NULL, *iw = NULL;
+    /* conv2d's algorithm may depend on the batch (Winograd's tile size): its sizes anew for this batch (and
+     * back for the compile in force if this one fails) */
+    conv_sizes_for_batch(net, max_batch);
     CNN_TRY(plan_alloc(net, &P));
     CNN_TRY(make_plan(net, max_batch, flags, &P));
     size_t T = ctx->threads ? ctx->threads : 1, ws_bytes = 0;
@@ -687,6 +701,7 @@ cnn_status cnn_net_compile(cnn_net *net, size_t max_batch, unsigned flags) {
     net->loss_ready = 0;
     if (net->infer_arena) make_blocks(net);
 cleanup:
+    if (st != CNN_OK) conv_sizes_for_batch(net, net->compiled ? net->max_batch : 0);
     cnn_mem_free(ctx, arena);
     cnn_mem_free(ctx, ws);
     cnn_mem_free(ctx, iw);

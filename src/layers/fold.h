@@ -25,6 +25,9 @@
 
 #include "layer.h"
 
+/* Tell conv2d L the batch a compile is for (its automatic Winograd tile size depends on it); the caller
+ * recomputes L's sizes after it. */
+void cnn_conv2d_set_batch(cnn_layer *L, size_t batch);
 /* Floats of L's inference weight block with (fold != 0) or without a folded batchnorm; 0 when the layer
  * needs no block (nothing folded and nothing to pack). L is a conv2d. */
 size_t cnn_conv2d_infer_block_floats(const cnn_layer *L, int fold);
