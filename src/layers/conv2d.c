@@ -1084,10 +1084,12 @@ typedef struct wino_plan {
     ptrdiff_t pt, pl;
 } wino_plan;
 
-/* V and M of one chunk, E * (cin + kout) * cols floats, within about WINO_CHUNK floats (1 MiB: half of 2^19,
- * measured 2026-12-02 on the Intel Xeon with 2 MiB L2 per core, 3 alternating rounds of c1..c3: 20 of the 27
- * pass timings faster, by 3-8%; the chunk cut also orders the weight gradient's sums over tiles) */
-#define WINO_CHUNK ((size_t)1 << 18)
+/* V and M of one chunk, E * (cin + kout) * cols floats, within about WINO_CHUNK floats (2 MiB). The chunk cut
+ * also orders the weight gradient's sums over tiles, so changing it changes every trained model's last bits
+ * (and the zoo's measured accuracies in the README). Half of it (1 MiB) measured 3-8% faster in 20 of 27
+ * alternating pass timings of c1..c3 on the Intel Xeon (2 MiB L2, 2026-12-02): not taken for that reason;
+ * a later change of the numbers could take it with re-measured zoo rows. */
+#define WINO_CHUNK ((size_t)1 << 19)
 /* but at least WINO4_MIN_COLS tiles per chunk for F(4x4): each of the 36 GEMMs packs its U_e (K*C floats)
  * once per chunk, which costs more than the chunk's V and M falling out of L2 when K*C is large (c3:
  * 256 x 256, where 28 tiles per chunk ran 1.5x slower than F(2x2)) */
