@@ -18,16 +18,13 @@
  *   sums for the bias run over the K block's rows after its taps, while they are in L1.
  */
 #include "conv_stem.h"
+#include "sums8.h"
 
 #include <immintrin.h>
 #include <stdint.h>
 
 #define AI static inline __attribute__((always_inline))
 
-static inline __m256i tail_mask(size_t n) { /* first n lanes set, 0 < n < 8 */
-    static const int32_t m[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-    return _mm256_loadu_si256((const __m256i *)(m + 8 - n));
-}
 
 /* Tap offsets are tabulated once per call when there are at most MAX_TAB taps (one flat tap loop: ResNet's
  * 147, M1's 9); more taps run the (ci, i, j) loop nest. */
@@ -175,21 +172,6 @@ typedef struct wg_args {
     size_t sh, ldp, ow, ldy_k, taps;
 } wg_args;
 
-static inline float hsum8(__m256 v) { /* fixed tree: ((0+1)+(2+3)) + ((4+5)+(6+7)) */
-    float t[8];
-    _mm256_storeu_ps(t, v);
-    return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
-}
-
-/* Lane i of the result = the sum of the 8 lanes of v[i] (a fixed hadd tree). */
-static inline __m256 reduce8(__m256 v0, __m256 v1, __m256 v2, __m256 v3, __m256 v4, __m256 v5, __m256 v6,
-                             __m256 v7) {
-    const __m256 a0 = _mm256_hadd_ps(v0, v1), a1 = _mm256_hadd_ps(v2, v3);
-    const __m256 a2 = _mm256_hadd_ps(v4, v5), a3 = _mm256_hadd_ps(v6, v7);
-    const __m256 b0 = _mm256_hadd_ps(a0, a1), b1 = _mm256_hadd_ps(a2, a3);
-    return _mm256_add_ps(_mm256_permute2f128_ps(b0, b1, 0x20), _mm256_permute2f128_ps(b0, b1, 0x31));
-}
-
 /* KB channels x TB taps (plane offsets off[]) over the call's rows; sums added to acc[k*taps + tap0 + t]. */
 AI void wg_tile(const wg_args *a, const float *xp, size_t nrows, const float *dy, const size_t *off,
                 size_t tap0, double *acc, const int KB, const int TB) {
@@ -197,7 +179,7 @@ AI void wg_tile(const wg_args *a, const float *xp, size_t nrows, const float *dy
     _Pragma("GCC unroll 6") for (int k = 0; k < KB; k++)
         _Pragma("GCC unroll 3") for (int t = 0; t < TB; t++) s[k][t] = _mm256_setzero_ps();
     const size_t ow = a->ow, ow8 = ow & ~(size_t)7, ldy = a->ldy_k;
-    const __m256i m = ow8 < ow ? tail_mask(ow - ow8) : _mm256_setzero_si256();
+    const __m256i m = ow8 < ow ? stem_tail_mask(ow - ow8) : _mm256_setzero_si256();
     for (size_t r = 0; r < nrows; r++) {
         const float *xr = xp + r * a->sh * a->ldp;
         const float *x0 = xr + off[0], *x1 = xr + off[TB > 1 ? 1 : 0], *x2 = xr + off[TB > 2 ? 2 : 0];
@@ -230,8 +212,8 @@ AI void wg_tile(const wg_args *a, const float *xp, size_t nrows, const float *dy
     _Pragma("GCC unroll 6") for (int k = 0; k < KB; k++)
         _Pragma("GCC unroll 3") for (int t = 0; t < TB; t++) v[k * TB + t] = s[k][t];
     float sum[16];
-    _mm256_storeu_ps(sum, reduce8(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]));
-    if (KB * TB > 8) _mm256_storeu_ps(sum + 8, reduce8(v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]));
+    _mm256_storeu_ps(sum, stem_reduce8(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]));
+    if (KB * TB > 8) _mm256_storeu_ps(sum + 8, stem_reduce8(v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]));
     _Pragma("GCC unroll 6") for (int k = 0; k < KB; k++)
         _Pragma("GCC unroll 3") for (int t = 0; t < TB; t++) acc[k * a->taps + tap0 + t] += (double)sum[k * TB + t];
 }
@@ -253,22 +235,6 @@ static void wg_dispatch(const wg_args *a, const float *xp, size_t nrows, const f
     }
 }
 
-/* bsum[k] += sum of the call's dy rows of channel k (8 lanes, then the fixed tree) */
-static void dy_sums(const float *dy, size_t nrows, size_t ow, size_t ldy_k, size_t kb, double *bsum) {
-    const size_t ow8 = ow & ~(size_t)7;
-    const __m256i m = ow8 < ow ? tail_mask(ow - ow8) : _mm256_setzero_si256();
-    for (size_t k = 0; k < kb; k++) {
-        __m256 s0 = _mm256_setzero_ps();
-        for (size_t r = 0; r < nrows; r++) {
-            const float *d = dy + k * ldy_k + r * ow;
-            size_t ox = 0;
-            for (; ox < ow8; ox += 8) s0 = _mm256_add_ps(s0, _mm256_loadu_ps(d + ox));
-            if (ox < ow) s0 = _mm256_add_ps(s0, _mm256_maskload_ps(d + ox, m));
-        }
-        bsum[k] += (double)hsum8(s0);
-    }
-}
-
 void cnn_f32_conv_stem_wgrad_avx2(const cnn_stem_geom *g, const float *xp, size_t nrows, const float *dy,
                                   size_t ldy_k, size_t kb, double *acc, double *bsum) {
     const size_t khw = g->kh * g->kw, taps = g->c * khw;
@@ -284,6 +250,6 @@ void cnn_f32_conv_stem_wgrad_avx2(const cnn_stem_geom *g, const float *xp, size_
             }
             wg_dispatch(&a, xp, nrows, dy + k0 * ldy_k, off, tap0, acc + k0 * taps, n, tb);
         }
-        if (bsum) dy_sums(dy + k0 * ldy_k, nrows, g->ow, ldy_k, n, bsum + k0); /* dy still in L1 */
+        if (bsum) stem_dy_sums(dy + k0 * ldy_k, nrows, g->ow, ldy_k, n, bsum + k0); /* dy still in L1 */
     }
 }

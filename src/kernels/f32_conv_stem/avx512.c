@@ -21,6 +21,7 @@
  *   kernel's hadd tree and is added to the double acc once per call.
  */
 #include "conv_stem.h"
+#include "sums8.h"
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -144,15 +145,6 @@ typedef struct wg_args {
     size_t sh, ldp, ow, ldy_k, taps;
 } wg_args;
 
-/* Lane i of the result = the sum of the 8 lanes of v[i], in avx2.c's hadd tree. */
-static inline __m256 reduce8(__m256 v0, __m256 v1, __m256 v2, __m256 v3, __m256 v4, __m256 v5, __m256 v6,
-                             __m256 v7) {
-    const __m256 a0 = _mm256_hadd_ps(v0, v1), a1 = _mm256_hadd_ps(v2, v3);
-    const __m256 a2 = _mm256_hadd_ps(v4, v5), a3 = _mm256_hadd_ps(v6, v7);
-    const __m256 b0 = _mm256_hadd_ps(a0, a1), b1 = _mm256_hadd_ps(a2, a3);
-    return _mm256_add_ps(_mm256_permute2f128_ps(b0, b1, 0x20), _mm256_permute2f128_ps(b0, b1, 0x31));
-}
-
 /* The dy of channels (k, k+1) at columns [ox, ox+8) as one zmm (k+1 absent: zero), under mask m. */
 AI __m512 dy_pair(const float *d0, const float *d1, int two, __mmask8 m) {
     const __m256 lo = _mm256_maskz_loadu_ps(m, d0);
@@ -195,7 +187,7 @@ AI void wg_tile(const wg_args *a, const float *xp, size_t nrows, const float *dy
             k % 2 ? _mm512_extractf32x8_ps(s[k / 2][t], 1) : _mm512_castps512_ps256(s[k / 2][t]);
     for (int i = n; i < (n + 7) / 8 * 8; i++) v[i] = _mm256_setzero_ps();
     for (int i = 0; i < n; i += 8)
-        _mm256_storeu_ps(sum + i, reduce8(v[i], v[i + 1], v[i + 2], v[i + 3], v[i + 4], v[i + 5], v[i + 6], v[i + 7]));
+        _mm256_storeu_ps(sum + i, stem_reduce8(v[i], v[i + 1], v[i + 2], v[i + 3], v[i + 4], v[i + 5], v[i + 6], v[i + 7]));
     _Pragma("GCC unroll 4") for (int k = 0; k < KB; k++)
         _Pragma("GCC unroll 12") for (int t = 0; t < TB; t++) acc[k * a->taps + tap0 + t] += (double)sum[k * TB + t];
 }
@@ -216,24 +208,6 @@ static void wg_dispatch(const wg_args *a, const float *xp, size_t nrows, const f
     case 3: WG_TB(3) break;
     case 2: WG_TB(2) break;
     default: WG_TB(1) break;
-    }
-}
-
-/* bsum[k] += sum of the call's dy rows of channel k: avx2.c's 8 lanes and tree, bit for bit */
-static void dy_sums(const float *dy, size_t nrows, size_t ow, size_t ldy_k, size_t kb, double *bsum) {
-    const size_t ow8 = ow & ~(size_t)7;
-    const __mmask8 tail = (__mmask8)((1u << (ow - ow8)) - 1);
-    for (size_t k = 0; k < kb; k++) {
-        __m256 s0 = _mm256_setzero_ps();
-        for (size_t r = 0; r < nrows; r++) {
-            const float *d = dy + k * ldy_k + r * ow;
-            size_t ox = 0;
-            for (; ox < ow8; ox += 8) s0 = _mm256_add_ps(s0, _mm256_loadu_ps(d + ox));
-            if (ox < ow) s0 = _mm256_add_ps(s0, _mm256_maskz_loadu_ps(tail, d + ox));
-        }
-        float t[8];
-        _mm256_storeu_ps(t, s0);
-        bsum[k] += (double)(((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7])));
     }
 }
 
@@ -265,6 +239,6 @@ void cnn_f32_conv_stem_wgrad_avx512(const cnn_stem_geom *g, const float *xp, siz
             wg_dispatch(&a, xp, nrows, dy + k0 * ldy_k, off, tap0, acc + k0 * taps, n, tb);
             tap0 += tb;
         }
-        if (bsum) dy_sums(dy + k0 * ldy_k, nrows, g->ow, ldy_k, n, bsum + k0); /* dy still in L1 */
+        if (bsum) stem_dy_sums(dy + k0 * ldy_k, nrows, g->ow, ldy_k, n, bsum + k0); /* dy still in L1 */
     }
 }
