@@ -1181,8 +1181,9 @@ static size_t wino_ws(const conv_dims *d, size_t threads) {
  * thread t the bias sums db[k] of its output channels (double, per sample). Each Macc element has one
  * owner, the chunks are summed in a fixed order and V, D do not depend on who transformed them: identical
  * for any thread count. (Splitting the GEMMs by output channels instead, each thread packed all of V_e
- * for its half of the rows: c2 backward-weights 169 -> 195 GFLOP/s, c1 143 -> 160 with the split by tile
- * element, 2026-12-02.) */
+ * for its half of the rows: c2 backward-weights 169 -> 191-201 GFLOP/s with the split by tile element on
+ * the Intel Xeon, 2026-12-02; c1, whose GEMMs are the smallest, read 130-141 against 143-151: D now
+ * crosses cores.) */
 typedef struct wino_wjob {
     const cnn_layer_run *r;
     const conv_dims *d;
