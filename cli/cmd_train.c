@@ -946,11 +946,7 @@ static int run_train_args(int argc, char **argv, const char *resume, const cnn_t
             b_end = b;
             if (max_steps && step >= max_steps)
                 break;
-            if (stop_signal) {
-                stopped_epoch = e + 1;
-                stopped_batch = b;
-                break;
-            }
+            if (stop_signal) break; /* (the position is set from the checkpoint state below) */
             size_t off = b * batch, off0 = off;
             size_t nb = n_train - off < batch ? n_train - off : batch, got = 0;
             const char *what = "gathering a batch";

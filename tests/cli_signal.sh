@@ -45,6 +45,12 @@ has_temps() { compgen -G "$1.tmp.*" >/dev/null; }
 # can still hold the last run's progress line when the poll starts.
 wait_training() { for _ in $(seq 1200); do grep -q '^train: epoch' "$1" 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
+# "E B NB S" from the stop line in stderr file $1 ("stopped at epoch E/.., batch B of NB (optimizer step S)")
+stop_position() {
+    grep -o 'stopped at epoch [0-9]*/[0-9]*, batch [0-9]* of [0-9]* (optimizer step [0-9]*)' "$1" |
+        sed -E 's/stopped at epoch ([0-9]+)\/[0-9]+, batch ([0-9]+) of ([0-9]+) \(optimizer step ([0-9]+)\)/\1 \2 \3 \4/'
+}
+
 # ---- first signal: stop after the batch, checkpoint, say how to resume, 130 (SIGINT and SIGTERM)
 for sig in INT TERM; do
     CK=$TMP/ck-$sig
@@ -64,8 +70,7 @@ for sig in INT TERM; do
     check "$sig: temporary files left" no_temps "$CK"
     check "$sig: the checkpoint does not load" "$CNN" info "$CK" >/dev/null 2>&1
     # the position in the stop line is where the resumed run starts
-    pos=$(grep -o 'stopped at epoch [0-9]*/[0-9]*, batch [0-9]* of [0-9]* (optimizer step [0-9]*)' "$E" |
-        sed -E 's/stopped at epoch ([0-9]+)\/[0-9]+, batch ([0-9]+) of ([0-9]+) \(optimizer step ([0-9]+)\)/\1 \2 \3 \4/')
+    pos=$(stop_position "$E")
     read -r e b nb s <<<"$pos"
     if [ -z "${s:-}" ]; then
         bad "$sig: no position in the stop line: $(tail -n 1 "$E")"
@@ -95,8 +100,7 @@ for round in 1 2 3; do
     wait "$pid"
     rc=$?
     check "one batch per epoch, round $round: exit status $rc, want 130" test $rc -eq 130
-    pos=$(grep -o 'stopped at epoch [0-9]*/[0-9]*, batch [0-9]* of [0-9]* (optimizer step [0-9]*)' "$E" |
-        sed -E 's/stopped at epoch ([0-9]+)\/[0-9]+, batch ([0-9]+) of ([0-9]+) \(optimizer step ([0-9]+)\)/\1 \2 \3 \4/')
+    pos=$(stop_position "$E")
     read -r e b nb s <<<"$pos"
     if [ -z "${s:-}" ]; then
         bad "one batch per epoch, round $round: no position in the stop line: $(tail -n 1 "$E")"

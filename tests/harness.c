@@ -211,3 +211,34 @@ void th_check(th_net *t, th_ref_fn ref, void *user, int training, th_tolerance t
     free(s.y);
     free(dy);
 }
+
+void th_check_threads_bitwise(const char *model, size_t n, size_t threads) {
+    th_net a, b;
+    th_build(&a, model, n, 4321, 1);
+    th_build(&b, model, n, 4321, threads);
+    assert_int_equal(cnn_net_num_params(a.net), cnn_net_num_params(b.net));
+    assert_int_equal(cnn_net_forward(a.net, a.x, n, 1), CNN_OK);
+    assert_int_equal(cnn_net_forward(b.net, b.x, n, 1), CNN_OK);
+    size_t na = 0, nb = 0;
+    const float *ya = cnn_net_output(a.net, &na), *yb = cnn_net_output(b.net, &nb);
+    assert_int_equal(na, n);
+    assert_int_equal(nb, n);
+    assert_memory_equal(ya, yb, n * a.out_count * sizeof(float));
+    float *dy = malloc(n * a.out_count * sizeof(float));
+    assert_non_null(dy);
+    th_fill_uniform(dy, n * a.out_count, 5, -1, 1);
+    assert_int_equal(cnn_net_backward(a.net, dy), CNN_OK);
+    assert_int_equal(cnn_net_backward(b.net, dy), CNN_OK);
+    assert_memory_equal(cnn_net_input_grad(a.net), cnn_net_input_grad(b.net), n * a.in_count * sizeof(float));
+    for (size_t i = 0; i < cnn_net_num_params(a.net); i++) {
+        cnn_param pa, pb;
+        assert_int_equal(cnn_net_param_at(a.net, i, &pa), CNN_OK);
+        assert_int_equal(cnn_net_param_at(b.net, i, &pb), CNN_OK);
+        assert_string_equal(pa.name, pb.name);
+        assert_memory_equal(pa.data, pb.data, pa.count * sizeof(float));
+        if (pa.trainable) assert_memory_equal(pa.grad, pb.grad, pa.count * sizeof(float));
+    }
+    free(dy);
+    th_free(&a);
+    th_free(&b);
+}

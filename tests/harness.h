@@ -51,6 +51,11 @@ typedef struct th_tolerance {
  * (forward check only). Fails the test with the worst element on mismatch. */
 void th_check(th_net *t, th_ref_fn ref, void *user, int training, th_tolerance tol);
 
+/* Build `model` twice (th_build, same seed) on 1 and on `threads` threads; forward and a random-dy backward
+ * on both must give bit-identical outputs, input gradients and trainable gradients (and the same
+ * parameters). */
+void th_check_threads_bitwise(const char *model, size_t n, size_t threads);
+
 /* Random helpers (deterministic from seed). */
 void th_fill_uniform(float *p, size_t n, uint64_t seed, float lo, float hi);
 /* Max of |a - b| / max(max|b|, floor). */

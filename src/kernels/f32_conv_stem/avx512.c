@@ -28,8 +28,6 @@
 
 #define AI static inline __attribute__((always_inline))
 
-/* Tap offsets are tabulated once per call when there are at most MAX_TAB taps (as avx2.c). */
-#define MAX_TAB 512
 
 typedef struct fwd_args {
     size_t c, kh, kw, sw, ldp, pstride, ldy_k, taps;
@@ -116,16 +114,10 @@ static void fwd_cols(const fwd_args *a, const float *x, const float *w, const fl
 void cnn_f32_conv_stem_fwd_avx512(const cnn_stem_geom *g, const float *xp, size_t nrows, const float *wp,
                                   size_t kb, const float *bias, float *y, size_t ldy_k) {
     const size_t ow = g->ow, taps = g->c * g->kh * g->kw;
-    size_t tab[MAX_TAB];
-    if (taps <= MAX_TAB) {
-        size_t t = 0;
-        for (size_t ci = 0; ci < g->c; ci++)
-            for (size_t i = 0; i < g->kh; i++)
-                for (size_t j = 0; j < g->kw; j++)
-                    tab[t++] = (ci * g->sw + j % g->sw) * g->pstride + i * g->ldp + j / g->sw;
-    }
+    size_t tab[CNN_STEM_MAX_TAB];
+    const int tabbed = cnn_stem_tap_table(g, tab);
     const fwd_args a = {.c = g->c, .kh = g->kh, .kw = g->kw, .sw = g->sw, .ldp = g->ldp, .pstride = g->pstride,
-                        .ldy_k = ldy_k, .taps = taps, .off = taps <= MAX_TAB ? tab : NULL};
+                        .ldy_k = ldy_k, .taps = taps, .off = tabbed ? tab : NULL};
     for (size_t r = 0; r < nrows; r++) {
         const float *xr = xp + r * g->sh * g->ldp;
         for (size_t k0 = 0; k0 < kb; k0 += CNN_STEM_KB) {
@@ -213,15 +205,10 @@ static void wg_dispatch(const wg_args *a, const float *xp, size_t nrows, const f
 
 void cnn_f32_conv_stem_wgrad_avx512(const cnn_stem_geom *g, const float *xp, size_t nrows, const float *dy,
                                     size_t ldy_k, size_t kb, double *acc, double *bsum) {
-    const size_t khw = g->kh * g->kw, taps = g->c * khw;
+    const size_t taps = g->c * g->kh * g->kw;
     const wg_args a = {.sh = g->sh, .ldp = g->ldp, .ow = g->ow, .ldy_k = ldy_k, .taps = taps};
-    size_t tab[MAX_TAB];
-    const int tabbed = taps <= MAX_TAB;
-    if (tabbed)
-        for (size_t tap = 0; tap < taps; tap++) {
-            const size_t ci = tap / khw, i = tap % khw / g->kw, j = tap % g->kw;
-            tab[tap] = (ci * g->sw + j % g->sw) * g->pstride + i * g->ldp + j / g->sw;
-        }
+    size_t tab[CNN_STEM_MAX_TAB];
+    const int tabbed = cnn_stem_tap_table(g, tab);
     for (size_t k0 = 0; k0 < kb; k0 += 4) {
         const size_t n = kb - k0 < 4 ? kb - k0 : 4;
         for (size_t tap0 = 0; tap0 < taps;) {
@@ -230,10 +217,7 @@ void cnn_f32_conv_stem_wgrad_avx512(const cnn_stem_geom *g, const float *xp, siz
             size_t own[12];
             const size_t *off = tab + tap0;
             if (!tabbed) {
-                for (size_t t = 0; t < tb; t++) {
-                    const size_t tap = tap0 + t, ci = tap / khw, i = tap % khw / g->kw, j = tap % g->kw;
-                    own[t] = (ci * g->sw + j % g->sw) * g->pstride + i * g->ldp + j / g->sw;
-                }
+                for (size_t t = 0; t < tb; t++) own[t] = cnn_stem_tap_offset(g, tap0 + t);
                 off = own;
             }
             wg_dispatch(&a, xp, nrows, dy + k0 * ldy_k, off, tap0, acc + k0 * taps, n, tb);

@@ -42,6 +42,29 @@ typedef struct cnn_stem_geom {
 
 #define CNN_STEM_KB 6
 
+/* The offset in the phase planes of tap (ci, i, j) for output (0, 0): plane (ci, j % sw), row i, column
+ * j / sw; and the same by tap number, tap = (ci*kh + i)*kw + j. */
+static inline size_t cnn_stem_plane_offset(const cnn_stem_geom *g, size_t ci, size_t i, size_t j) {
+    return (ci * g->sw + j % g->sw) * g->pstride + i * g->ldp + j / g->sw;
+}
+static inline size_t cnn_stem_tap_offset(const cnn_stem_geom *g, size_t tap) {
+    const size_t khw = g->kh * g->kw;
+    return cnn_stem_plane_offset(g, tap / khw, tap % khw / g->kw, tap % g->kw);
+}
+
+/* The kernels tabulate the tap offsets once per call when there are at most CNN_STEM_MAX_TAB taps (ResNet's
+ * 147, M1's 9): tab[tap] = cnn_stem_tap_offset(g, tap) for every tap, returning 1; with more taps, 0 and
+ * tab untouched. */
+#define CNN_STEM_MAX_TAB 512
+static inline int cnn_stem_tap_table(const cnn_stem_geom *g, size_t tab[CNN_STEM_MAX_TAB]) {
+    if (g->c * g->kh * g->kw > CNN_STEM_MAX_TAB) return 0;
+    size_t t = 0;
+    for (size_t ci = 0; ci < g->c; ci++)
+        for (size_t i = 0; i < g->kh; i++)
+            for (size_t j = 0; j < g->kw; j++) tab[t++] = cnn_stem_plane_offset(g, ci, i, j);
+    return 1;
+}
+
 typedef void (*cnn_conv_stem_fwd_fn)(const cnn_stem_geom *g, const float *xp, size_t nrows, const float *wp,
                                      size_t kb, const float *bias, float *y, size_t ldy_k);
 typedef void (*cnn_conv_stem_wgrad_fn)(const cnn_stem_geom *g, const float *xp, size_t nrows, const float *dy,

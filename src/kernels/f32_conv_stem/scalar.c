@@ -3,11 +3,6 @@
  * wgrad keeps one float sum per (k, tap) over the call, r and ox ascending. */
 #include "conv_stem.h"
 
-/* Offset of tap (ci, i, j) in the phase planes, for output (0, 0). */
-static size_t tap_off(const cnn_stem_geom *g, size_t ci, size_t i, size_t j) {
-    return (ci * g->sw + j % g->sw) * g->pstride + i * g->ldp + j / g->sw;
-}
-
 void cnn_f32_conv_stem_fwd_scalar(const cnn_stem_geom *g, const float *xp, size_t nrows, const float *wp,
                                   size_t kb, const float *bias, float *y, size_t ldy_k) {
     const size_t ow = g->ow, taps = g->c * g->kh * g->kw;
@@ -22,7 +17,7 @@ void cnn_f32_conv_stem_fwd_scalar(const cnn_stem_geom *g, const float *xp, size_
                 for (size_t i = 0; i < g->kh; i++)
                     for (size_t j = 0; j < g->kw; j++, tap++) {
                         const float w = wp[(k / CNN_STEM_KB * taps + tap) * CNN_STEM_KB + k % CNN_STEM_KB];
-                        const float *xs = xr + tap_off(g, ci, i, j);
+                        const float *xs = xr + cnn_stem_plane_offset(g, ci, i, j);
                         for (size_t ox = 0; ox < ow; ox++) yr[ox] += w * xs[ox];
                     }
         }
@@ -42,7 +37,7 @@ void cnn_f32_conv_stem_wgrad_scalar(const cnn_stem_geom *g, const float *xp, siz
         for (size_t ci = 0; ci < g->c; ci++)
             for (size_t i = 0; i < g->kh; i++)
                 for (size_t j = 0; j < g->kw; j++, tap++) {
-                    const size_t off = tap_off(g, ci, i, j);
+                    const size_t off = cnn_stem_plane_offset(g, ci, i, j);
                     float s = 0.0f;
                     for (size_t r = 0; r < nrows; r++) {
                         const float *d = dy + k * ldy_k + r * ow, *xs = xp + r * g->sh * g->ldp + off;
