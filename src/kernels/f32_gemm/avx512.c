@@ -14,7 +14,9 @@
  *   Registers: 24 zmm accumulators (12 rows x 2 vectors of 16), 2 zmm for the B row, broadcasts of A from
  *   memory: 27 of 32. Per p: 2 aligned 64-byte loads of B, 12 broadcasts, 24 FMAs (768 FLOPs); p unrolled
  *   by 4. FMA latency 4 with 2 pipes needs 8 chains; 24 hide it. The tile's write-back uses masked loads
- *   and stores for partial tiles (mr < 12 rows, nr < 32 columns), with the same arithmetic as full ones.
+ *   and stores for partial tiles (mr < 12 rows, nr < 32 columns), with the same arithmetic as full ones;
+ *   tiles with mr <= 8 or nr <= 16 run gemm_ukernel_edge_avx512 (4/8/12 rows x 16/32 columns, the same
+ *   FMA chains).
  * FLOPs: 2*M*N*K. References: Goto & van de Geijn (TOMS 2008); BLIS's skx 32x12 sgemm kernel (the same
  *   tile seen from column-major C).
  */
@@ -46,9 +48,66 @@ static inline __attribute__((always_inline)) void gemm_wb_row512(float *c, __m51
     }
 }
 
+/* Edge tiles: the 12x32 kernel's chain of FMAs for every element it computes (p ascending from 0, the
+ * same broadcasts and loads), on only R of the 12 packed rows (R = 4 or 8, mr <= R) and/or only the first
+ * 16 of the 32 packed columns (W = 1, nr <= 16), so a tile of the matrix's edge costs its valid part
+ * rounded up to 4 rows and 16 columns instead of a full 12x32: M = 64 (c1, c2 output channels) ran as
+ * 6 x 12 = 72 rows, an image row block of 196 columns (c5) as 7 x 32 = 224. The values are the full
+ * kernel's, bit for bit (the rows and columns left out are the zero padding of the panels). */
+static inline __attribute__((always_inline)) void gemm_ukernel_edge(size_t kc, const float *restrict a,
+                                                                   const float *restrict b, float *restrict c,
+                                                                   size_t ldc, float alpha, float beta,
+                                                                   size_t mr, size_t nr, const int R,
+                                                                   const int W) {
+    __m512 acc[12][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) {
+        acc[r][0] = _mm512_setzero_ps();
+        acc[r][1] = _mm512_setzero_ps();
+    }
+    for (size_t i = 0; i < mr; i++) {
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        if (W == 2) _mm_prefetch((const char *)(c + i * ldc + 31), _MM_HINT_T0);
+    }
+    for (size_t p = 0; p < kc; p++) {
+        const __m512 b0 = _mm512_load_ps(b + 32 * p);
+        const __m512 b1 = W == 2 ? _mm512_load_ps(b + 32 * p + 16) : b0;
+#pragma GCC unroll 12
+        for (int r = 0; r < R; r++) {
+            const __m512 ai = _mm512_set1_ps(a[12 * p + (size_t)r]);
+            acc[r][0] = _mm512_fmadd_ps(ai, b0, acc[r][0]);
+            if (W == 2) acc[r][1] = _mm512_fmadd_ps(ai, b1, acc[r][1]);
+        }
+    }
+    const __m512 va = _mm512_set1_ps(alpha);
+    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+    const __mmask16 m1 = W == 1 || nr <= 16 ? (__mmask16)0
+                         : nr >= 32         ? (__mmask16)0xFFFF
+                                            : (__mmask16)((1u << (nr - 16)) - 1);
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++)
+        if ((size_t)r < mr) gemm_wb_row512(c + (size_t)r * ldc, acc[r][0], acc[r][1], va, beta, m0, m1);
+}
+
+static __attribute__((noinline)) void gemm_ukernel_edge_avx512(size_t kc, const float *restrict a,
+                                                               const float *restrict b, float *restrict c,
+                                                               size_t ldc, float alpha, float beta, size_t mr,
+                                                               size_t nr) {
+    if (nr <= 16) {
+        if (mr <= 4) gemm_ukernel_edge(kc, a, b, c, ldc, alpha, beta, mr, nr, 4, 1);
+        else if (mr <= 8) gemm_ukernel_edge(kc, a, b, c, ldc, alpha, beta, mr, nr, 8, 1);
+        else gemm_ukernel_edge(kc, a, b, c, ldc, alpha, beta, mr, nr, 12, 1);
+    } else if (mr <= 4) gemm_ukernel_edge(kc, a, b, c, ldc, alpha, beta, mr, nr, 4, 2);
+    else gemm_ukernel_edge(kc, a, b, c, ldc, alpha, beta, mr, nr, 8, 2);
+}
+
 static void gemm_ukernel_12x32_avx512(size_t kc, const float *restrict a, const float *restrict b,
                                       float *restrict c, size_t ldc, float alpha, float beta, size_t mr,
                                       size_t nr) {
+    if (nr <= 16 || mr <= 8) {
+        gemm_ukernel_edge_avx512(kc, a, b, c, ldc, alpha, beta, mr, nr);
+        return;
+    }
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
     __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
     __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
