@@ -334,7 +334,7 @@ static void test_conv_im2col_bwd_chunks(void **state) {
     check_threads_bitwise(m30, 3);
 }
 
-/* The AVX2 im2col and col2im against the scalar ones on random data: bit-identical, and nothing outside
+/* The AVX2 im2col and col2im (and the AVX-512 col2im) against the scalar ones on random data: bit-identical, and nothing outside
  * the output written (guard bands of NaN-free sentinels before and after), at strides 1, 2 and 3, odd
  * widths, padding, dilation and row blocks (oy0 > 0); col2im accumulates into random x. */
 static void test_im2col_kernels(void **state) {
@@ -380,6 +380,11 @@ static void test_im2col_kernels(void **state) {
         cnn_f32_col2im_scalar(g, c + G, xa + G);
         cnn_f32_col2im_avx2(g, c + G, xb + G);
         assert_memory_equal(xa, xb, (xn + 2 * G) * sizeof(float));
+        if (cnn_cpu_isa() >= CNN_ISA_AVX512) {
+            memcpy(xb, x, (xn + 2 * G) * sizeof(float));
+            cnn_f32_col2im_avx512(g, c + G, xb + G);
+            assert_memory_equal(xa, xb, (xn + 2 * G) * sizeof(float));
+        }
         assert_memory_equal(xa, x, G * sizeof(float));
         assert_memory_equal(xa + G + xn, x + G + xn, G * sizeof(float));
         size_t changed = 0;

@@ -69,6 +69,7 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
             k->sgemm_mr = 12;
             k->conv_stem_fwd = cnn_f32_conv_stem_fwd_avx512; /* bit-identical to AVX2 (f32_conv_stem/avx512.c) */
             k->conv_stem_wgrad = cnn_f32_conv_stem_wgrad_avx512;
+            k->col2im = cnn_f32_col2im_avx512; /* bit-identical to AVX2 and scalar (f32_im2col/avx512.c) */
         }
     } else {
         k->isa = CNN_ISA_SCALAR;

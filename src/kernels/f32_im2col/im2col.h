@@ -37,6 +37,8 @@ void cnn_f32_col2im_scalar(const cnn_conv_geom *g, const float *col, float *x);
 /* The same with AVX2 row moves (avx2.c; bit-identical results). */
 void cnn_f32_im2col_avx2(const cnn_conv_geom *g, const float *x, size_t row_begin, size_t row_end, float *col);
 void cnn_f32_col2im_avx2(const cnn_conv_geom *g, const float *col, float *x);
+/* col2im with AVX-512 masked moves (avx512.c; bit-identical results). */
+void cnn_f32_col2im_avx512(const cnn_conv_geom *g, const float *col, float *x);
 
 typedef void (*cnn_im2col_fn)(const cnn_conv_geom *g, const float *x, size_t row_begin, size_t row_end,
                               float *col);
