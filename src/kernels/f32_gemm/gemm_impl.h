@@ -15,6 +15,7 @@
  *                                               rows past M zero-filled              -> lives in L2
  *         for jr in NC by NR:                   (2nd loop; one B micro-panel, kc*NR floats, stays in L1)
  *           for ir in MC by MR:                 (1st loop; A micro-panels stream from L2)
+ *                                               (GEMM_IR_OUTER: the two swapped, see GEMM_TILES_BEGIN)
  *             microkernel: acc[MR][NR] = sum_p Ap[p][i] * Bp[p][j]  (p ascending from 0)
  *                          C[tile] = alpha*acc + (pc == 0 ? beta*C : C)   (valid mr x nr part only;
  *                          beta == 0 on the first slice: C is not read)
@@ -37,6 +38,7 @@
  *   GEMM_FN, GEMM_FN_WS   names of the exported functions (cnn_sgemm_fn, and the same with a workspace)
  *   GEMM_MR, GEMM_NR      the microkernel tile
  *   GEMM_KC, GEMM_MC, GEMM_NC   the cache blocks (MR divides MC, NR divides NC, 4 divides KC)
+ *   GEMM_IR_OUTER  optional: the tile loops' order (GEMM_TILES_BEGIN)
  *   GEMM_UKERNEL   optional: void f(size_t kc, const float *Ap, const float *Bp, float *C, size_t ldc,
  *                                   float alpha, float beta, size_t mr, size_t nr)
  *                  C[0:mr, 0:nr] = alpha * (Ap^T Bp)[0:mr, 0:nr] + beta * C (beta == 0: C not read;
@@ -164,6 +166,27 @@ static void gemm_pack_b(int trans_b, const float *B, size_t ldb, size_t p0, size
 #define GEMM_PACK_B gemm_pack_b
 #endif
 
+/* The two inner loops over the tiles of an (mc x nc) block, binding ir, mr, jr, nr. Default: jr outer, so
+ * one B micro-panel (kc x NR) stays in L1 while the A micro-panels stream from L2. GEMM_IR_OUTER: ir
+ * outer, so one A micro-panel (MR x kc) stays in L1 and the B micro-panels stream from L2 (BLIS's order
+ * for its skx kernel, whose A panel is our B). The order changes no sum. */
+#ifdef GEMM_IR_OUTER
+#define GEMM_TILES_BEGIN                                                                                   \
+    for (size_t ir = 0; ir < mc; ir += GEMM_MR) {                                                          \
+        const size_t mr = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;                                           \
+        for (size_t jr = 0; jr < nc; jr += GEMM_NR) {                                                      \
+            const size_t nr = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
+#else
+#define GEMM_TILES_BEGIN                                                                                   \
+    for (size_t jr = 0; jr < nc; jr += GEMM_NR) {                                                          \
+        const size_t nr = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;                                           \
+        for (size_t ir = 0; ir < mc; ir += GEMM_MR) {                                                      \
+            const size_t mr = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
+#endif
+#define GEMM_TILES_END                                                                                     \
+    }                                                                                                      \
+    }
+
 /* The K slice length: ceil(K / slices) rounded up to a multiple of 4 (a function of K alone). */
 static size_t gemm_kc(size_t K) {
     const size_t slices = (K + GEMM_KC - 1) / GEMM_KC;
@@ -191,15 +214,10 @@ void GEMM_FN_WS(int trans_a, int trans_b, size_t M, size_t N, size_t K, float al
             for (size_t ic = 0; ic < M; ic += GEMM_MC) {
                 const size_t mc = M - ic < GEMM_MC ? M - ic : GEMM_MC;
                 GEMM_PACK_A(trans_a, A, lda, ic, mc, pc, kc, Ap);
-                for (size_t jr = 0; jr < nc; jr += GEMM_NR) {
-                    const size_t nr = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
-                    const float *bp = Bp + jr * kc;
-                    for (size_t ir = 0; ir < mc; ir += GEMM_MR) {
-                        const size_t mr = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
-                        GEMM_UKERNEL(kc, Ap + ir * kc, bp, C + (ic + ir) * ldc + jc + jr, ldc, alpha, beta_eff,
-                                     mr, nr);
-                    }
-                }
+                GEMM_TILES_BEGIN
+                GEMM_UKERNEL(kc, Ap + ir * kc, Bp + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, alpha, beta_eff, mr,
+                             nr);
+                GEMM_TILES_END
             }
         }
     }
@@ -255,21 +273,16 @@ static void gemm_pa_ws(size_t M, size_t N, size_t K, const float *Ap, int trans_
             for (size_t ic = 0; ic < M; ic += GEMM_MC) {
                 const size_t mc = M - ic < GEMM_MC ? M - ic : GEMM_MC;
                 const float *ap = Ap + ic * K + pc * GEMM_MR;
-                for (size_t jr = 0; jr < nc; jr += GEMM_NR) {
-                    const size_t nr = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
-                    const float *bp = Bp + jr * kc;
-                    for (size_t ir = 0; ir < mc; ir += GEMM_MR) {
-                        const size_t mr = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
-                        float *c = C + (ic + ir) * ldc + jc + jr;
-                        GEMM_UKERNEL(kc, ap + ir * K, bp, c, ldc, 1.0f, beta_eff, mr, nr);
-                        if (bias_eff) /* the tile is in L1: add the bias after the last slice's sum */
-                            for (size_t i = 0; i < mr; i++) {
-                                const float bi = bias_eff[ic + ir + i];
-                                float *restrict ci = c + i * ldc;
-                                for (size_t j = 0; j < nr; j++) ci[j] += bi;
-                            }
+                GEMM_TILES_BEGIN
+                float *c = C + (ic + ir) * ldc + jc + jr;
+                GEMM_UKERNEL(kc, ap + ir * K, Bp + jr * kc, c, ldc, 1.0f, beta_eff, mr, nr);
+                if (bias_eff) /* the tile is in L1: add the bias after the last slice's sum */
+                    for (size_t i = 0; i < mr; i++) {
+                        const float bi = bias_eff[ic + ir + i];
+                        float *restrict ci = c + i * ldc;
+                        for (size_t j = 0; j < nr; j++) ci[j] += bi;
                     }
-                }
+                GEMM_TILES_END
             }
         }
     }
