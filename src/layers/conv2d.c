@@ -1177,8 +1177,8 @@ static size_t wino_ws(const conv_dims *d, size_t threads) {
  * 0's V and D areas, of odd ones in region 1's, so one barrier per chunk suffices: a thread writes chunk
  * ch + 2's V and D only after every thread has passed chunk ch + 1's barrier, i.e. finished chunk ch's
  * GEMMs); then thread t runs the GEMMs of tile elements range t of 16, Macc_e[K, C] (+)= D_e[K, cols] *
- * V_e[C, cols]^T, into one Macc in region 0; after a last barrier thread 0 computes dW = G^T Macc G, and
- * thread t the bias sums db[k] of its output channels (double, per sample). Each Macc element has one
+ * V_e[C, cols]^T, into one Macc in region 0; thread t computes the bias sums db[k] of its output channels
+ * (double, per sample) and, after a last barrier, dW = G^T Macc G of the same channels. Each Macc element has one
  * owner, the chunks are summed in a fixed order and V, D do not depend on who transformed them: identical
  * for any thread count. (Splitting the GEMMs by output channels instead, each thread packed all of V_e
  * for its half of the rows: c2 backward-weights 169 -> 191-201 GFLOP/s with the split by tile element on
@@ -1246,7 +1246,8 @@ static void wino_wgrad_team(void *arg, size_t t, size_t T) {
         }
     }
     cnn_pool_barrier(T); /* every tile element's sums are whole */
-    if (t == 0) kn->winograd_wgrad(Macc, d->K, d->C, r->dw);
+    if (k0 < k1) /* dW rows [k0, k1) of this thread (c3: Macc is 4 MiB; thread 0 alone took 10% of the pass) */
+        kn->winograd_wgrad(Macc + k0 * d->C, k1 - k0, d->C, d->K * d->C, r->dw + k0 * d->C * 9);
 }
 
 typedef struct wino_job {

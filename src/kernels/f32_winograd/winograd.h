@@ -43,10 +43,11 @@ typedef void (*cnn_winograd_output_fn)(const float *M, size_t kout, size_t ldm, 
  *       output-gradient plane k; qp holds kout planes (plane_stride apart, rows of ldq >= 2*TW8 floats,
  *       2*nty rows, zeros past the output). Like input, the AVX2 kernel writes up to 7 columns past
  *       nty*tw (ldd >= nty*tw + 7).
- * wgrad: dw[k][c][3][3] = G^T Mk G with Mk[e] = Macc[(e*kout + k)*cin + c], for k < kout, c < cin. */
+ * wgrad: dw[k][c][3][3] = G^T Mk G with Mk[e] = Macc[e*ldm + k*cin + c], for k < kout, c < cin (ldm >=
+ *   kout*cin: the tile elements' stride, so that rows [k0, k1) of a [16][K][C] Macc are Macc + k0*cin). */
 typedef void (*cnn_winograd_dyin_fn)(const float *qp, size_t kout, size_t plane_stride, size_t ldq, size_t tw,
                                      size_t nty, float *D, size_t ldd);
-typedef void (*cnn_winograd_wgrad_fn)(const float *Macc, size_t kout, size_t cin, float *dw);
+typedef void (*cnn_winograd_wgrad_fn)(const float *Macc, size_t kout, size_t cin, size_t ldm, float *dw);
 
 /* ---- F(4x4, 3x3) (6x6 tiles, 36 tile elements; Lavin & Gray's points 0, 1, -1, 2, -2, infinity) ----
  * Every 4x4 output tile is A^T [ (G g G^T) .* (B^T d B) ] A with d the 6x6 input tile at rows 4*ty..,
@@ -82,7 +83,7 @@ typedef void (*cnn_winograd_weights_e_fn)(const float *w, size_t kout, size_t ci
                                            float *Y, size_t plane_stride, size_t ldo);                    \
     void cnn_f32_winograd_f23_dyin_##isa(const float *qp, size_t kout, size_t plane_stride, size_t ldq,    \
                                          size_t tw, size_t nty, float *D, size_t ldd);                     \
-    void cnn_f32_winograd_f23_wgrad_##isa(const float *Macc, size_t kout, size_t cin, float *dw);        \
+    void cnn_f32_winograd_f23_wgrad_##isa(const float *Macc, size_t kout, size_t cin, size_t ldm, float *dw);     \
     void cnn_f32_winograd_f23_weights_e_##isa(const float *w, size_t kout, size_t cin, int flip_transpose, \
                                               size_t k0, size_t k1, size_t e0, size_t e1, float *const *Ue); \
     void cnn_f32_winograd_f43_weights_##isa(const float *w, size_t kout, size_t cin, int flip_transpose,   \

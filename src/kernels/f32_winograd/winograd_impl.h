@@ -36,8 +36,8 @@ void WINO_SUFFIX(cnn_f32_winograd_f23_weights)(const float *w, size_t kout, size
 }
 
 
-void WINO_SUFFIX(cnn_f32_winograd_f23_wgrad)(const float *Macc, size_t kout, size_t cin, float *dw) {
-    const size_t kc = kout * cin;
+void WINO_SUFFIX(cnn_f32_winograd_f23_wgrad)(const float *Macc, size_t kout, size_t cin, size_t ldm, float *dw) {
+    const size_t kc = ldm;
     for (size_t k = 0; k < kout; k++)
         for (size_t c = 0; c < cin; c++) {
             float m[4][4], t[3][4];
