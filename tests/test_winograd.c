@@ -2,9 +2,11 @@
  * winograd driver of src/layers/conv2d.c) against float64 references that share no code with src/:
  *   kernels  the AVX2 input/output transforms bitwise equal to the scalar ones (tails: 1..17 tiles per
  *            row, 1..3 tile rows); the weight transform against G g G^T in double; input -> products ->
- *            output against direct correlation in double, on every ISA the CPU has;
+ *            output against direct correlation in double, on every ISA the CPU has; the weight
+ *            gradient's dy transform (A q A^T) and final transform (G^T M G) against double, bitwise
+ *            equal across ISAs;
  *   layer    forward (training and inference, which reads the pre-transformed U), input gradient (F(4x4)
- *            on dy with the flipped filter) and weight/bias gradients (F(2x2)) through th_check (central
+ *            on dy with the flipped filter) and weight/bias gradients (F(4x4), forced) through th_check (central
  *            differences in double), at odd shapes: H, W not multiples of 4, C and K not multiples of 8,
  *            padding 0, 1, 2 and asymmetric, no bias, N = 1..3, 1 and 2 threads, avx2 and scalar;
  *   large    shapes whose chunks span samples or split them: forward and input gradient against a naive
@@ -18,8 +20,8 @@
  * Tolerance of F(4x4) (its transforms multiply by up to 5 and 8 and add 6 terms, so it loses about one
  * decimal digit against direct summation): WINO4_FWD = 1e-4 relative to max(max|y|, 1) (th_check, and the
  * large shapes), and for N(0,1) data with C = 256 WINO4_NORMAL = 3e-5 relative to max|y|. Measured there
- * (test_f4_accuracy prints it): F(4x4) 9.9e-6 forward, 3.0e-6 input gradient; F(2x2) 6.5e-7 / 2.1e-7;
- * im2col 3.4e-7 / 1.4e-7. */
+ * (test_f4_accuracy prints it): F(4x4) 9.9e-6 forward, 3.0e-6 input gradient, 2.2e-6 weight gradient;
+ * F(2x2) 6.5e-7 / 2.1e-7 / 3.9e-7; im2col 3.4e-7 / 1.4e-7 / 5.9e-7. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -62,15 +64,19 @@ typedef struct f43_fns {
     cnn_winograd_weights_e_fn weights;
     cnn_winograd_input_fn input;
     cnn_winograd_output_fn output;
+    cnn_winograd_dyin_fn dyin;
+    cnn_winograd_wgrad_fn wgrad;
 } f43_fns;
 
 static size_t isa_list(f43_fns *out) {
     size_t n = 0;
     out[n++] = (f43_fns){"scalar", cnn_f32_winograd_f43_weights_scalar, cnn_f32_winograd_f43_input_scalar,
-                         cnn_f32_winograd_f43_output_scalar};
+                         cnn_f32_winograd_f43_output_scalar, cnn_f32_winograd_f43_dyin_scalar,
+                         cnn_f32_winograd_f43_wgrad_scalar};
     if (cnn_cpu_isa() >= CNN_ISA_AVX2)
         out[n++] = (f43_fns){"avx2", cnn_f32_winograd_f43_weights_avx2, cnn_f32_winograd_f43_input_avx2,
-                             cnn_f32_winograd_f43_output_avx2};
+                             cnn_f32_winograd_f43_output_avx2, cnn_f32_winograd_f43_dyin_avx2,
+                             cnn_f32_winograd_f43_wgrad_avx2};
     return n;
 }
 
@@ -171,6 +177,65 @@ static void test_f4_transforms(void **state) {
             free(xp);
             free(M);
         }
+}
+
+/* The weight gradient's kernels: dyin D = A q A^T against double (exact: every multiplier is a power of
+ * two, so only the additions round) and AVX2 bitwise equal to scalar on the valid columns (tails 1..17
+ * tiles per row, 1..3 tile rows); wgrad dw = G^T M G against double at 1e-6 relative, with a tile-element
+ * stride ldm larger than K*C, both ISAs bitwise equal. */
+static const double AM[6][4] = {{1, 0, 0, 0}, {1, 1, 1, 1}, {1, -1, 1, -1}, {1, 2, 4, 8}, {1, -2, 4, -8}, {0, 0, 0, 1}};
+
+static void test_f4_wgrad_kernels(void **state) {
+    (void)state;
+    f43_fns f[2];
+    const size_t nf = isa_list(f), K = 3;
+    for (size_t tw = 1; tw <= 17; tw++)
+        for (size_t nty = 1; nty <= 3; nty++) {
+            const size_t tw8 = (tw + 7) / 8 * 8, ldq = 4 * tw8, ps = 4 * nty * ldq, ld = nty * tw + 8;
+            float *q = calloc(K * ps, sizeof(float)), *D[2];
+            assert_non_null(q);
+            for (size_t i = 0; i < K * ps; i++) q[i] = (float)nrand();
+            for (size_t i = 0; i < nf; i++) {
+                D[i] = calloc(K * 36 * ld, sizeof(float));
+                assert_non_null(D[i]);
+                f[i].dyin(q, K, ps, ldq, tw, nty, D[i], ld);
+                for (size_t k = 0; k < K; k++)
+                    for (size_t ty = 0; ty < nty; ty++)
+                        for (size_t tx = 0; tx < tw; tx++)
+                            for (int e = 0; e < 36; e++) {
+                                double want = 0;
+                                for (int a = 0; a < 4; a++)
+                                    for (int b = 0; b < 4; b++)
+                                        want += AM[e / 6][a] * q[k * ps + (4 * ty + a) * ldq + 4 * tx + b] * AM[e % 6][b];
+                                const double got = D[i][(k * 36 + e) * ld + ty * tw + tx];
+                                if (fabs(got - want) > 1e-5 * (1 + fabs(want)))
+                                    fail_msg("%s dyin tw %zu nty %zu: D[%d] = %.9g, want %.9g", f[i].isa, tw, nty, e, got, want);
+                            }
+            }
+            if (nf == 2)
+                for (size_t r = 0; r < K * 36; r++) assert_memory_equal(D[0] + r * ld, D[1] + r * ld, nty * tw * sizeof(float));
+            for (size_t i = 0; i < nf; i++) free(D[i]);
+            free(q);
+        }
+    const size_t KK = 5, C = 7, ldm = KK * C + 3;
+    float *M = malloc(36 * ldm * sizeof(float)), dw[2][5 * 7 * 9];
+    assert_non_null(M);
+    for (size_t i = 0; i < 36 * ldm; i++) M[i] = (float)nrand();
+    for (size_t i = 0; i < nf; i++) {
+        f[i].wgrad(M, KK, C, ldm, dw[i]);
+        for (size_t k = 0; k < KK; k++)
+            for (size_t c = 0; c < C; c++)
+                for (int a = 0; a < 3; a++)
+                    for (int b = 0; b < 3; b++) {
+                        double want = 0;
+                        for (int e = 0; e < 36; e++) want += GM[e / 6][a] * M[e * ldm + k * C + c] * GM[e % 6][b];
+                        const double got = dw[i][(k * C + c) * 9 + 3 * a + b];
+                        if (fabs(got - want) > 1e-6 * (1 + fabs(want)))
+                            fail_msg("%s wgrad: dw[%zu][%zu][%d][%d] = %.9g, want %.9g", f[i].isa, k, c, a, b, got, want);
+                    }
+    }
+    if (nf == 2) assert_memory_equal(dw[0], dw[1], sizeof dw[0]);
+    free(M);
 }
 
 /* ---- the layer against the float64 reference ---- */
@@ -283,6 +348,28 @@ static void ref_backward_data(const conv_case *cc, size_t n, const float *w, con
                                        dy[((s * p->k + k) * oh + (size_t)oy) * ow + (size_t)ox];
                             }
                     dx[((s * p->c + c) * p->h + iy) * p->w + ix] = sum;
+                }
+}
+
+/* dW[k][c][i][j] = sum over samples and outputs of dy * x (zero padding), in double */
+static void ref_backward_weights(const conv_case *cc, size_t n, const double *x, const float *dy, double *dw) {
+    const ref_conv2d *p = &cc->p;
+    const size_t oh = ref_conv_out_len(p->h, 3, 1, p->pt, p->pb, 1), ow = ref_conv_out_len(p->w, 3, 1, p->pl, p->pr, 1);
+    for (size_t k = 0; k < p->k; k++)
+        for (size_t c = 0; c < p->c; c++)
+            for (size_t i = 0; i < 3; i++)
+                for (size_t j = 0; j < 3; j++) {
+                    double sum = 0;
+                    for (size_t s = 0; s < n; s++)
+                        for (size_t oy = 0; oy < oh; oy++)
+                            for (size_t ox = 0; ox < ow; ox++) {
+                                const ptrdiff_t iy = (ptrdiff_t)(oy + i) - (ptrdiff_t)p->pt;
+                                const ptrdiff_t ix = (ptrdiff_t)(ox + j) - (ptrdiff_t)p->pl;
+                                if (iy < 0 || ix < 0 || iy >= (ptrdiff_t)p->h || ix >= (ptrdiff_t)p->w) continue;
+                                sum += (double)dy[((s * p->k + k) * oh + oy) * ow + ox] *
+                                       x[((s * p->c + c) * p->h + (size_t)iy) * p->w + (size_t)ix];
+                            }
+                    dw[((k * p->c + c) * 3 + i) * 3 + j] = sum;
                 }
 }
 
@@ -458,10 +545,15 @@ static void test_f4_accuracy(void **state) {
         const double ef = rel_max(o.y, ref, ycount);
         ref_backward_data(&cc, c.n, w, dy, ref);
         const double eb = rel_max(o.dx, ref, xcount);
-        printf("# N(0,1), C=256 K=24 14x14: %-14s forward error %.2e, input gradient %.2e (relative to max)\n",
-               algos[a], ef, eb);
-        if (a == 0 && (ef > WINO4_NORMAL || eb > WINO4_NORMAL))
-            fail_msg("F(4x4) error %.3g / %.3g above %.g", ef, eb, WINO4_NORMAL);
+        double *refw = malloc(o.wcount * sizeof(double));
+        assert_non_null(refw);
+        ref_backward_weights(&cc, c.n, xd, dy, refw);
+        const double ew = rel_max(o.dw, refw, c.k * c.c * 9);
+        free(refw);
+        printf("# N(0,1), C=256 K=24 14x14: %-14s forward error %.2e, input gradient %.2e, weight gradient %.2e "
+               "(relative to max)\n", algos[a], ef, eb, ew);
+        if (a == 0 && (ef > WINO4_NORMAL || eb > WINO4_NORMAL || ew > WINO4_NORMAL))
+            fail_msg("F(4x4) error %.3g / %.3g / %.3g above %.g", ef, eb, ew, WINO4_NORMAL);
         free(xd);
         free(wd);
         free(ref);
@@ -544,6 +636,7 @@ static void test_f4_choice(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f4_weights),     cmocka_unit_test(test_f4_transforms),
+        cmocka_unit_test(test_f4_wgrad_kernels),
         cmocka_unit_test(test_f4_layer),       cmocka_unit_test(test_f4_layer_scalar),
         cmocka_unit_test(test_f4_large),       cmocka_unit_test(test_f4_accuracy),
         cmocka_unit_test(test_f4_choice),

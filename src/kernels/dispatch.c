@@ -58,6 +58,8 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
         k->winograd4_weights = cnn_f32_winograd_f43_weights_avx2;
         k->winograd4_input = cnn_f32_winograd_f43_input_avx2;
         k->winograd4_output = cnn_f32_winograd_f43_output_avx2;
+        k->winograd4_dyin = cnn_f32_winograd_f43_dyin_avx2;
+        k->winograd4_wgrad = cnn_f32_winograd_f43_wgrad_avx2;
         k->im2col = cnn_f32_im2col_avx2;
         k->col2im = cnn_f32_col2im_avx2;
         if (isa >= CNN_ISA_AVX512) {
@@ -94,6 +96,8 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
         k->winograd4_weights = cnn_f32_winograd_f43_weights_scalar;
         k->winograd4_input = cnn_f32_winograd_f43_input_scalar;
         k->winograd4_output = cnn_f32_winograd_f43_output_scalar;
+        k->winograd4_dyin = cnn_f32_winograd_f43_dyin_scalar;
+        k->winograd4_wgrad = cnn_f32_winograd_f43_wgrad_scalar;
         k->im2col = cnn_f32_im2col_scalar;
         k->col2im = cnn_f32_col2im_scalar;
     }

@@ -60,6 +60,8 @@ typedef struct cnn_kernels {
     cnn_winograd_weights_e_fn winograd4_weights;  /* conv2d "winograd-f4x4" F(4x4,3x3) (winograd.h) */
     cnn_winograd_input_fn winograd4_input;
     cnn_winograd_output_fn winograd4_output;
+    cnn_winograd_dyin_fn winograd4_dyin;   /* F(4x4) weight gradient (winograd.h) */
+    cnn_winograd_wgrad_fn winograd4_wgrad;
     cnn_im2col_fn im2col;                       /* conv2d "im2col+gemm" lowering (im2col.h) */
     cnn_col2im_fn col2im;
 } cnn_kernels;

@@ -55,9 +55,10 @@
  *                           sample (wino_tile): Winograd F(4x4,3x3) (6x6 tiles, 36 GEMMs, 2.25x fewer
  *                           multiplications than F(2x2), about one decimal digit less accurate; see
  *                           kernels/f32_winograd/winograd.h for its matrices) in forward and backward-data;
- *                           backward-weights stays F(2x2) (no F(4x4) weight gradient yet; F(2x2) beats
- *                           im2col there: c1-c3 1.0-1.7x oneDNN before this change). algo=winograd forces
- *                           F(2x2); algo=winograd-f2x2 / winograd-f4x4 force a tile size.
+ *                           backward-weights runs F(4x4) too (36 GEMMs, 4x fewer multiplications than
+ *                           direct) when forced or when K*C >= 256 x 256, else F(2x2) (wino_wgrad_tile).
+ *                           algo=winograd forces F(2x2); algo=winograd-f2x2 / winograd-f4x4 force a tile
+ *                           size (for all three passes).
  *           "gemm-1x1"      kh = kw = 1, no padding (and more than 4 channels per group), stride 1 (x_g
  *                           itself is the column matrix and im2col is skipped) or, with groups 1, any
  *                           stride (the strided columns are gathered): groups 1 runs the packed-A driver
@@ -158,6 +159,7 @@ typedef struct conv_dims {
      * stem_psf floats apart), weight-gradient chunks of stem_rbw rows (stem_psw) */
     size_t stem_ldp, stem_rbf, stem_rbw, stem_psf, stem_psw;
     size_t wino_m; /* winograd: output tile side, 2 (F(2x2,3x3)) or 4 (F(4x4,3x3)); see wino_tile */
+    size_t wino_mw; /* winograd: the tile of backward-weights (wino_wgrad_tile) */
     cnn_dw_geom dwg; /* depthwise: the geometry of one plane (conv_dw.h) */
 } conv_dims;
 
@@ -356,6 +358,18 @@ static size_t wino_tile(const conv_params *p, const conv_dims *d) {
     return 2;
 }
 
+/* The tile of backward-weights: F(4x4) where the layer's passes run F(4x4) and either it was forced
+ * (algo=winograd-f4x4: all three passes) or K*C >= WINO4_WGRAD_MIN_KC, where the 36 GEMMs Macc_e += D_e V_e^T
+ * carry the pass (c3, 256 -> 256: 4x fewer multiplications than direct against F(2x2)'s 2.25x); else F(2x2),
+ * the more accurate, with which the zoo's models (K*C <= 128 x 256) were trained and measured. */
+#ifndef WINO4_WGRAD_MIN_KC
+#define WINO4_WGRAD_MIN_KC ((size_t)256 * 256)
+#endif
+static size_t wino_wgrad_tile(const conv_params *p, const conv_dims *d) {
+    if (d->wino_m != 4) return 2;
+    return p->algo == ALGO_WINO4 || d->K * d->C >= WINO4_WGRAD_MIN_KC ? 4 : 2;
+}
+
 /* The stem algorithm handles groups 1 and dilation 1 (any stride, padding, channel count); auto picks it
  * for at most STEM_MAX_C input channels and at least STEM_MIN_K output channels (ResNet's 3 -> 64 7x7/2,
  * M1's 1 -> 32 3x3), where im2col+gemm multiplies a tall column matrix by a short filter. */
@@ -446,7 +460,7 @@ static void conv_dims_of(const conv_params *p, cnn_shape in, conv_dims *d) {
     }
     else if (algo_is_wino(p->algo) ||
              (p->algo == ALGO_AUTO && winograd_possible(p) && d->C >= WINO_MIN_CH && d->K >= WINO_MIN_CH))
-        d->algo = CONV_WINOGRAD, d->wino_m = wino_tile(p, d);
+        d->algo = CONV_WINOGRAD, d->wino_m = wino_tile(p, d), d->wino_mw = wino_wgrad_tile(p, d);
     else
         d->algo = d->gemm_1x1 || (p->kh == 1 && p->kw == 1 && !pt && !pb && !pl && !pr && d->G == 1)
                       ? CONV_GEMM_1X1 : CONV_IM2COL; /* 1x1 without padding: pw_run (strided too) */
@@ -1077,7 +1091,8 @@ static void direct_backward_weights_task(void *arg, size_t o, size_t thread) {
  * (Should the context run on fewer threads than the layer was sized for, the tails cannot hold U: each
  * task then transforms U_e per chunk, cap elements at a time, into its own tail; same values.) Every output
  * element comes from the same transforms and the same GEMM sum over cin wherever its tile falls, so
- * results are identical for any thread count. Backward-weights always runs F(2x2) (wino_wgrad_team). */
+ * results are identical for any thread count. Backward-weights runs the tile conv_dims.wino_mw
+ * (wino_wgrad_team). */
 typedef struct wino_plan {
     size_t m, E; /* output tile side and (m + 2)^2 tile elements */
     size_t cin, kout, ih, iw, oh, ow, th, tw, rpc, nb, ld, ldp, ldo, pstride, ystride;
@@ -1133,11 +1148,11 @@ static size_t wino_ws_plan(const wino_plan *w) {
  * dy planes, qstride each), Macc [16][K][C] (a thread's k range uses its first rows). */
 static size_t wino_qstride(const wino_plan *f) {
     const size_t rows = f->rpc < f->th ? f->rpc : f->th;
-    return ws16(2 * rows * f->ldo);
+    return ws16(f->m * rows * f->ldo);
 }
 static size_t wino_ws_wgrad(const conv_dims *d, const wino_plan *f) {
-    return ws16(16 * d->C * f->ld) + ws16(16 * d->K * f->ld) + d->C * f->pstride + d->K * wino_qstride(f) +
-           ws16(16 * d->K * d->C);
+    return ws16(f->E * d->C * f->ld) + ws16(f->E * d->K * f->ld) + d->C * f->pstride + d->K * wino_qstride(f) +
+           ws16(f->E * d->K * d->C);
 }
 
 /* Floats of one U_e in the workspace: packed for ctx->kernels.sgemm_pa (K x C forward, C x K backward). */
@@ -1158,7 +1173,7 @@ static size_t wino_uoff(const conv_dims *d) {
     wino_plan f, b, f2;
     wino_plan_of(d, 0, d->wino_m, &f);
     wino_plan_of(d, 1, d->wino_m, &b);
-    wino_plan_of(d, 0, 2, &f2);
+    wino_plan_of(d, 0, d->wino_mw, &f2);
     size_t a = wino_ws_plan(&f), c = wino_ws_plan(&b), g = wino_ws_wgrad(d, &f2), u = wino_uscratch(d);
     a = a > c ? a : c;
     a = a > u ? a : u;
@@ -1200,8 +1215,12 @@ static void wino_wgrad_team(void *arg, size_t t, size_t T) {
     size_t k0, k1, c0, c1, e0, e1;
     cnn_split_range(d->K, T, t, &k0, &k1);
     cnn_split_range(d->C, T, t, &c0, &c1);
-    cnn_split_range(16, T, t, &e0, &e1);
-    const size_t qs = wino_qstride(w), doff = ws16(16 * d->C * w->ld), poff = doff + ws16(16 * d->K * w->ld);
+    cnn_split_range(w->E, T, t, &e0, &e1);
+    const size_t m = w->m, E = w->E;
+    const cnn_winograd_input_fn input = m == 4 ? kn->winograd4_input : kn->winograd_input;
+    const cnn_winograd_dyin_fn dyin = m == 4 ? kn->winograd4_dyin : kn->winograd_dyin;
+    const cnn_winograd_wgrad_fn wgrad = m == 4 ? kn->winograd4_wgrad : kn->winograd_wgrad;
+    const size_t qs = wino_qstride(w), doff = ws16(E * d->C * w->ld), poff = doff + ws16(E * d->K * w->ld);
     float *P = thread_ws(r, t) + poff, *Q = P + d->C * w->pstride;
     /* the team's Macc [16][K][C]: region 0's (thread t sums the tile elements [e0, e1) into it) */
     float *Macc = thread_ws(r, 0) + poff + d->C * w->pstride + d->K * qs;
@@ -1214,27 +1233,26 @@ static void wino_wgrad_team(void *arg, size_t t, size_t T) {
             const size_t nty = w->th - ty0 < r1 - gr ? w->th - ty0 : r1 - gr;
             for (size_t c = c0; c < c1; c++) {
                 float *pc = P + (c - c0) * w->pstride;
-                zero_plane(pc, 2 * nty + 2, w->ldp);
-                copy_plane(pc, 2 * nty + 2, w->ldp, w->ldp, r->x[0] + (s * d->C + c) * d->hw, d->H, d->W,
-                           w->pt - (ptrdiff_t)(2 * ty0), w->pl);
+                zero_plane(pc, m * nty + 2, w->ldp);
+                copy_plane(pc, m * nty + 2, w->ldp, w->ldp, r->x[0] + (s * d->C + c) * d->hw, d->H, d->W,
+                           w->pt - (ptrdiff_t)(m * ty0), w->pl);
             }
             if (c0 < c1)
-                kn->winograd_input(P, c1 - c0, w->pstride, w->ldp, w->tw, nty, Vc + c0 * 16 * w->ld + (gr - r0) * w->tw,
-                                   w->ld);
+                input(P, c1 - c0, w->pstride, w->ldp, w->tw, nty, Vc + c0 * E * w->ld + (gr - r0) * w->tw, w->ld);
             for (size_t k = k0; k < k1; k++) {
                 float *qk = Q + (k - k0) * qs;
-                zero_plane(qk, 2 * nty, w->ldo);
-                copy_plane(qk, 2 * nty, w->ldo, w->ldo, r->dy + (s * d->K + k) * d->ohw, d->OH, d->OW,
-                           -(ptrdiff_t)(2 * ty0), 0);
+                zero_plane(qk, m * nty, w->ldo);
+                copy_plane(qk, m * nty, w->ldo, w->ldo, r->dy + (s * d->K + k) * d->ohw, d->OH, d->OW,
+                           -(ptrdiff_t)(m * ty0), 0);
             }
             if (k0 < k1)
-                kn->winograd_dyin(Q, k1 - k0, qs, w->ldo, w->tw, nty, Dc + k0 * 16 * w->ld + (gr - r0) * w->tw, w->ld);
+                dyin(Q, k1 - k0, qs, w->ldo, w->tw, nty, Dc + k0 * E * w->ld + (gr - r0) * w->tw, w->ld);
             gr += nty;
         }
         cnn_pool_barrier(T); /* the chunk's V and D are whole */
         const size_t cols = (r1 - r0) * w->tw;
         for (size_t e = e0; e < e1; e++)
-            kn->sgemm(0, 1, d->K, d->C, cols, 1.0f, Dc + e * w->ld, 16 * w->ld, Vc + e * w->ld, 16 * w->ld,
+            kn->sgemm(0, 1, d->K, d->C, cols, 1.0f, Dc + e * w->ld, E * w->ld, Vc + e * w->ld, E * w->ld,
                       ch ? 1.0f : 0.0f, Macc + e * d->K * d->C, d->C);
     }
     if (p->bias) {
@@ -1247,7 +1265,7 @@ static void wino_wgrad_team(void *arg, size_t t, size_t T) {
     }
     cnn_pool_barrier(T); /* every tile element's sums are whole */
     if (k0 < k1) /* dW rows [k0, k1) of this thread (c3: Macc is 4 MiB; thread 0 alone took 10% of the pass) */
-        kn->winograd_wgrad(Macc + k0 * d->C, k1 - k0, d->C, d->K * d->C, r->dw + k0 * d->C * 9);
+        wgrad(Macc + k0 * d->C, k1 - k0, d->C, d->K * d->C, r->dw + k0 * d->C * 9);
 }
 
 typedef struct wino_job {
@@ -1791,7 +1809,7 @@ static void conv_backward_weights(const cnn_layer_run *r) {
     }
     if (j.d.algo == CONV_WINOGRAD) {
         wino_wjob wj = {.r = r, .d = &j.d};
-        wino_plan_of(&j.d, 0, 2, &wj.w);
+        wino_plan_of(&j.d, 0, j.d.wino_mw, &wj.w);
         cnn_pool_team(r->ctx, r->ctx->threads ? r->ctx->threads : 1, wino_wgrad_team, &wj);
         return;
     }

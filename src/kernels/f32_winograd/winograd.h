@@ -65,7 +65,13 @@ typedef void (*cnn_winograd_wgrad_fn)(const float *Macc, size_t kout, size_t cin
  *           4*TW8 + 3). Writes V columns [0, nty*tw) and, AVX2, up to 7 past (ldv >= nty*tw + 7).
  *   output: Y[k][4*ty + r][4*tx + q] = (A^T m A)[r][q], 4*nty rows of ldo >= 4*TW8 floats per plane; the
  *           AVX2 kernel reads M columns up to nty*tw + 6 and writes Y columns up to 4*TW8 - 1.
- * Same signatures as the F(2x2) input / output functions above. Both ISAs agree bitwise (f43_*.inc). */
+ * Same signatures as the F(2x2) input / output functions above. Both ISAs agree bitwise (f43_*.inc).
+ * Weight gradient, as F(2x2)'s with 36 for 16 (dL/dU = sum over tiles of (A dy A^T) .* V, dL/dg =
+ * G^T (dL/dU) G, A = (A^T)^T 6x4, G 6x3 above):
+ *   dyin:  D element (e, k, j) at D[(k*36 + e)*ldd + j] = (A q A^T)[e] of the 4x4 dy tile at rows 4*ty..,
+ *          columns 4*tx.. of plane k (4*nty rows of ldq >= 4*TW8 floats, zeros past the output); AVX2
+ *          writes up to 7 columns past nty*tw (ldd >= nty*tw + 7).
+ *   wgrad: dw[k][c][3][3] = G^T Mk G with Mk[e] = Macc[e*ldm + k*cin + c] (e < 36), in double. */
 
 /* U_e[k*cin + c] = (G g G^T)[e] for k in [k0, k1), all c and e in [e0, e1), g as in
  * cnn_winograd_weights_fn (flip_transpose: backward-data). One pointer per tile element, so that the U_e
@@ -91,7 +97,10 @@ typedef void (*cnn_winograd_weights_e_fn)(const float *w, size_t kout, size_t ci
     void cnn_f32_winograd_f43_input_##isa(const float *xp, size_t cin, size_t plane_stride, size_t ldp,    \
                                           size_t tw, size_t nty, float *V, size_t ldv);                    \
     void cnn_f32_winograd_f43_output_##isa(const float *M, size_t kout, size_t ldm, size_t tw, size_t nty, \
-                                           float *Y, size_t plane_stride, size_t ldo);
+                                           float *Y, size_t plane_stride, size_t ldo);                    \
+    void cnn_f32_winograd_f43_dyin_##isa(const float *qp, size_t kout, size_t plane_stride, size_t ldq,    \
+                                         size_t tw, size_t nty, float *D, size_t ldd);                     \
+    void cnn_f32_winograd_f43_wgrad_##isa(const float *Macc, size_t kout, size_t cin, size_t ldm, float *dw);
 CNN_WINOGRAD_DECL(scalar)
 CNN_WINOGRAD_DECL(avx2)
 #undef CNN_WINOGRAD_DECL
