@@ -73,7 +73,9 @@ static inline __attribute__((always_inline)) void gemm_ukernel_edge(size_t kc, c
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
         if (W == 2) _mm_prefetch((const char *)(c + i * ldc + 31), _MM_HINT_T0);
     }
+#pragma GCC unroll 4
     for (size_t p = 0; p < kc; p++) {
+        if (!(p & 3)) _mm_prefetch((const char *)(b + 32 * p + 32 * 8), _MM_HINT_T0);
         const __m512 b0 = _mm512_load_ps(b + 32 * p);
         const __m512 b1 = W == 2 ? _mm512_load_ps(b + 32 * p + 16) : b0;
 #pragma GCC unroll 12
