@@ -1,6 +1,6 @@
 /* test_conv_dw.c — conv2d's "depthwise" algorithm (groups = C = K, kernels/f32_conv_dw).
  *
- * Kernels: every kernel of every ISA the CPU has (avx2, scalar) called directly on random planes of random
+ * Kernels: every kernel of every ISA the CPU has (avx512, avx2, scalar) called directly on random planes of random
  * geometry (kernel 1..5 per side, 3x3 in half the cases, strides 1, 2 and 3 (3: the AVX2 entry points run
  * the scalar code), paddings 0 .. k-1 on each side independently, widths 1..70 so that every row has
  * masked left/right edge vectors and tails, heights 1..40), against a float64 reference written from the
@@ -193,12 +193,49 @@ static size_t n_isas(dw_isa *k) {
     k[0] = (dw_isa){"scalar", cnn_f32_conv_dw_fwd_scalar, cnn_f32_conv_dw_bwd_scalar, cnn_f32_conv_dw_wgrad_scalar};
     if (cnn_cpu_isa() < CNN_ISA_AVX2) return 1;
     k[1] = (dw_isa){"avx2", cnn_f32_conv_dw_fwd_avx2, cnn_f32_conv_dw_bwd_avx2, cnn_f32_conv_dw_wgrad_avx2};
-    return 2;
+    if (cnn_cpu_isa() < CNN_ISA_AVX512) return 2;
+    k[2] = (dw_isa){"avx512", cnn_f32_conv_dw_fwd_avx512, cnn_f32_conv_dw_bwd_avx512, cnn_f32_conv_dw_wgrad_avx2};
+    return 3;
+}
+
+/* The AVX-512 forward and input gradient (3x3 stride 1; the rest delegates to AVX2) bitwise equal to the
+ * AVX2 ones on random planes, widths 1..70 (1..5 vectors of 16, masked edges and tails), paddings 0..2,
+ * with accumulate on and off. */
+static void test_kernels_avx512_bitwise(void **state) {
+    (void)state;
+    if (cnn_cpu_isa() < CNN_ISA_AVX512) skip();
+    for (int it = 0; it < 300; it++) {
+        cnn_dw_geom g = {.kh = 3, .kw = 3, .stride = it % 10 == 0 ? 2 : 1};
+        g.ih = 1 + urange(40);
+        g.iw = 1 + urange(70);
+        const size_t pt = urange(3), pb = urange(3), pl = urange(3), pr = urange(3);
+        if (g.ih + pt + pb < 3 || g.iw + pl + pr < 3) continue;
+        g.pad_top = (ptrdiff_t)pt;
+        g.pad_left = (ptrdiff_t)pl;
+        g.oh = (g.ih + pt + pb - 3) / g.stride + 1;
+        g.ow = (g.iw + pl + pr - 3) / g.stride + 1;
+        const size_t xn = g.ih * g.iw, yn = g.oh * g.ow;
+        float w[9], *x = malloc(xn * sizeof(float)), *y0 = malloc(yn * sizeof(float)), *y1 = malloc(yn * sizeof(float));
+        float *dx0 = malloc(xn * sizeof(float)), *dx1 = malloc(xn * sizeof(float));
+        assert_true(x && y0 && y1 && dx0 && dx1);
+        for (int t = 0; t < 9; t++) w[t] = (float)urand();
+        for (size_t i = 0; i < xn; i++) x[i] = (float)urand();
+        for (size_t i = 0; i < yn; i++) y0[i] = y1[i] = (float)urand();
+        for (size_t i = 0; i < xn; i++) dx0[i] = dx1[i] = (float)urand();
+        const int acc = it % 3 == 0;
+        cnn_f32_conv_dw_fwd_avx2(&g, x, w, 0.25f, acc, y0);
+        cnn_f32_conv_dw_fwd_avx512(&g, x, w, 0.25f, acc, y1);
+        assert_memory_equal(y0, y1, yn * sizeof(float));
+        cnn_f32_conv_dw_bwd_avx2(&g, y0, w, acc, dx0);
+        cnn_f32_conv_dw_bwd_avx512(&g, y0, w, acc, dx1);
+        assert_memory_equal(dx0, dx1, xn * sizeof(float));
+        free(x), free(y0), free(y1), free(dx0), free(dx1);
+    }
 }
 
 static void test_kernels_random(void **state) {
     (void)state;
-    dw_isa k[2];
+    dw_isa k[3];
     const size_t nk = n_isas(k);
     size_t done = 0;
     for (int it = 0; done < 600; it++) {
@@ -223,7 +260,7 @@ static void test_kernels_random(void **state) {
 /* The shapes of B1 row c7 and MobileNet's stride-2 layers, plus widths around the vector size. */
 static void test_kernels_fixed(void **state) {
     (void)state;
-    dw_isa k[2];
+    dw_isa k[3];
     const size_t nk = n_isas(k);
     const size_t shapes[][5] = {/* ih iw stride pad k */ {56, 56, 1, 1, 3}, {28, 28, 2, 1, 3}, {14, 14, 2, 1, 3},
                                 {7, 7, 1, 1, 3},    {9, 8, 1, 1, 3},    {9, 16, 2, 1, 3},  {5, 17, 1, 2, 3},
@@ -464,7 +501,7 @@ static void test_auto_choice(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernels_random),
-        cmocka_unit_test(test_kernels_fixed),
+        cmocka_unit_test(test_kernels_fixed), cmocka_unit_test(test_kernels_avx512_bitwise),
         cmocka_unit_test(test_layer),
         cmocka_unit_test(test_layer_scalar),
         cmocka_unit_test(test_accumulate),

@@ -72,6 +72,8 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
             k->conv_stem_fwd = cnn_f32_conv_stem_fwd_avx512; /* bit-identical to AVX2 (f32_conv_stem/avx512.c) */
             k->conv_stem_wgrad = cnn_f32_conv_stem_wgrad_avx512;
             k->col2im = cnn_f32_col2im_avx512; /* bit-identical to AVX2 and scalar (f32_im2col/avx512.c) */
+            k->conv_dw_fwd = cnn_f32_conv_dw_fwd_avx512; /* 3x3 stride 1; bit-identical to AVX2 */
+            k->conv_dw_bwd = cnn_f32_conv_dw_bwd_avx512;
         }
     } else {
         k->isa = CNN_ISA_SCALAR;

@@ -61,5 +61,9 @@ void cnn_f32_conv_dw_fwd_avx2(const cnn_dw_geom *g, const float *x, const float 
                               float *y);
 void cnn_f32_conv_dw_bwd_avx2(const cnn_dw_geom *g, const float *dy, const float *w, int accumulate, float *dx);
 void cnn_f32_conv_dw_wgrad_avx2(const cnn_dw_geom *g, const float *x, const float *dy, int bias, float *out);
+/* AVX-512 (avx512.c): 3x3 stride 1, bit-identical to AVX2; everything else runs the AVX2 kernels */
+void cnn_f32_conv_dw_fwd_avx512(const cnn_dw_geom *g, const float *x, const float *w, float bias, int accumulate,
+                                float *y);
+void cnn_f32_conv_dw_bwd_avx512(const cnn_dw_geom *g, const float *dy, const float *w, int accumulate, float *dx);
 
 #endif
