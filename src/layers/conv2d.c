@@ -1144,8 +1144,8 @@ static size_t wino_ws_plan(const wino_plan *w) {
            w->kout * w->ystride;
 }
 
-/* Backward-weights (forward plan f): V [C][16][ld], D [K][16][ld], P (C padded input planes), Q (K padded
- * dy planes, qstride each), Macc [16][K][C] (a thread's k range uses its first rows). */
+/* Backward-weights (forward plan f): V [C][E][ld], D [K][E][ld], P (C padded input planes), Q (K padded
+ * dy planes, qstride each), Macc [E][K][C] (E = 16 or 36) (a thread's k range uses its first rows). */
 static size_t wino_qstride(const wino_plan *f) {
     const size_t rows = f->rpc < f->th ? f->rpc : f->th;
     return ws16(f->m * rows * f->ldo);
@@ -1191,7 +1191,7 @@ static size_t wino_ws(const conv_dims *d, size_t threads) {
  * channels range t into V and output channels range t into D; the V and D of even chunks lie in region
  * 0's V and D areas, of odd ones in region 1's, so one barrier per chunk suffices: a thread writes chunk
  * ch + 2's V and D only after every thread has passed chunk ch + 1's barrier, i.e. finished chunk ch's
- * GEMMs); then thread t runs the GEMMs of tile elements range t of 16, Macc_e[K, C] (+)= D_e[K, cols] *
+ * GEMMs); then thread t runs the GEMMs of tile elements range t of the E (16 or 36), Macc_e[K, C] (+)= D_e[K, cols] *
  * V_e[C, cols]^T, into one Macc in region 0; thread t computes the bias sums db[k] of its output channels
  * (double, per sample) and, after a last barrier, dW = G^T Macc G of the same channels. Each Macc element has one
  * owner, the chunks are summed in a fixed order and V, D do not depend on who transformed them: identical
@@ -1222,7 +1222,7 @@ static void wino_wgrad_team(void *arg, size_t t, size_t T) {
     const cnn_winograd_wgrad_fn wgrad = m == 4 ? kn->winograd4_wgrad : kn->winograd_wgrad;
     const size_t qs = wino_qstride(w), doff = ws16(E * d->C * w->ld), poff = doff + ws16(E * d->K * w->ld);
     float *P = thread_ws(r, t) + poff, *Q = P + d->C * w->pstride;
-    /* the team's Macc [16][K][C]: region 0's (thread t sums the tile elements [e0, e1) into it) */
+    /* the team's Macc [E][K][C]: region 0's (thread t sums the tile elements [e0, e1) into it) */
     float *Macc = thread_ws(r, 0) + poff + d->C * w->pstride + d->K * qs;
     const size_t rows_total = r->n * w->th, chunks = (rows_total + w->rpc - 1) / w->rpc;
     for (size_t ch = 0; ch < chunks; ch++) {
