@@ -394,6 +394,60 @@ static void test_im2col_kernels(void **state) {
     }
 }
 
+/* The plane copies (f32_plane/plane.h) of every ISA the table has against their definition: pad with
+ * offsets inside, partly outside and wholly outside the source (rows and columns), widths around 16, and
+ * nothing written past C in a row (the ld slack keeps its sentinel); add with and without accumulate. */
+typedef struct plane_fns {
+    cnn_plane_pad_fn pad;
+    cnn_plane_add_fn add;
+} plane_fns;
+
+static void test_plane_kernels(void **state) {
+    (void)state;
+    plane_fns f[2] = {{cnn_f32_plane_pad_scalar, cnn_f32_plane_add_scalar}};
+    size_t nf = 1;
+    if (cnn_cpu_isa() >= CNN_ISA_AVX512) f[nf++] = (plane_fns){cnn_f32_plane_pad_avx512, cnn_f32_plane_add_avx512};
+    static const size_t dims[][4] = {{7, 14, 14, 14}, {9, 33, 5, 17}, {3, 1, 2, 3}, {12, 70, 40, 31}, {5, 16, 4, 16}};
+    static const ptrdiff_t offs[][2] = {{0, 0}, {1, 1}, {2, 2}, {-3, -2}, {-1, 5}, {4, -1}, {50, 0}, {0, 80}, {-40, 0}};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (size_t oi = 0; oi < sizeof offs / sizeof offs[0]; oi++) {
+            const size_t R = dims[di][0], C = dims[di][1], sr = dims[di][2], sc = dims[di][3], ld = C + 3;
+            float *src = malloc(sr * sc * sizeof(float)), *dst = malloc(R * ld * sizeof(float));
+            float *a = malloc(R * ld * sizeof(float));
+            assert_true(src && dst && a);
+            th_fill_uniform(src, sr * sc, 700 + di, -1, 1);
+            for (size_t v = 0; v < nf; v++) {
+                for (size_t i = 0; i < R * ld; i++) dst[i] = 7.0f;
+                f[v].pad(dst, R, C, ld, src, sr, sc, offs[oi][0], offs[oi][1]);
+                for (size_t r = 0; r < R; r++)
+                    for (size_t q = 0; q < ld; q++) {
+                        const ptrdiff_t y = (ptrdiff_t)r - offs[oi][0], x = (ptrdiff_t)q - offs[oi][1];
+                        float want = q >= C ? 7.0f
+                                     : (y >= 0 && y < (ptrdiff_t)sr && x >= 0 && x < (ptrdiff_t)sc) ? src[(size_t)y * sc + (size_t)x]
+                                                                                                   : 0.0f;
+                        if (memcmp(&dst[r * ld + q], &want, sizeof want))
+                            fail_msg("pad %zu (%zu %zu %zu %zu, off %td %td): [%zu][%zu] = %g, want %g", v, R, C, sr, sc,
+                                     offs[oi][0], offs[oi][1], r, q, dst[r * ld + q], want);
+                    }
+                /* add: dst rows (ld) from src rows (sc), rows min(R, sr), cols min(C, sc) */
+                const size_t rows = R < sr ? R : sr, cols = C < sc ? C : sc;
+                for (int acc = 0; acc < 2; acc++) {
+                    th_fill_uniform(dst, R * ld, 800 + di, -1, 1);
+                    memcpy(a, dst, R * ld * sizeof(float));
+                    f[v].add(dst, ld, src, sc, rows, cols, 0.375f, acc);
+                    for (size_t r = 0; r < R; r++)
+                        for (size_t q = 0; q < ld; q++) {
+                            float want = a[r * ld + q];
+                            if (r < rows && q < cols) want = acc ? want + src[r * sc + q] : src[r * sc + q] + 0.375f;
+                            if (memcmp(&dst[r * ld + q], &want, sizeof want))
+                                fail_msg("add %zu acc %d: [%zu][%zu] = %g, want %g", v, acc, r, q, dst[r * ld + q], want);
+                        }
+                }
+            }
+            free(src), free(dst), free(a);
+        }
+}
+
 /* y = conv_a(x) + conv_b(x): the input has two consumers, so one conv stores its dx and the other adds. */
 typedef struct two_conv {
     conv_case a, b;
@@ -761,7 +815,7 @@ int main(void) {
         cmocka_unit_test(test_conv_1x1),
         cmocka_unit_test(test_conv_rectangular),
         cmocka_unit_test(test_conv_im2col_bwd_chunks),
-        cmocka_unit_test(test_im2col_kernels),
+        cmocka_unit_test(test_im2col_kernels), cmocka_unit_test(test_plane_kernels),
         cmocka_unit_test(test_conv_depthwise),
         cmocka_unit_test(test_conv_pad_same),
         cmocka_unit_test(test_conv_no_bias),

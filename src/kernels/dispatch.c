@@ -59,6 +59,8 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
         k->winograd4_input = cnn_f32_winograd_f43_input_avx2;
         k->winograd4_output = cnn_f32_winograd_f43_output_avx2;
         k->winograd4_dyin = cnn_f32_winograd_f43_dyin_avx2;
+        k->plane_pad = cnn_f32_plane_pad_scalar; /* (vectorised by the compiler; no AVX2 version) */
+        k->plane_add = cnn_f32_plane_add_scalar;
         k->winograd4_wgrad = cnn_f32_winograd_f43_wgrad_avx2;
         k->im2col = cnn_f32_im2col_avx2;
         k->col2im = cnn_f32_col2im_avx2;
@@ -74,6 +76,8 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
             k->col2im = cnn_f32_col2im_avx512; /* bit-identical to AVX2 and scalar (f32_im2col/avx512.c) */
             k->conv_dw_fwd = cnn_f32_conv_dw_fwd_avx512; /* 3x3 stride 1; bit-identical to AVX2 */
             k->conv_dw_bwd = cnn_f32_conv_dw_bwd_avx512;
+            k->plane_pad = cnn_f32_plane_pad_avx512; /* same values as scalar (f32_plane/avx512.c) */
+            k->plane_add = cnn_f32_plane_add_avx512;
         }
     } else {
         k->isa = CNN_ISA_SCALAR;
@@ -99,6 +103,8 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
         k->winograd4_input = cnn_f32_winograd_f43_input_scalar;
         k->winograd4_output = cnn_f32_winograd_f43_output_scalar;
         k->winograd4_dyin = cnn_f32_winograd_f43_dyin_scalar;
+        k->plane_pad = cnn_f32_plane_pad_scalar;
+        k->plane_add = cnn_f32_plane_add_scalar;
         k->winograd4_wgrad = cnn_f32_winograd_f43_wgrad_scalar;
         k->im2col = cnn_f32_im2col_scalar;
         k->col2im = cnn_f32_col2im_scalar;

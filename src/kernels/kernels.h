@@ -11,6 +11,7 @@
 #include "f32_conv_dw/conv_dw.h"
 #include "f32_winograd/winograd.h"
 #include "f32_im2col/im2col.h"
+#include "f32_plane/plane.h"
 
 typedef enum cnn_isa { CNN_ISA_SCALAR = 0, CNN_ISA_AVX2 = 1, CNN_ISA_AVX512 = 2 } cnn_isa;
 
@@ -60,6 +61,8 @@ typedef struct cnn_kernels {
     cnn_winograd_weights_e_fn winograd4_weights;  /* conv2d "winograd-f4x4" F(4x4,3x3) (winograd.h) */
     cnn_winograd_input_fn winograd4_input;
     cnn_winograd_output_fn winograd4_output;
+    cnn_plane_pad_fn plane_pad;            /* conv2d's plane copies (f32_plane/plane.h) */
+    cnn_plane_add_fn plane_add;
     cnn_winograd_dyin_fn winograd4_dyin;   /* F(4x4) weight gradient (winograd.h) */
     cnn_winograd_wgrad_fn winograd4_wgrad;
     cnn_im2col_fn im2col;                       /* conv2d "im2col+gemm" lowering (im2col.h) */

@@ -1232,18 +1232,14 @@ static void wino_wgrad_team(void *arg, size_t t, size_t T) {
             const size_t s = gr / w->th, ty0 = gr % w->th;
             const size_t nty = w->th - ty0 < r1 - gr ? w->th - ty0 : r1 - gr;
             for (size_t c = c0; c < c1; c++) {
-                float *pc = P + (c - c0) * w->pstride;
-                zero_plane(pc, m * nty + 2, w->ldp);
-                copy_plane(pc, m * nty + 2, w->ldp, w->ldp, r->x[0] + (s * d->C + c) * d->hw, d->H, d->W,
-                           w->pt - (ptrdiff_t)(m * ty0), w->pl);
+                kn->plane_pad(P + (c - c0) * w->pstride, m * nty + 2, w->ldp, w->ldp, r->x[0] + (s * d->C + c) * d->hw,
+                              d->H, d->W, w->pt - (ptrdiff_t)(m * ty0), w->pl);
             }
             if (c0 < c1)
                 input(P, c1 - c0, w->pstride, w->ldp, w->tw, nty, Vc + c0 * E * w->ld + (gr - r0) * w->tw, w->ld);
             for (size_t k = k0; k < k1; k++) {
-                float *qk = Q + (k - k0) * qs;
-                zero_plane(qk, m * nty, w->ldo);
-                copy_plane(qk, m * nty, w->ldo, w->ldo, r->dy + (s * d->K + k) * d->ohw, d->OH, d->OW,
-                           -(ptrdiff_t)(m * ty0), 0);
+                kn->plane_pad(Q + (k - k0) * qs, m * nty, w->ldo, w->ldo, r->dy + (s * d->K + k) * d->ohw, d->OH, d->OW,
+                              -(ptrdiff_t)(m * ty0), 0);
             }
             if (k0 < k1)
                 dyin(Q, k1 - k0, qs, w->ldo, w->tw, nty, Dc + k0 * E * w->ld + (gr - r0) * w->tw, w->ld);
@@ -1336,10 +1332,8 @@ static void wino_task(void *arg, size_t part, size_t thread) {
             const size_t s = gr / w->th, ty0 = gr % w->th;
             const size_t nty = w->th - ty0 < r1 - gr ? w->th - ty0 : r1 - gr;
             for (size_t c = 0; c < w->cin; c++) {
-                float *pc = P + c * w->pstride;
-                zero_plane(pc, w->m * nty + 2, w->ldp);
-                copy_plane(pc, w->m * nty + 2, w->ldp, w->ldp, j->in + s * in_n + c * w->ih * w->iw, w->ih,
-                           w->iw, w->pt - (ptrdiff_t)(w->m * ty0), w->pl);
+                kn->plane_pad(P + c * w->pstride, w->m * nty + 2, w->ldp, w->ldp, j->in + s * in_n + c * w->ih * w->iw,
+                              w->ih, w->iw, w->pt - (ptrdiff_t)(w->m * ty0), w->pl);
             }
             input(P, w->cin, w->pstride, w->ldp, w->tw, nty, V + (gr - r0) * w->tw, w->ld);
             gr += nty;
@@ -1365,21 +1359,9 @@ static void wino_task(void *arg, size_t part, size_t thread) {
             const size_t nty = w->th - ty0 < r1 - gr ? w->th - ty0 : r1 - gr;
             output(M + k0 * E * w->ld + (gr - r0) * w->tw, k1 - k0, w->ld, w->tw, nty, Y, w->ystride, w->ldo);
             const size_t oy0 = w->m * ty0, oy1 = w->m * (ty0 + nty) < w->oh ? w->m * (ty0 + nty) : w->oh;
-            for (size_t k = k0; k < k1; k++) {
-                float *dst = j->out + s * out_n + k * ohw;
-                const float *src = Y + (k - k0) * w->ystride;
-                const float b = j->bias ? j->bias[k] : 0.0f;
-                const size_t ow = w->ow, ldo = w->ldo; /* (locals: the loops below vectorise) */
-                const int acc = j->accumulate;
-                for (size_t oy = oy0; oy < oy1; oy++) {
-                    float *restrict dr = dst + oy * ow;
-                    const float *restrict sr = src + (oy - oy0) * ldo;
-                    if (acc)
-                        for (size_t i = 0; i < ow; i++) dr[i] += sr[i];
-                    else
-                        for (size_t i = 0; i < ow; i++) dr[i] = sr[i] + b;
-                }
-            }
+            for (size_t k = k0; k < k1; k++) /* the valid part of Y, bias added (or accumulated) */
+                kn->plane_add(j->out + s * out_n + k * ohw + oy0 * w->ow, w->ow, Y + (k - k0) * w->ystride, w->ldo,
+                              oy1 - oy0, w->ow, j->bias ? j->bias[k] : 0.0f, j->accumulate);
             gr += nty;
         }
     }
