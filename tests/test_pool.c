@@ -681,6 +681,62 @@ static void naive_2x2(const float *x, size_t w, size_t ow, size_t rows, int relu
 
 static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
 
+/* The 3x3 stride-2 inference kernels (pool2d_kernels.h) against the sequential rule written here, on every
+ * ISA the CPU has, bitwise: random planes (heights 1..20, widths 1..70: vector and scalar columns), pads
+ * 0..2 (every window keeps an input element), with ties, NaN (two payloads: the last one must win) and
+ * infinities; guard floats around the output catch over-writes. */
+static float mp3_ref(const float *x, size_t h, size_t w, ptrdiff_t pt, ptrdiff_t pl, size_t oy, size_t ox) {
+    float m = -INFINITY;
+    for (ptrdiff_t i = 0; i < 3; i++)
+        for (ptrdiff_t j = 0; j < 3; j++) {
+            const ptrdiff_t q = 2 * (ptrdiff_t)oy - pt + i, c = 2 * (ptrdiff_t)ox - pl + j;
+            if (q < 0 || c < 0 || q >= (ptrdiff_t)h || c >= (ptrdiff_t)w) continue;
+            const float v = x[(size_t)q * w + (size_t)c];
+            if (v > m || v != v) m = v;
+        }
+    return m;
+}
+
+static void test_kernel_3x3s2(void **state) {
+    (void)state;
+    cnn_f32_maxpool3x3s2_infer_fn fn[2] = {cnn_f32_maxpool3x3s2_infer_scalar, cnn_f32_maxpool3x3s2_infer_avx2};
+    const int n_isa = cnn_cpu_isa() >= CNN_ISA_AVX2 ? 2 : 1;
+    uint32_t seed = 12345;
+    for (int it = 0; it < 400; it++) {
+        seed = seed * 1664525u + 1013904223u;
+        const size_t h = 1 + (seed >> 8) % 20, w = 1 + (seed >> 16) % 70;
+        const size_t pt = (seed >> 4) % 3, pl = (seed >> 24) % 3;
+        if (h + 2 * pt < 3 || w + 2 * pl < 3 || pt > 1 + (h - 1) || pl > 1 + (w - 1)) continue;
+        const size_t oh = (h + 2 * pt - 3) / 2 + 1, ow = (w + 2 * pl - 3) / 2 + 1;
+        /* every window must hold an input element: pads below the window (2 < 3) guarantee it when
+         * the last window starts inside; skip the geometries where it does not */
+        if (2 * (oh - 1) >= h + pt || 2 * (ow - 1) >= w + pl) continue;
+        float *x = malloc(h * w * sizeof(float)), *y = malloc((oh * ow + 32) * sizeof(float));
+        assert_true(x && y);
+        for (size_t i = 0; i < h * w; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            const uint32_t k = seed >> 24;
+            x[i] = k < 6 ? NAN : k < 10 ? -NAN : k < 13 ? INFINITY : k < 16 ? -INFINITY : (float)((int)(k % 7) - 3);
+        }
+        for (int v = 0; v < n_isa; v++) {
+            for (size_t i = 0; i < oh * ow + 32; i++) y[i] = 99.0f;
+            fn[v](x, h, w, (ptrdiff_t)pt, (ptrdiff_t)pl, oh, ow, y + 16);
+            for (size_t i = 0; i < 16; i++) {
+                assert_true(y[i] == 99.0f);
+                assert_true(y[16 + oh * ow + i] == 99.0f);
+            }
+            for (size_t oy = 0; oy < oh; oy++)
+                for (size_t ox = 0; ox < ow; ox++) {
+                    const float want = mp3_ref(x, h, w, (ptrdiff_t)pt, (ptrdiff_t)pl, oy, ox);
+                    if (memcmp(&y[16 + oy * ow + ox], &want, sizeof want))
+                        fail_msg("isa %d %zux%zu pad %zu,%zu: y[%zu][%zu] = %g, want %g", v, h, w, pt, pl, oy, ox,
+                                 y[16 + oy * ow + ox], want);
+                }
+        }
+        free(x), free(y);
+    }
+}
+
 static void test_kernel_2x2(void **state) {
     (void)state;
     const size_t shapes[][3] = {{1, 1, 1}, {2, 1, 3}, {16, 8, 2}, {17, 8, 3}, {14, 7, 4}, {28, 14, 2},
@@ -759,6 +815,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_worked_example),
         cmocka_unit_test(test_kernel_2x2),
+        cmocka_unit_test(test_kernel_3x3s2),
         cmocka_unit_test(test_maxpool_ties),
         cmocka_unit_test(test_maxpool_vs_ref),
         cmocka_unit_test(test_avgpool_vs_ref),

@@ -277,9 +277,40 @@ static void mp_forward_task(void *arg, size_t plane, size_t thread) {
         max_plane_infer(a->p, a->h, a->w, x, y, fl);
 }
 
+/* Inference with 3x3 windows, stride 2, dilation 1 (ResNet's stem pooling): f32_pool2d's kernel per plane
+ * (no argmax; the same values as the rule above). ResNet-18 batch 1 on the Zen 4: 0.77 ms in the generic
+ * loops (compiled for the baseline ISA, with the argmax selects and the NaN flags). */
+typedef struct mp3_args {
+    const cnn_layer_run *r;
+    const cnn_pool2d_params *p;
+    size_t h, w, plane_in, plane_out;
+    cnn_f32_maxpool3x3s2_infer_fn fn;
+} mp3_args;
+
+static void mp3_task(void *arg, size_t plane, size_t thread) {
+    (void)thread;
+    const mp3_args *a = arg;
+    a->fn(a->r->x[0] + plane * a->plane_in, a->h, a->w, (ptrdiff_t)a->p->pad_top, (ptrdiff_t)a->p->pad_left, a->p->oh,
+          a->p->ow, a->r->y + plane * a->plane_out);
+}
+
+static int run_3x3s2_infer(const cnn_layer_run *r) {
+    const cnn_layer *L = r->L;
+    const cnn_pool2d_params *p = L->params;
+    if (r->training || p->fused_relu || p->kh != 3 || p->kw != 3 || p->stride_h != 2 || p->stride_w != 2 ||
+        p->dilation_h != 1 || p->dilation_w != 1)
+        return 0;
+    mp3_args a = {r, p, L->in[0].h, L->in[0].w, L->in[0].h * L->in[0].w, L->out.h * L->out.w,
+                  r->ctx->kernels.isa >= CNN_ISA_AVX2 ? cnn_f32_maxpool3x3s2_infer_avx2
+                                                      : cnn_f32_maxpool3x3s2_infer_scalar};
+    cnn_pool_for(r->ctx, r->n * L->in[0].c, mp3_task, &a);
+    return 1;
+}
+
 static void mp_forward(const cnn_layer_run *r) {
     const cnn_layer *L = r->L;
     if (run_fast(r, 0)) return;
+    if (run_3x3s2_infer(r)) return;
     mp_args a = {r, L->params, L->in[0].h, L->in[0].w, L->in[0].h * L->in[0].w, L->out.h * L->out.w};
     cnn_pool_for(r->ctx, r->n * L->in[0].c, mp_forward_task, &a);
 }

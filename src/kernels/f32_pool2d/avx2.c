@@ -8,6 +8,7 @@
 #include "pool2d_kernels.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 /* Lanes i < n set (n in 0..8). */
 static inline __m256i lanes_below(size_t n) {
@@ -168,6 +169,59 @@ void cnn_f32_maxpool2x2_bwd_avx2(const float *dy, const int32_t *arg, const floa
                 _mm256_maskstore_ps(q0 + 8, mhi, r0b);
                 _mm256_maskstore_ps(q1, mlo, r1a);
                 _mm256_maskstore_ps(q1 + 8, mhi, r1b);
+            }
+        }
+    }
+}
+
+/* ---- 3x3 stride 2, inference (pool2d_kernels.h) ---- */
+
+static inline __m256 mp3_even(__m256 a, __m256 b) { /* a0 a2 a4 a6 b0 b2 b4 b6 */
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+}
+static inline __m256 mp3_odd(__m256 a, __m256 b) { /* a1 a3 a5 a7 b1 b3 b5 b7 */
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+}
+#define MP3_TAKE(v)                                                                                          \
+    m = _mm256_blendv_ps(m, (v), _mm256_or_ps(_mm256_cmp_ps((v), m, _CMP_GT_OQ), _mm256_cmp_ps((v), (v), _CMP_UNORD_Q)))
+
+void cnn_f32_maxpool3x3s2_infer_avx2(const float *x, size_t h, size_t w, ptrdiff_t pt, ptrdiff_t pl, size_t oh,
+                                     size_t ow, float *y) {
+    /* vectors of 8 outputs from ox0: input columns c .. c + 17, c = 2*ox0 - pl. Inside the row they are
+     * loaded in place; at the edges (and for a last partial vector) the row's part is copied into a
+     * buffer of 18 floats with -inf outside [0, w), which no maximum takes (the skipped taps of the rule;
+     * a window of -inf only stays -inf, as in the rule) */
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    for (size_t oy = 0; oy < oh; oy++) {
+        float *yr = y + oy * ow;
+        for (size_t ox = 0; ox < ow; ox += 8) {
+            const ptrdiff_t c = 2 * (ptrdiff_t)ox - pl;
+            const int inside = c >= 0 && c + 18 <= (ptrdiff_t)w;
+            __m256 m = ninf;
+            for (ptrdiff_t i = 0; i < 3; i++) {
+                const ptrdiff_t q = 2 * (ptrdiff_t)oy - pt + i;
+                if (q < 0 || q >= (ptrdiff_t)h) continue;
+                const float *row = x + (size_t)q * w;
+                float buf[24];
+                const float *s = row + c;
+                if (!inside) {
+                    for (ptrdiff_t k = 0; k < 18; k++)
+                        buf[k] = c + k >= 0 && c + k < (ptrdiff_t)w ? row[c + k] : -INFINITY;
+                    s = buf;
+                }
+                const __m256 a0 = _mm256_loadu_ps(s), a1 = _mm256_loadu_ps(s + 8);
+                const __m256 b0 = _mm256_loadu_ps(s + 2), b1 = _mm256_loadu_ps(s + 10);
+                const __m256 v0 = mp3_even(a0, a1), v1 = mp3_odd(a0, a1), v2 = mp3_even(b0, b1);
+                MP3_TAKE(v0);
+                MP3_TAKE(v1);
+                MP3_TAKE(v2);
+            }
+            if (ox + 8 <= ow) {
+                _mm256_storeu_ps(yr + ox, m);
+            } else {
+                float t[8];
+                _mm256_storeu_ps(t, m);
+                for (size_t l = 0; ox + l < ow; l++) yr[ox + l] = t[l];
             }
         }
     }

@@ -43,4 +43,18 @@ void cnn_f32_maxpool2x2_fwd_avx2(const float *x, size_t w, size_t ow, size_t row
 void cnn_f32_maxpool2x2_bwd_avx2(const float *dy, const int32_t *arg, const float *y, size_t w, size_t ow,
                                  size_t rows, int relu, int acc, float *dx);
 
+/* Inference forward of 3x3 windows with stride 2 and dilation 1 (ResNet's stem pooling, padding 1): the
+ * whole plane (h x w in, oh x ow out), window (oy, ox) at input rows 2*oy - pt + i, columns 2*ox - pl + j,
+ * taps outside the plane skipped (every window must hold one: the layer checks), taps in row-major order
+ * with the running-maximum rule above; no argmax. avx2: 8 outputs per step from two pairs of loads per
+ * input row, deinterleaved (the columns 2*ox + j - pl of taps j = 0, 1, 2); where the 18 columns leave the
+ * row, from a copy with -inf outside it (never taken: the skipped taps). The scalar kernel takes the rule
+ * one output at a time. The two agree bitwise (NaN payloads included: the last NaN of a window wins). */
+typedef void (*cnn_f32_maxpool3x3s2_infer_fn)(const float *x, size_t h, size_t w, ptrdiff_t pt, ptrdiff_t pl,
+                                              size_t oh, size_t ow, float *y);
+void cnn_f32_maxpool3x3s2_infer_scalar(const float *x, size_t h, size_t w, ptrdiff_t pt, ptrdiff_t pl, size_t oh,
+                                       size_t ow, float *y);
+void cnn_f32_maxpool3x3s2_infer_avx2(const float *x, size_t h, size_t w, ptrdiff_t pt, ptrdiff_t pl, size_t oh,
+                                     size_t ow, float *y);
+
 #endif

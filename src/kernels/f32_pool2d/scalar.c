@@ -1,6 +1,8 @@
 /* f32_pool2d/scalar.c — 2x2 stride-2 max pooling, plain C (contract: pool2d_kernels.h). */
 #include "pool2d_kernels.h"
 
+#include <math.h>
+
 void cnn_f32_maxpool2x2_fwd_scalar(const float *x, size_t w, size_t ow, size_t rows, int relu, float *y,
                                    int32_t *arg) {
     for (size_t r = 0; r < rows; r++) {
@@ -37,4 +39,26 @@ void cnn_f32_maxpool2x2_bwd_scalar(const float *dy, const int32_t *arg, const fl
             }
         }
     }
+}
+
+/* one output of a 3x3 stride-2 window, the taps inside the plane in row-major order */
+static inline float mp3_one(const float *x, size_t h, size_t w, ptrdiff_t pt, ptrdiff_t pl, size_t oy, size_t ox) {
+    float m = -INFINITY;
+    for (ptrdiff_t i = 0; i < 3; i++) {
+        const ptrdiff_t q = 2 * (ptrdiff_t)oy - pt + i;
+        if (q < 0 || q >= (ptrdiff_t)h) continue;
+        for (ptrdiff_t j = 0; j < 3; j++) {
+            const ptrdiff_t c = 2 * (ptrdiff_t)ox - pl + j;
+            if (c < 0 || c >= (ptrdiff_t)w) continue;
+            const float v = x[(size_t)q * w + (size_t)c];
+            if (v > m || v != v) m = v;
+        }
+    }
+    return m;
+}
+
+void cnn_f32_maxpool3x3s2_infer_scalar(const float *x, size_t h, size_t w, ptrdiff_t pt, ptrdiff_t pl, size_t oh,
+                                       size_t ow, float *y) {
+    for (size_t oy = 0; oy < oh; oy++)
+        for (size_t ox = 0; ox < ow; ox++) y[oy * ow + ox] = mp3_one(x, h, w, pt, pl, oy, ox);
 }
