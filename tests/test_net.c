@@ -347,6 +347,50 @@ static void fuse_run(int no_fuse, unsigned flags, size_t threads, float *out, fl
     cnn_ctx_free(ctx);
 }
 
+/* A relu before a 3x3 stride-2 maxpool (ResNet's stem) is fused in an inference compile only (the
+ * generic training backward has no fused rule): the inference outputs fused and unfused are bitwise
+ * equal, and a training compile keeps the relu. */
+static void test_fusion_3x3_inference(void **state) {
+    (void)state;
+    static const char *NET = "input c=3 h=17 w=19\n"
+                             "conv2d name=c1 k=4 kh=3 kw=3 pad=1\n"
+                             "relu\n"
+                             "maxpool2d size=3 stride=2 pad=1\n"
+                             "flatten\n"
+                             "dense out=3\n"
+                             "softmax_ce\n";
+    const size_t n = 2, in = 3 * 17 * 19;
+    static float x[2 * 3 * 17 * 19], y[2][6];
+    th_fill_uniform(x, n * in, 21, -1.0f, 1.0f);
+    for (size_t threads = 1; threads <= 2; threads++)
+        for (int no_fuse = 0; no_fuse < 2; no_fuse++) {
+            cnn_ctx *ctx = NULL;
+            cnn_ctx_options o = cnn_ctx_options_default();
+            o.threads = threads;
+            assert_int_equal(cnn_ctx_create(&ctx, &o), CNN_OK);
+            cnn_net *net = parse_ok(ctx, NET);
+            net->no_fuse = no_fuse;
+            assert_int_equal(cnn_net_compile(net, n, CNN_COMPILE_TRAIN), CNN_OK);
+            assert_false(net->rt[2].skip); /* training: the relu runs */
+            assert_int_equal(cnn_net_init_params(net, 13, CNN_INIT_DEFAULT), CNN_OK);
+            assert_int_equal(cnn_net_compile(net, n, 0), CNN_OK);
+            assert_int_equal(net->rt[2].skip, !no_fuse);
+            if (!no_fuse) {
+                cnn_layer_info li;
+                assert_int_equal(cnn_net_layer_info(net, 3, &li), CNN_OK);
+                assert_string_equal(li.algorithm, "relu+maxpool");
+            }
+            assert_int_equal(cnn_net_forward(net, x, n, 0), CNN_OK);
+            size_t got = 0;
+            const float *out = cnn_net_output(net, &got);
+            assert_int_equal(got, n);
+            memcpy(y[no_fuse], out, n * 3 * sizeof(float));
+            cnn_net_free(net);
+            cnn_ctx_free(ctx);
+        }
+    assert_memory_equal(y[0], y[1], sizeof y[0]);
+}
+
 static void test_fusion_bit_identical(void **state) {
     (void)state;
     static float out0[9], out1[9], g0[4096], g1[4096], dx0[858], dx1[858];
@@ -472,7 +516,7 @@ int main(void) {
         cmocka_unit_test(test_inference_plan_reuses_memory), cmocka_unit_test(test_inference_plan_dag),
         cmocka_unit_test(test_init_statistics),        cmocka_unit_test(test_status_strings),
         cmocka_unit_test(test_run_layer),
-        cmocka_unit_test(test_fusion_bit_identical),
+        cmocka_unit_test(test_fusion_bit_identical), cmocka_unit_test(test_fusion_3x3_inference),
         cmocka_unit_test(test_bn_relu_fusion_bit_identical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -684,7 +684,7 @@ static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
 /* The 3x3 stride-2 inference kernels (pool2d_kernels.h) against the sequential rule written here, on every
  * ISA the CPU has, bitwise: random planes (heights 1..20, widths 1..70: vector and scalar columns), pads
  * 0..2 (every window keeps an input element), with ties, NaN (two payloads: the last one must win) and
- * infinities; guard floats around the output catch over-writes. */
+ * infinities, with and without the fused relu; guard floats around the output catch over-writes. */
 static float mp3_ref(const float *x, size_t h, size_t w, ptrdiff_t pt, ptrdiff_t pl, size_t oy, size_t ox) {
     float m = -INFINITY;
     for (ptrdiff_t i = 0; i < 3; i++)
@@ -720,14 +720,16 @@ static void test_kernel_3x3s2(void **state) {
         }
         for (int v = 0; v < n_isa; v++) {
             for (size_t i = 0; i < oh * ow + 32; i++) y[i] = 99.0f;
-            fn[v](x, h, w, (ptrdiff_t)pt, (ptrdiff_t)pl, oh, ow, y + 16);
+            const int relu = it % 2;
+            fn[v](x, h, w, (ptrdiff_t)pt, (ptrdiff_t)pl, oh, ow, relu, y + 16);
             for (size_t i = 0; i < 16; i++) {
                 assert_true(y[i] == 99.0f);
                 assert_true(y[16 + oh * ow + i] == 99.0f);
             }
             for (size_t oy = 0; oy < oh; oy++)
                 for (size_t ox = 0; ox < ow; ox++) {
-                    const float want = mp3_ref(x, h, w, (ptrdiff_t)pt, (ptrdiff_t)pl, oy, ox);
+                    float want = mp3_ref(x, h, w, (ptrdiff_t)pt, (ptrdiff_t)pl, oy, ox);
+                    if (relu && !(want > 0.0f || want != want)) want = 0.0f;
                     if (memcmp(&y[16 + oy * ow + ox], &want, sizeof want))
                         fail_msg("isa %d %zux%zu pad %zu,%zu: y[%zu][%zu] = %g, want %g", v, h, w, pt, pl, oy, ox,
                                  y[16 + oy * ow + ox], want);

@@ -18,7 +18,8 @@
  *   flatten  whose input has no other reader is a view: its y and dy are its input's buffers, and it is
  *            skipped in forward and backward (the bytes are already in flatten order).
  *   relu     whose input has no other reader and whose only reader is a maxpool2d on the 2x2 stride-2
- *            kernel path is fused into that maxpool (maxpool2d.c): the relu shares its input's y and dy
+ *            kernel path (or, in an inference compile, 3x3 stride 2: ResNet's stem) is fused into that
+ *            maxpool (maxpool2d.c): the relu shares its input's y and dy
  *            and is skipped; the maxpool reads the relu's input, writes relu(max), and in backward writes
  *            the gradient of the relu's input directly. The values are those of the unfused pair.
  *   relu     whose input is a batchnorm with no other reader (and not folded) runs inside the batchnorm
@@ -411,7 +412,7 @@ static int fold_enabled(const cnn_net *net) {
  * i, its maxpool, else SIZE_MAX; fold[i]: for a conv2d i, the batchnorm folded into it, else SIZE_MAX (only
  * with `fold`). */
 static void find_aliases(const cnn_net *net, size_t *alias, size_t *fused, size_t *fold, int views_only,
-                         int fold_bn) {
+                         int fold_bn, int train) {
     size_t n = net->n_layers;
     for (size_t i = 0; i < n; i++) alias[i] = fused[i] = fold[i] = SIZE_MAX;
     if (net->no_fuse) return;
@@ -428,7 +429,7 @@ static void find_aliases(const cnn_net *net, size_t *alias, size_t *fused, size_
         } else if (!views_only && L->ops == &cnn_layer_relu) {
             size_t c = net->rt[i].last_use; /* the only reader */
             if (net->rt[i].consumers == 1 && c < n && net->layers[c].n_inputs == 1 &&
-                net->layers[c].inputs[0] == i && cnn_maxpool2d_can_fuse_relu(&net->layers[c])) {
+                net->layers[c].inputs[0] == i && cnn_maxpool2d_can_fuse_relu(&net->layers[c], train)) {
                 alias[i] = src;
                 fused[i] = c;
             } else if (net->layers[src].ops == &cnn_layer_batchnorm && alias[src] == SIZE_MAX) {
@@ -461,7 +462,7 @@ static cnn_status make_plan(const cnn_net *net, size_t batch, unsigned flags, pl
      * fused into a maxpool; flatten stays a view of its input, which holds the same values), so
      * cnn_net_layer_output can show any layer after a forward. */
     int keep = !train && (flags & CNN_COMPILE_KEEP_ACTIVATIONS) != 0;
-    find_aliases(net, P->alias, P->fused, P->fold, keep, !train && !keep && fold_enabled(net));
+    find_aliases(net, P->alias, P->fused, P->fold, keep, !train && !keep && fold_enabled(net), train);
 #define ADD_BYTES(var, bytes)                                                                                      \
     do {                                                                                                           \
         var = total;                                                                                               \

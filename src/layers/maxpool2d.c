@@ -25,7 +25,7 @@
  *   src/kernels/f32_pool2d/ instead (scalar and AVX2, bit-identical to the rule above): one pass that
  *   reads x once and writes y and the argmax; backward writes every dx element of the pooled rows once
  *   (dy at the argmax, 0 elsewhere) instead of clearing the plane and scattering.
- * Fused ReLU (2x2 stride-2 path only): when the network compiles a `relu` whose only reader is this layer
+ * Fused ReLU (2x2 stride-2 path; 3x3 stride-2 in inference compiles, run_3x3s2_infer): when the network compiles a `relu` whose only reader is this layer
  *   (and whose input has no other reader), it skips the relu and sets p->fused_relu. Forward then reads
  *   the relu's input and writes y = relu(max x) = max relu(x); the argmax is that of x. Backward writes
  *   dy into the relu's input gradient where y > 0 and 0 elsewhere. This is exactly "relu then maxpool":
@@ -63,13 +63,20 @@ static int is_2x2s2(const cnn_pool2d_params *p, size_t h, size_t w) {
            p->dilation_w == 1 && p->pad_top == 0 && p->pad_left == 0 && 2 * p->oh <= h && 2 * p->ow <= w;
 }
 
-int cnn_maxpool2d_can_fuse_relu(const cnn_layer *L) {
-    return L->ops == &cnn_layer_maxpool2d && is_2x2s2(L->params, L->in[0].h, L->in[0].w);
+/* 3x3 windows, stride 2, dilation 1: the inference kernel of run_3x3s2_infer */
+static int is_3x3s2(const cnn_pool2d_params *p) {
+    return p->kh == 3 && p->kw == 3 && p->stride_h == 2 && p->stride_w == 2 && p->dilation_h == 1 &&
+           p->dilation_w == 1;
+}
+
+int cnn_maxpool2d_can_fuse_relu(const cnn_layer *L, int train) {
+    return L->ops == &cnn_layer_maxpool2d &&
+           (is_2x2s2(L->params, L->in[0].h, L->in[0].w) || (!train && is_3x3s2(L->params)));
 }
 
 void cnn_maxpool2d_set_fused_relu(cnn_layer *L, int on) {
     cnn_pool2d_params *p = L->params;
-    p->fused_relu = on && cnn_maxpool2d_can_fuse_relu(L);
+    p->fused_relu = on && cnn_maxpool2d_can_fuse_relu(L, 0); /* the compile's plan checked the mode */
 }
 
 static cnn_f32_maxpool2x2_fwd_fn fwd_kernel(const cnn_ctx *ctx) {
@@ -291,15 +298,13 @@ static void mp3_task(void *arg, size_t plane, size_t thread) {
     (void)thread;
     const mp3_args *a = arg;
     a->fn(a->r->x[0] + plane * a->plane_in, a->h, a->w, (ptrdiff_t)a->p->pad_top, (ptrdiff_t)a->p->pad_left, a->p->oh,
-          a->p->ow, a->r->y + plane * a->plane_out);
+          a->p->ow, a->p->fused_relu, a->r->y + plane * a->plane_out);
 }
 
 static int run_3x3s2_infer(const cnn_layer_run *r) {
     const cnn_layer *L = r->L;
     const cnn_pool2d_params *p = L->params;
-    if (r->training || p->fused_relu || p->kh != 3 || p->kw != 3 || p->stride_h != 2 || p->stride_w != 2 ||
-        p->dilation_h != 1 || p->dilation_w != 1)
-        return 0;
+    if (r->training || !is_3x3s2(p)) return 0;
     mp3_args a = {r, p, L->in[0].h, L->in[0].w, L->in[0].h * L->in[0].w, L->out.h * L->out.w,
                   r->ctx->kernels.isa >= CNN_ISA_AVX2 ? cnn_f32_maxpool3x3s2_infer_avx2
                                                       : cnn_f32_maxpool3x3s2_infer_scalar};

@@ -52,7 +52,7 @@ cnn_status cnn_pool2d_shape(cnn_layer *L, cnn_pool2d_params *p, int kind);
 /* maxpool2d.c: whether L (a maxpool2d layer) can take over a relu that feeds it (the 2x2 stride-2 fast
  * path), and switch that on or off. With it on, the network skips the relu and hands the maxpool the
  * relu's input and gradient buffers. */
-int cnn_maxpool2d_can_fuse_relu(const cnn_layer *L);
+int cnn_maxpool2d_can_fuse_relu(const cnn_layer *L, int train);
 void cnn_maxpool2d_set_fused_relu(cnn_layer *L, int on);
 
 /* The taps i in [lo, hi) of a window starting at `start` (k taps, `dilation` apart) that fall inside

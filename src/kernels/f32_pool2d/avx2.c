@@ -186,7 +186,7 @@ static inline __m256 mp3_odd(__m256 a, __m256 b) { /* a1 a3 a5 a7 b1 b3 b5 b7 */
     m = _mm256_blendv_ps(m, (v), _mm256_or_ps(_mm256_cmp_ps((v), m, _CMP_GT_OQ), _mm256_cmp_ps((v), (v), _CMP_UNORD_Q)))
 
 void cnn_f32_maxpool3x3s2_infer_avx2(const float *x, size_t h, size_t w, ptrdiff_t pt, ptrdiff_t pl, size_t oh,
-                                     size_t ow, float *y) {
+                                     size_t ow, int relu, float *y) {
     /* vectors of 8 outputs from ox0: input columns c .. c + 17, c = 2*ox0 - pl. Inside the row they are
      * loaded in place; at the edges (and for a last partial vector) the row's part is copied into a
      * buffer of 18 floats with -inf outside [0, w), which no maximum takes (the skipped taps of the rule;
@@ -216,6 +216,9 @@ void cnn_f32_maxpool3x3s2_infer_avx2(const float *x, size_t h, size_t w, ptrdiff
                 MP3_TAKE(v1);
                 MP3_TAKE(v2);
             }
+            if (relu) /* (m > 0 || m is NaN) ? m : +0 */
+                m = _mm256_and_ps(m, _mm256_or_ps(_mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_GT_OQ),
+                                                  _mm256_cmp_ps(m, m, _CMP_UNORD_Q)));
             if (ox + 8 <= ow) {
                 _mm256_storeu_ps(yr + ox, m);
             } else {

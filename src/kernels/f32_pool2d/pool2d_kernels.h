@@ -49,12 +49,13 @@ void cnn_f32_maxpool2x2_bwd_avx2(const float *dy, const int32_t *arg, const floa
  * with the running-maximum rule above; no argmax. avx2: 8 outputs per step from two pairs of loads per
  * input row, deinterleaved (the columns 2*ox + j - pl of taps j = 0, 1, 2); where the 18 columns leave the
  * row, from a copy with -inf outside it (never taken: the skipped taps). The scalar kernel takes the rule
- * one output at a time. The two agree bitwise (NaN payloads included: the last NaN of a window wins). */
+ * one output at a time. The two agree bitwise (NaN payloads included: the last NaN of a window wins).
+ * relu != 0: y = relu(max) as in the 2x2 forward ("relu then maxpool" of an inference compile). */
 typedef void (*cnn_f32_maxpool3x3s2_infer_fn)(const float *x, size_t h, size_t w, ptrdiff_t pt, ptrdiff_t pl,
-                                              size_t oh, size_t ow, float *y);
+                                              size_t oh, size_t ow, int relu, float *y);
 void cnn_f32_maxpool3x3s2_infer_scalar(const float *x, size_t h, size_t w, ptrdiff_t pt, ptrdiff_t pl, size_t oh,
-                                       size_t ow, float *y);
+                                       size_t ow, int relu, float *y);
 void cnn_f32_maxpool3x3s2_infer_avx2(const float *x, size_t h, size_t w, ptrdiff_t pt, ptrdiff_t pl, size_t oh,
-                                     size_t ow, float *y);
+                                     size_t ow, int relu, float *y);
 
 #endif

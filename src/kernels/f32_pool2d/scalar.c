@@ -58,7 +58,10 @@ static inline float mp3_one(const float *x, size_t h, size_t w, ptrdiff_t pt, pt
 }
 
 void cnn_f32_maxpool3x3s2_infer_scalar(const float *x, size_t h, size_t w, ptrdiff_t pt, ptrdiff_t pl, size_t oh,
-                                       size_t ow, float *y) {
+                                       size_t ow, int relu, float *y) {
     for (size_t oy = 0; oy < oh; oy++)
-        for (size_t ox = 0; ox < ow; ox++) y[oy * ow + ox] = mp3_one(x, h, w, pt, pl, oy, ox);
+        for (size_t ox = 0; ox < ow; ox++) {
+            const float m = mp3_one(x, h, w, pt, pl, oy, ox);
+            y[oy * ow + ox] = !relu || m > 0.0f || m != m ? m : 0.0f;
+        }
 }
