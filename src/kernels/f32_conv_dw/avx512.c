@@ -14,19 +14,13 @@
  *   spread over the block's vectors (as AVX2).
  * bwd (stride 1): fwd on dy with the flipped filter and offsets (2 - pad_top, 2 - pad_left). */
 #include "conv_dw.h"
+#include "../mask16.h"
 
 #include <immintrin.h>
 #include <stdint.h>
 
 /* lanes l with 0 <= c + l < n */
-static inline __mmask16 dw_mask16(ptrdiff_t c, ptrdiff_t n) {
-    ptrdiff_t lo = -c, hi = n - c;
-    if (lo < 0) lo = 0;
-    if (hi > 16) hi = 16;
-    if (hi <= lo) return 0;
-    const uint32_t m = (hi >= 16 ? 0xFFFFu : (1u << hi) - 1) & ~((1u << lo) - 1);
-    return (__mmask16)m;
-}
+static inline __mmask16 dw_mask16(ptrdiff_t c, ptrdiff_t n) { return cnn_mask16(-c, n - c); }
 
 typedef struct dwa {
     const float *x;
@@ -72,7 +66,7 @@ static inline __attribute__((always_inline)) void dw_tile(const dwa *a, const fl
     for (int r = 0; r < R; r++) _mm512_mask_storeu_ps(yt + (size_t)r * (size_t)a->ow, sm, acc[r]);
 }
 
-static inline __attribute__((always_inline)) void dw_rows(const dwa *a, const float *wv, size_t oy, const int R,
+static inline __attribute__((always_inline)) void dw_rows(const dwa *a, const float *w, size_t oy, const int R,
                                                           size_t nv) {
     /* the next block's new input rows and its output rows, spread over this block's vectors */
     const ptrdiff_t q1 = (ptrdiff_t)oy + R + 2 - a->pt;
@@ -80,25 +74,24 @@ static inline __attribute__((always_inline)) void dw_rows(const dwa *a, const fl
     const char *py = (const char *)(a->y + (oy + (size_t)R) * (size_t)a->ow);
     const size_t lx = ((size_t)R * (size_t)a->iw * 4 + 63) / 64, ly = ((size_t)R * (size_t)a->ow * 4 + 63) / 64;
     for (size_t v = 0; v < nv; v++) {
-        dw_tile(a, wv, oy, 16 * (ptrdiff_t)v, R);
+        dw_tile(a, w, oy, 16 * (ptrdiff_t)v, R);
         for (size_t l = lx * v / nv; l < lx * (v + 1) / nv; l++) __builtin_prefetch(px + 64 * l, 0, 3);
         for (size_t l = ly * v / nv; l < ly * (v + 1) / nv; l++) __builtin_prefetch(py + 64 * l, 1, 3);
     }
 }
 
 static void dw_fwd_3x3_s1(const cnn_dw_geom *g, const float *x, const float *w, float bias, int accumulate, float *y) {
-    const float *wv = w;
     const dwa a = {.x = x, .y = y, .ih = (ptrdiff_t)g->ih, .iw = (ptrdiff_t)g->iw, .ow = (ptrdiff_t)g->ow,
                    .pt = g->pad_top, .pl = g->pad_left, .bias = bias, .accumulate = accumulate};
     const size_t nv = (g->ow + 15) / 16;
     size_t oy = 0;
-    for (; oy + 8 <= g->oh; oy += 8) dw_rows(&a, wv, oy, 8, nv);
-    for (; oy + 4 <= g->oh; oy += 4) dw_rows(&a, wv, oy, 4, nv);
+    for (; oy + 8 <= g->oh; oy += 8) dw_rows(&a, w, oy, 8, nv);
+    for (; oy + 4 <= g->oh; oy += 4) dw_rows(&a, w, oy, 4, nv);
     if (oy + 2 <= g->oh) {
-        dw_rows(&a, wv, oy, 2, nv);
+        dw_rows(&a, w, oy, 2, nv);
         oy += 2;
     }
-    if (oy < g->oh) dw_rows(&a, wv, oy, 1, nv);
+    if (oy < g->oh) dw_rows(&a, w, oy, 1, nv);
 }
 
 static int dw_512_ok(const cnn_dw_geom *g) {

@@ -12,16 +12,6 @@
 #include <immintrin.h>
 #include <string.h>
 
-static void valid_range(size_t n_out, size_t in, size_t stride, ptrdiff_t off, size_t *lo, size_t *hi) {
-    size_t l = 0, h = 0;
-    if (off < 0) l = ((size_t)(-off) + stride - 1) / stride;
-    if ((ptrdiff_t)in - 1 - off >= 0) h = (size_t)((ptrdiff_t)in - 1 - off) / stride + 1;
-    if (h > n_out) h = n_out;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
-
 static inline void copy_n(float *restrict d, const float *restrict s, size_t n) {
     if (n < 8) {
         for (size_t i = 0; i < n; i++) d[i] = s[i];
@@ -72,8 +62,8 @@ void cnn_f32_im2col_avx2(const cnn_conv_geom *g, const float *x, size_t row_begi
             (ptrdiff_t)(i * g->dil_h) - (ptrdiff_t)g->pad_top + (ptrdiff_t)(g->oy0 * g->stride_h);
         const ptrdiff_t offx = (ptrdiff_t)(j * g->dil_w) - (ptrdiff_t)g->pad_left;
         size_t oy_lo, oy_hi, ox_lo, ox_hi;
-        valid_range(g->oh, g->h, g->stride_h, offy, &oy_lo, &oy_hi);
-        valid_range(ow, g->w, sw, offx, &ox_lo, &ox_hi);
+        cnn_im2col_valid_range(g->oh, g->h, g->stride_h, offy, &oy_lo, &oy_hi);
+        cnn_im2col_valid_range(ow, g->w, sw, offx, &ox_lo, &ox_hi);
         const float *xc = x + ci * g->h * g->w;
         float *out = col + (r - row_begin) * ohw;
         zero_n(out, oy_lo * ow);
@@ -140,8 +130,8 @@ void cnn_f32_col2im_avx2(const cnn_conv_geom *g, const float *col, float *x) {
             (ptrdiff_t)(i * g->dil_h) - (ptrdiff_t)g->pad_top + (ptrdiff_t)(g->oy0 * g->stride_h);
         const ptrdiff_t offx = (ptrdiff_t)(j * g->dil_w) - (ptrdiff_t)g->pad_left;
         size_t oy_lo, oy_hi, ox_lo, ox_hi;
-        valid_range(g->oh, g->h, g->stride_h, offy, &oy_lo, &oy_hi);
-        valid_range(g->ow, g->w, sw, offx, &ox_lo, &ox_hi);
+        cnn_im2col_valid_range(g->oh, g->h, g->stride_h, offy, &oy_lo, &oy_hi);
+        cnn_im2col_valid_range(g->ow, g->w, sw, offx, &ox_lo, &ox_hi);
         if (ox_hi <= ox_lo) continue;
         const size_t n = ox_hi - ox_lo;
         float *xc = x + ci * g->h * g->w;

@@ -10,20 +10,11 @@
  * kernel's order and each element once per row: results are identical to cnn_f32_col2im_scalar.
  * im2col stays the AVX2 kernel (plain loads and stores, not limited by masked moves). */
 #include "im2col.h"
+#include "../mask16.h"
 
 #include <immintrin.h>
 
-static void valid_range512(size_t n_out, size_t in, size_t stride, ptrdiff_t off, size_t *lo, size_t *hi) {
-    size_t l = 0, h = 0;
-    if (off < 0) l = ((size_t)(-off) + stride - 1) / stride;
-    if ((ptrdiff_t)in - 1 - off >= 0) h = (size_t)((ptrdiff_t)in - 1 - off) / stride + 1;
-    if (h > n_out) h = n_out;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
-
-static inline __mmask16 lanes16(size_t m) { return m >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << m) - 1); }
+static inline __mmask16 lanes16(size_t m) { return cnn_mask16(0, (ptrdiff_t)(m < 16 ? m : 16)); }
 
 /* d[k] += s[k], k < n */
 static inline void add_n512(float *d, const float *s, size_t n) {
@@ -63,8 +54,8 @@ void cnn_f32_col2im_avx512(const cnn_conv_geom *g, const float *col, float *x) {
             (ptrdiff_t)(i * g->dil_h) - (ptrdiff_t)g->pad_top + (ptrdiff_t)(g->oy0 * g->stride_h);
         const ptrdiff_t offx = (ptrdiff_t)(j * g->dil_w) - (ptrdiff_t)g->pad_left;
         size_t oy_lo, oy_hi, ox_lo, ox_hi;
-        valid_range512(g->oh, g->h, g->stride_h, offy, &oy_lo, &oy_hi);
-        valid_range512(g->ow, g->w, sw, offx, &ox_lo, &ox_hi);
+        cnn_im2col_valid_range(g->oh, g->h, g->stride_h, offy, &oy_lo, &oy_hi);
+        cnn_im2col_valid_range(g->ow, g->w, sw, offx, &ox_lo, &ox_hi);
         if (ox_hi <= ox_lo) continue;
         const size_t n = ox_hi - ox_lo;
         float *xc = x + ci * g->h * g->w;

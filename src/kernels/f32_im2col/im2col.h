@@ -40,6 +40,19 @@ void cnn_f32_col2im_avx2(const cnn_conv_geom *g, const float *col, float *x);
 /* col2im with AVX-512 masked moves (avx512.c; bit-identical results). */
 void cnn_f32_col2im_avx512(const cnn_conv_geom *g, const float *col, float *x);
 
+/* Valid output range [*lo, *hi) along one axis: out*stride + off in [0, in) for out in [0, n_out) (the
+ * kernels of every ISA walk a column-matrix row through it). */
+static inline void cnn_im2col_valid_range(size_t n_out, size_t in, size_t stride, ptrdiff_t off, size_t *lo,
+                                          size_t *hi) {
+    size_t l = 0, h = 0;
+    if (off < 0) l = ((size_t)(-off) + stride - 1) / stride;
+    if ((ptrdiff_t)in - 1 - off >= 0) h = (size_t)((ptrdiff_t)in - 1 - off) / stride + 1;
+    if (h > n_out) h = n_out;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
 typedef void (*cnn_im2col_fn)(const cnn_conv_geom *g, const float *x, size_t row_begin, size_t row_end,
                               float *col);
 typedef void (*cnn_col2im_fn)(const cnn_conv_geom *g, const float *col, float *x);

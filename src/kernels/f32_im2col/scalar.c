@@ -13,17 +13,6 @@
 
 #include <string.h>
 
-/* Valid output range [*lo, *hi) along one axis: out*stride + off in [0, in) for out in [0, n_out). */
-static void valid_range(size_t n_out, size_t in, size_t stride, ptrdiff_t off, size_t *lo, size_t *hi) {
-    size_t l = 0, h = 0;
-    if (off < 0) l = ((size_t)(-off) + stride - 1) / stride;
-    if ((ptrdiff_t)in - 1 - off >= 0) h = (size_t)((ptrdiff_t)in - 1 - off) / stride + 1;
-    if (h > n_out) h = n_out;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
-
 void cnn_f32_im2col_scalar(const cnn_conv_geom *g, const float *x, size_t row_begin, size_t row_end,
                            float *col) {
     const size_t khw = g->kh * g->kw, ohw = g->oh * g->ow, sw = g->stride_w;
@@ -33,8 +22,8 @@ void cnn_f32_im2col_scalar(const cnn_conv_geom *g, const float *x, size_t row_be
             (ptrdiff_t)(i * g->dil_h) - (ptrdiff_t)g->pad_top + (ptrdiff_t)(g->oy0 * g->stride_h);
         const ptrdiff_t offx = (ptrdiff_t)(j * g->dil_w) - (ptrdiff_t)g->pad_left;
         size_t oy_lo, oy_hi, ox_lo, ox_hi;
-        valid_range(g->oh, g->h, g->stride_h, offy, &oy_lo, &oy_hi);
-        valid_range(g->ow, g->w, sw, offx, &ox_lo, &ox_hi);
+        cnn_im2col_valid_range(g->oh, g->h, g->stride_h, offy, &oy_lo, &oy_hi);
+        cnn_im2col_valid_range(g->ow, g->w, sw, offx, &ox_lo, &ox_hi);
         const float *xc = x + ci * g->h * g->w;
         float *out = col + (r - row_begin) * ohw;
         memset(out, 0, oy_lo * g->ow * sizeof(float));
@@ -65,8 +54,8 @@ void cnn_f32_col2im_scalar(const cnn_conv_geom *g, const float *col, float *x) {
             (ptrdiff_t)(i * g->dil_h) - (ptrdiff_t)g->pad_top + (ptrdiff_t)(g->oy0 * g->stride_h);
         const ptrdiff_t offx = (ptrdiff_t)(j * g->dil_w) - (ptrdiff_t)g->pad_left;
         size_t oy_lo, oy_hi, ox_lo, ox_hi;
-        valid_range(g->oh, g->h, g->stride_h, offy, &oy_lo, &oy_hi);
-        valid_range(g->ow, g->w, sw, offx, &ox_lo, &ox_hi);
+        cnn_im2col_valid_range(g->oh, g->h, g->stride_h, offy, &oy_lo, &oy_hi);
+        cnn_im2col_valid_range(g->ow, g->w, sw, offx, &ox_lo, &ox_hi);
         if (ox_hi <= ox_lo) continue;
         float *xc = x + ci * g->h * g->w;
         const float *in = col + r * ohw;

@@ -4,16 +4,11 @@
  * pad builds each dst row in registers: the src run is loaded at its offset with a mask of the lanes
  * inside [c0, c1) (the others zero), so every dst element is written once. Same values as scalar.c. */
 #include "plane.h"
+#include "../mask16.h"
 
 #include <immintrin.h>
 #include <stdint.h>
 
-static inline __mmask16 pl_lanes(ptrdiff_t lo, ptrdiff_t hi) { /* lanes l with lo <= l < hi, within 0..16 */
-    if (lo < 0) lo = 0;
-    if (hi > 16) hi = 16;
-    if (hi <= lo) return 0;
-    return (__mmask16)((hi >= 16 ? 0xFFFFu : (1u << hi) - 1) & ~((1u << lo) - 1));
-}
 
 void cnn_f32_plane_pad_avx512(float *dst, size_t R, size_t C, size_t ld, const float *src, size_t sr, size_t sc,
                               ptrdiff_t off_r, ptrdiff_t off_c) {
@@ -29,10 +24,10 @@ void cnn_f32_plane_pad_avx512(float *dst, size_t R, size_t C, size_t ld, const f
         /* src column of dst column q: q - off_c; the row's run covers dst columns [c0, c1) */
         const float *s = inside ? src + (size_t)y * sc - off_c : NULL;
         for (ptrdiff_t q = 0; q < (ptrdiff_t)C; q += 16) {
-            const __mmask16 st = pl_lanes(0, (ptrdiff_t)C - q);
+            const __mmask16 st = cnn_mask16(0, (ptrdiff_t)C - q);
             __m512 v = z;
             if (inside) {
-                const __mmask16 ld_m = pl_lanes(c0 - q, c1 - q);
+                const __mmask16 ld_m = cnn_mask16(c0 - q, c1 - q);
                 if (ld_m) v = _mm512_maskz_loadu_ps(ld_m, s + q);
             }
             _mm512_mask_storeu_ps(d + q, st, v);
@@ -47,7 +42,7 @@ void cnn_f32_plane_add_avx512(float *dst, size_t ldd, const float *src, size_t l
         float *d = dst + r * ldd;
         const float *s = src + r * lds;
         for (size_t q = 0; q < cols; q += 16) {
-            const __mmask16 m = pl_lanes(0, (ptrdiff_t)(cols - q));
+            const __mmask16 m = cnn_mask16(0, (ptrdiff_t)(cols - q));
             const __m512 sv = _mm512_maskz_loadu_ps(m, s + q);
             const __m512 v = accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + q), sv) : _mm512_add_ps(sv, vb);
             _mm512_mask_storeu_ps(d + q, m, v);
