@@ -1111,8 +1111,31 @@ typedef struct wino_plan {
 #ifndef WINO4_MIN_COLS
 #define WINO4_MIN_COLS 128
 #endif
+/* Forward and backward-data, whose results do not depend on the chunking, take smaller chunks when the
+ * transformed weights are small (E*K*C floats <= WINO_SMALL_U: they then stay in L2 across chunks):
+ * V and M within WINO_CHUNK_SMALL floats (512 KiB), so that they too stay in L2 (2 MiB on the Intel Xeon,
+ * 1 MiB on Zen 4) between the transforms and the GEMMs; the chunk's columns a multiple of 32 (the SGEMM
+ * microkernel's width) where that costs at most a quarter of them. c1 forward on the Intel Xeon (2 MiB L2,
+ * 2026-12-02, 2 threads): 128 -> 64 -> 32 columns per chunk 297 -> 336 -> 351 GFLOP/s (24 or 48: 330, 328).
+ * c2 (U 590 KB) the same at 28 columns as at 126; c3 (U 9.4 MB) keeps the large chunks (32 columns: 0.9x). */
+#define WINO_CHUNK_SMALL ((size_t)1 << 17)
+#define WINO_SMALL_U ((size_t)1 << 18)
 
-static void wino_plan_of(const conv_dims *d, int backward, size_t m, wino_plan *w) {
+static size_t wino_rows_per_chunk(const conv_dims *d, size_t m, size_t E, size_t tw, int wgrad) {
+    const size_t target_cols = WINO_CHUNK / (E * (d->C + d->K));
+    if (wgrad || E * d->K * d->C > WINO_SMALL_U) {
+        const size_t t = m == 4 && target_cols < WINO4_MIN_COLS ? WINO4_MIN_COLS : target_cols;
+        return t / tw ? t / tw : 1;
+    }
+    const size_t rmax = WINO_CHUNK_SMALL / (E * (d->C + d->K)) / tw;
+    if (!rmax) return 1;
+    for (size_t rr = rmax; 4 * rr >= 3 * rmax; rr--)
+        if (rr * tw % 32 == 0) return rr;
+    return rmax;
+}
+
+/* wgrad: the plan of the weight gradient (its chunks order the sums: WINO_CHUNK) */
+static void wino_plan_of(const conv_dims *d, int backward, size_t m, int wgrad, wino_plan *w) {
     memset(w, 0, sizeof *w);
     w->m = m;
     w->E = (m + 2) * (m + 2);
@@ -1126,9 +1149,7 @@ static void wino_plan_of(const conv_dims *d, int backward, size_t m, wino_plan *
     w->th = (w->oh + m - 1) / m;
     w->tw = (w->ow + m - 1) / m;
     const size_t tw8 = cnn_round_up(w->tw, 8);
-    size_t target = WINO_CHUNK / (w->E * (d->C + d->K));
-    if (m == 4 && target < WINO4_MIN_COLS) target = WINO4_MIN_COLS;
-    w->rpc = target / w->tw ? target / w->tw : 1;
+    w->rpc = wino_rows_per_chunk(d, m, w->E, w->tw, wgrad);
     w->nb = w->rpc * w->tw;
     w->ld = w->nb + 8; /* the kernels' 7 columns of slack */
     const size_t rows = w->rpc < w->th ? w->rpc : w->th; /* tile rows of one piece */
@@ -1171,9 +1192,9 @@ static size_t wino_uscratch(const conv_dims *d) {
  * of the weight transform's scratch). */
 static size_t wino_uoff(const conv_dims *d) {
     wino_plan f, b, f2;
-    wino_plan_of(d, 0, d->wino_m, &f);
-    wino_plan_of(d, 1, d->wino_m, &b);
-    wino_plan_of(d, 0, d->wino_mw, &f2);
+    wino_plan_of(d, 0, d->wino_m, 0, &f);
+    wino_plan_of(d, 1, d->wino_m, 0, &b);
+    wino_plan_of(d, 0, d->wino_mw, 1, &f2);
     size_t a = wino_ws_plan(&f), c = wino_ws_plan(&b), g = wino_ws_wgrad(d, &f2), u = wino_uscratch(d);
     a = a > c ? a : c;
     a = a > u ? a : u;
@@ -1376,7 +1397,7 @@ static void wino_task(void *arg, size_t part, size_t thread) {
 static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
     const conv_params *p = r->L->params;
     wino_job j = {.r = r, .parts = r->ctx->threads ? r->ctx->threads : 1};
-    wino_plan_of(d, backward, d->wino_m, &j.w);
+    wino_plan_of(d, backward, d->wino_m, 0, &j.w);
     /* balance: a multiple of `parts` chunks of (nearly) equal size, so that every thread gets the same
      * number (the buffers, sized for rpc, still fit; the results do not depend on the chunking) */
     const size_t rows_total = r->n * j.w.th, E = j.w.E;
@@ -1396,7 +1417,7 @@ static void wino_run(const cnn_layer_run *r, const conv_dims *d, int backward) {
          * U_e once per chunk, so split the output channels instead of the chunks (each task then reads
          * 1/parts of U and fills whole 16-column tiles; it transforms the whole input, which is small) */
         if (j.parts > 1 && rows_total * j.w.tw < WINO_ROWS_MIN_TILES * j.parts && d->K >= 2 * CNN_F32_GEMM_PA_ROW_ALIGN) {
-            wino_plan_of(d, 0, d->wino_m, &j.w);
+            wino_plan_of(d, 0, d->wino_m, 0, &j.w);
             j.by_rows = 1;
         }
         cnn_pool_for(r->ctx, j.parts, wino_task, &j);
@@ -1791,7 +1812,7 @@ static void conv_backward_weights(const cnn_layer_run *r) {
     }
     if (j.d.algo == CONV_WINOGRAD) {
         wino_wjob wj = {.r = r, .d = &j.d};
-        wino_plan_of(&j.d, 0, j.d.wino_mw, &wj.w);
+        wino_plan_of(&j.d, 0, j.d.wino_mw, 1, &wj.w);
         cnn_pool_team(r->ctx, r->ctx->threads ? r->ctx->threads : 1, wino_wgrad_team, &wj);
         return;
     }
