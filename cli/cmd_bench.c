@@ -24,8 +24,8 @@ static const char bench_help[] =
     "usage: cnn bench peak  [--threads T] [--seconds S] [--json]\n"
     "       cnn bench gemm  [--m M --n N --k K] [--threads T] [--reps R] [--peak G] [--json]\n"
     "       cnn bench conv  [--shape c1..c7|all | --n N --c C --h H --w W --k K --r R --s S --stride S\n"
-    "                        --pad P --groups G] [--pass fwd|bwd_data|bwd_weights|all] [--algo A] [--threads T]\n"
-    "                        [--reps R] [--peak G] [--json]\n"
+    "                        --pad P --groups G] [--pass fwd|bwd_data|bwd_weights|all] [--algo A]\n"
+    "                        [--wgrad W] [--threads T] [--reps R] [--peak G] [--json]\n"
     "       cnn bench infer MODEL.cnn [--batch B] [--threads T] [--reps R] [--layers] [--json]\n"
     "       cnn bench train MODEL.cnn [--batch B] [--threads T] [--reps R] [--layers] [--json]\n"
     "\n"
@@ -40,7 +40,8 @@ static const char bench_help[] =
     "         (--n --c --h --w --k --r --s --stride --pad --groups; defaults 1 16 16 16 16 3 3 1 0 1).\n"
     "         Each pass is run alone (cnn_net_run_layer) after one forward and backward of the net.\n"
     "         --algo forces conv2d's algo= (im2col, direct, winograd, winograd-f2x2, winograd-f4x4, stem,\n"
-    "         depthwise; default auto: the layer's own choice, shown in the algorithm column).\n"
+    "         depthwise; default auto: the layer's own choice, shown in the algorithm column); --wgrad\n"
+    "         forces conv2d's wgrad= (auto, blocked, algo: the weight gradient of the algorithm).\n"
     "         FLOPs of every pass: 2*N*K*OH*OW*(C/groups)*R*S. JSON: shape, pass, gflops_median,\n"
     "         gflops_min, algorithm, isa, threads, then gflops_max, pct_peak, peak_gflops, ms_median, n, c,\n"
     "         h, w, k, r, s, stride, pad, groups.\n"
@@ -326,13 +327,16 @@ typedef struct conv_custom {
 /* --algo: conv2d's algo= values (auto: the layer's own choice) */
 static const char *const conv_algo_names[] = {"auto",          "im2col", "direct",    "winograd", "winograd-f2x2",
                                               "winograd-f4x4", "stem",   "depthwise", NULL};
+/* --wgrad: conv2d's wgrad= values */
+static const char *const conv_wgrad_names[] = {"auto", "blocked", "algo", NULL};
 
-static int conv_rows(cnn_ctx *ctx, const char *id, const conv_custom *d, int algo, int pass_sel, size_t reps,
-                     double peak, int json) {
+static int conv_rows(cnn_ctx *ctx, const char *id, const conv_custom *d, int algo, int wgrad, int pass_sel,
+                     size_t reps, double peak, int json) {
     char text[512];
     snprintf(text, sizeof text,
-             "input c=%zu h=%zu w=%zu\nconv2d name=conv k=%zu kh=%zu kw=%zu stride=%zu pad=%zu groups=%zu algo=%s\n",
-             d->c, d->h, d->w, d->k, d->r, d->s, d->stride, d->pad, d->groups, conv_algo_names[algo]);
+             "input c=%zu h=%zu w=%zu\nconv2d name=conv k=%zu kh=%zu kw=%zu stride=%zu pad=%zu groups=%zu algo=%s wgrad=%s\n",
+             d->c, d->h, d->w, d->k, d->r, d->s, d->stride, d->pad, d->groups, conv_algo_names[algo],
+             conv_wgrad_names[wgrad]);
     cnn_net *net = NULL;
     float *x = NULL, *dy = NULL;
     double *t = NULL;
@@ -443,7 +447,7 @@ static int bench_conv(int argc, char **argv) {
     conv_custom d = {1, 16, 16, 16, 16, 3, 3, 1, 0, 1};
     size_t threads = 0, reps = 10;
     double peak_given = 0;
-    int pass_sel = 3, json = 0, seen[10] = {0}, seen_h = 0, seen_w = 0, algo = 0;
+    int pass_sel = 3, json = 0, seen[10] = {0}, seen_h = 0, seen_w = 0, algo = 0, wgrad = 0;
     const cli_option opts[] = {
         {.name = "shape", .kind = CLI_OPT_STRING, .out = &shape},
         {.name = "n", .kind = CLI_OPT_SIZE, .out = &d.n, .umin = 1, .umax = 65536, .seen = &seen[0]},
@@ -458,6 +462,7 @@ static int bench_conv(int argc, char **argv) {
         {.name = "groups", .kind = CLI_OPT_SIZE, .out = &d.groups, .umin = 1, .umax = 65536, .seen = &seen[7]},
         {.name = "pass", .kind = CLI_OPT_CHOICE, .out = &pass_sel, .choices = pass_names},
         {.name = "algo", .kind = CLI_OPT_CHOICE, .out = &algo, .choices = conv_algo_names},
+        {.name = "wgrad", .kind = CLI_OPT_CHOICE, .out = &wgrad, .choices = conv_wgrad_names},
         {.name = "threads", .kind = CLI_OPT_SIZE, .out = &threads, .umin = 0, .umax = 1024},
         {.name = "reps", .kind = CLI_OPT_SIZE, .out = &reps, .umin = 1, .umax = 100000},
         {.name = "peak", .kind = CLI_OPT_DOUBLE, .out = &peak_given, .dmin = 0, .dmax = 1e9, .min_exclusive = 1},
@@ -501,12 +506,12 @@ static int bench_conv(int argc, char **argv) {
         printf("%-6s  %-11s  %-14s  %-6s  %7s  %8s  %8s  %8s  %7s  %9s   (GFLOP/s; peak %.1f)\n", "shape", "pass",
                "algorithm", "isa", "threads", "median", "min", "max", "%peak", "ms", peak);
     if (custom) {
-        rc = conv_rows(ctx, "custom", &d, algo, pass_sel, reps, peak, json);
+        rc = conv_rows(ctx, "custom", &d, algo, wgrad, pass_sel, reps, peak, json);
     } else {
         for (size_t i = first; i < last && !rc; i++) {
             const conv_shape *s = &b1_shapes[i];
             conv_custom c = {s->n, s->c, s->hw, s->hw, s->k, s->rs, s->rs, s->stride, s->pad, s->groups};
-            rc = conv_rows(ctx, s->id, &c, algo, pass_sel, reps, peak, json);
+            rc = conv_rows(ctx, s->id, &c, algo, wgrad, pass_sel, reps, peak, json);
         }
     }
 done:

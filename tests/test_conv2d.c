@@ -603,6 +603,77 @@ static void test_conv_scalar_isa(void **state) {
     }
 }
 
+/* The weight gradient of `model` under CNN_ISA=isa (NULL: the widest), 1 thread, fixed data: the first
+ * trainable tensor's gradient (the conv weight) into g (count floats). */
+static void wgrad_under_isa(const char *model, size_t n, const char *isa, float *g, size_t count) {
+    const char *old = getenv("CNN_ISA");
+    char *saved = old ? strdup(old) : NULL;
+    if (isa) setenv("CNN_ISA", isa, 1);
+    th_net t;
+    th_build(&t, model, n, 4242, 1);
+    if (saved) {
+        setenv("CNN_ISA", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("CNN_ISA");
+    }
+    float *dy = malloc(n * t.out_count * sizeof(float));
+    assert_non_null(dy);
+    th_fill_uniform(dy, n * t.out_count, 17, -1, 1);
+    assert_int_equal(cnn_net_forward(t.net, t.x, n, 1), CNN_OK);
+    assert_int_equal(cnn_net_backward(t.net, dy), CNN_OK);
+    cnn_param p;
+    assert_int_equal(cnn_net_param_at(t.net, 0, &p), CNN_OK);
+    assert_int_equal(p.count, count);
+    memcpy(g, p.grad, count * sizeof(float));
+    free(dy);
+    th_free(&t);
+}
+
+/* wgrad=blocked (kernels/f32_conv_wgrad): against the float64 reference and finite differences over odd
+ * shapes (output channels not a multiple of 16, so the last channel block is partial; more than one
+ * k group; tap groups that cross input channels; stride, dilation, asymmetric padding, 1x1, a 7x7
+ * stride-2 stem, pieces of a few output rows (a 70-wide output), several piece groups), bit-identical for
+ * 1, 2 and 3 threads, and bit-identical on every ISA the CPU has (the kernels' FMA chains). */
+static void test_conv_wgrad_blocked(void **state) {
+    (void)state;
+    run_case("input c=3 h=17 w=23\nconv2d k=8 size=3 pad=1 wgrad=blocked\n", 3, 1,
+             mk(3, 17, 23, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1), 40);
+    run_case("input c=5 h=11 w=13\nconv2d k=37 size=3 pad=1 wgrad=blocked\n", 2, 2,
+             mk(5, 11, 13, 37, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1), 60);
+    run_case("input c=4 h=15 w=14\nconv2d k=70 kh=3 kw=5 stride_h=2 stride_w=1 dilation_h=1 dilation_w=2 pad_top=2 "
+             "pad_bottom=0 pad_left=1 pad_right=3 bias=0 wgrad=blocked\n",
+             2, 2, mk(4, 15, 14, 70, 3, 5, 2, 1, 2, 0, 1, 3, 1, 2, 1, 0), 60);
+    run_case("input c=11 h=7 w=9\nconv2d k=17 size=1 wgrad=blocked\n", 3, 2, mk(11, 7, 9, 17, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1),
+             60);
+    run_case("input c=3 h=29 w=31\nconv2d k=20 size=7 stride=2 pad=3 wgrad=blocked\n", 2, 2,
+             mk(3, 29, 31, 20, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 1, 1), 60);
+    run_case("input c=2 h=9 w=140\nconv2d k=150 size=3 pad=1 wgrad=blocked\n", 2, 2,
+             mk(2, 9, 140, 150, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1), 60);
+    run_case("input c=16 h=6 w=6\nconv2d k=24 size=3 wgrad=blocked algo=winograd\n", 9, 2,
+             mk(16, 6, 6, 24, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1), 40);
+    check_threads_bitwise("input c=5 h=11 w=13\nconv2d k=37 size=3 pad=1 wgrad=blocked\n", 3);
+    check_threads_bitwise("input c=2 h=9 w=140\nconv2d k=150 size=3 pad=1 wgrad=blocked\n", 3);
+    check_threads_bitwise("input c=64 h=14 w=14\nconv2d k=64 size=3 pad=1 wgrad=blocked\n", 20);
+    check_repeat_bitwise("input c=5 h=11 w=13\nconv2d k=37 size=3 pad=1 wgrad=blocked\n", 3, 2);
+    const char *models[] = {"input c=5 h=11 w=13\nconv2d k=37 size=3 pad=1 wgrad=blocked\n",
+                            "input c=3 h=29 w=31\nconv2d k=20 size=7 stride=2 pad=3 wgrad=blocked\n",
+                            "input c=2 h=9 w=140\nconv2d k=150 size=3 pad=1 wgrad=blocked\n"};
+    const size_t counts[] = {37 * 5 * 9, 20 * 3 * 49, 150 * 2 * 9};
+    const char *isas[] = {"scalar", "avx2", NULL};
+    for (int m = 0; m < 3; m++) {
+        float *g0 = malloc(counts[m] * sizeof(float)), *g1 = malloc(counts[m] * sizeof(float));
+        assert_true(g0 && g1);
+        wgrad_under_isa(models[m], 2, "scalar", g0, counts[m]);
+        for (int i = 1; i < 3; i++) {
+            wgrad_under_isa(models[m], 2, isas[i], g1, counts[m]);
+            assert_memory_equal(g0, g1, counts[m] * sizeof(float));
+        }
+        free(g0);
+        free(g1);
+    }
+}
+
 /* input 5x5 = 0..24 row-major, filter [[1,0,-1]] x 3 rows, no bias: every output is
  * sum_rows (x[r][c] - x[r][c+2]) = 3 * (-2) = -6, exactly. */
 static void test_conv_worked_example(void **state) {
@@ -827,6 +898,7 @@ int main(void) {
         cmocka_unit_test(test_conv_dx_accumulate),
         cmocka_unit_test(test_conv_threads_bitwise),
         cmocka_unit_test(test_conv_scalar_isa),
+        cmocka_unit_test(test_conv_wgrad_blocked),
         cmocka_unit_test(test_conv_worked_example),
         cmocka_unit_test(test_conv_nan_propagates),
         cmocka_unit_test(test_conv_params_info),

@@ -49,6 +49,8 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
         k->conv_dw_fwd = cnn_f32_conv_dw_fwd_avx2;
         k->conv_dw_bwd = cnn_f32_conv_dw_bwd_avx2;
         k->conv_dw_wgrad = cnn_f32_conv_dw_wgrad_avx2;
+        k->wgrad_pack_dy = cnn_f32_wgrad_pack_dy_avx2;
+        k->wgrad_sums = cnn_f32_wgrad_sums_avx2;
         k->winograd_weights = cnn_f32_winograd_f23_weights_avx2;
         k->winograd_input = cnn_f32_winograd_f23_input_avx2;
         k->winograd_output = cnn_f32_winograd_f23_output_avx2;
@@ -76,6 +78,7 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
             k->col2im = cnn_f32_col2im_avx512; /* bit-identical to AVX2 and scalar (f32_im2col/avx512.c) */
             k->conv_dw_fwd = cnn_f32_conv_dw_fwd_avx512; /* 3x3 stride 1; bit-identical to AVX2 */
             k->conv_dw_bwd = cnn_f32_conv_dw_bwd_avx512;
+            k->wgrad_sums = cnn_f32_wgrad_sums_avx512; /* bit-identical to AVX2 and scalar (wgrad.h) */
             k->plane_pad = cnn_f32_plane_pad_avx512; /* same values as scalar (f32_plane/avx512.c) */
             k->plane_add = cnn_f32_plane_add_avx512;
         }
@@ -93,6 +96,8 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
         k->conv_dw_fwd = cnn_f32_conv_dw_fwd_scalar;
         k->conv_dw_bwd = cnn_f32_conv_dw_bwd_scalar;
         k->conv_dw_wgrad = cnn_f32_conv_dw_wgrad_scalar;
+        k->wgrad_pack_dy = cnn_f32_wgrad_pack_dy_scalar;
+        k->wgrad_sums = cnn_f32_wgrad_sums_scalar;
         k->winograd_weights = cnn_f32_winograd_f23_weights_scalar;
         k->winograd_input = cnn_f32_winograd_f23_input_scalar;
         k->winograd_output = cnn_f32_winograd_f23_output_scalar;

@@ -9,6 +9,7 @@
 #include "f32_conv_direct/conv_direct.h"
 #include "f32_conv_stem/conv_stem.h"
 #include "f32_conv_dw/conv_dw.h"
+#include "f32_conv_wgrad/wgrad.h"
 #include "f32_winograd/winograd.h"
 #include "f32_im2col/im2col.h"
 #include "f32_plane/plane.h"
@@ -52,6 +53,8 @@ typedef struct cnn_kernels {
     cnn_conv_dw_fwd_fn conv_dw_fwd;             /* conv2d "depthwise": one plane per call (conv_dw.h) */
     cnn_conv_dw_bwd_fn conv_dw_bwd;
     cnn_conv_dw_wgrad_fn conv_dw_wgrad;
+    cnn_wgrad_pack_dy_fn wgrad_pack_dy;         /* conv2d wgrad=blocked (wgrad.h) */
+    cnn_wgrad_sums_fn wgrad_sums;
     cnn_winograd_weights_fn winograd_weights;   /* conv2d "winograd" F(2x2,3x3) transforms (winograd.h) */
     cnn_winograd_input_fn winograd_input;
     cnn_winograd_output_fn winograd_output;

@@ -118,6 +118,7 @@ typedef struct conv_params {
     int same;                 /* pad=same: padding computed from the input in shape */
     int bias;
     int algo;                 /* algo=: ALGO_AUTO (0) or a forced algorithm (tests, benchmarks) */
+    int wgrad;                /* wgrad=: WGRAD_AUTO (0), WGRAD_BLOCKED or WGRAD_ALGO (the algorithm's own) */
     /* set by an inference compile (fold.h; never parsed or printed): the forward reads cnn_layer_run.w as
      * the inference weight block, and with infer_fold adds the folded bias even when bias=0 */
     int infer_block, infer_fold;
@@ -130,6 +131,9 @@ typedef struct conv_params {
 enum { ALGO_AUTO = 0, ALGO_IM2COL, ALGO_DIRECT, ALGO_WINOGRAD, ALGO_WINO2, ALGO_WINO4, ALGO_STEM, ALGO_DEPTHWISE };
 static const char *const algo_names[] = {"auto", "im2col", "direct", "winograd", "winograd-f2x2", "winograd-f4x4",
                                          "stem", "depthwise", NULL};
+/* wgrad= values: the weight gradient's algorithm (blk_wgrad_team) */
+enum { WGRAD_AUTO = 0, WGRAD_BLOCKED, WGRAD_ALGO };
+static const char *const wgrad_names[] = {"auto", "blocked", "algo", NULL};
 /* algo=winograd forces Winograd F(2x2) (as before F(4x4) existed); -f2x2 / -f4x4 force a tile size */
 static int algo_is_wino(int algo) { return algo == ALGO_WINOGRAD || algo == ALGO_WINO2 || algo == ALGO_WINO4; }
 
@@ -161,6 +165,7 @@ typedef struct conv_dims {
     size_t wino_m; /* winograd: output tile side, 2 (F(2x2,3x3)) or 4 (F(4x4,3x3)); see wino_tile */
     size_t wino_mw; /* winograd: the tile of backward-weights (wino_wgrad_tile) */
     cnn_dw_geom dwg; /* depthwise: the geometry of one plane (conv_dw.h) */
+    int wgrad_blocked; /* backward-weights runs the blocked weight gradient (blk_wgrad_team) */
 } conv_dims;
 
 /* ---- parse / print ---- */
@@ -259,6 +264,7 @@ static cnn_status conv_parse(struct cnn_kv *kv, void *params) {
                             p->groups);
     CNN_TRY(cnn_kv_bool(kv, "bias", &p->bias, NULL));
     CNN_TRY(cnn_kv_enum(kv, "algo", algo_names, &p->algo, NULL));
+    CNN_TRY(cnn_kv_enum(kv, "wgrad", wgrad_names, &p->wgrad, NULL));
 cleanup:
     return st;
 }
@@ -292,6 +298,7 @@ static void conv_print(const void *params, cnn_strbuf *out) {
     if (p->groups != 1) cnn_strbuf_printf(out, " groups=%zu", p->groups);
     if (!p->bias) cnn_strbuf_printf(out, " bias=0");
     if (p->algo != ALGO_AUTO) cnn_strbuf_printf(out, " algo=%s", algo_names[p->algo]);
+    if (p->wgrad != WGRAD_AUTO) cnn_strbuf_printf(out, " wgrad=%s", wgrad_names[p->wgrad]);
 }
 
 /* ---- shape ---- */
@@ -393,6 +400,13 @@ static int dw_possible(const conv_params *p, cnn_shape in) {
     return pt < p->kh && pb < p->kh && pl < p->kw && pr < p->kw;
 }
 
+/* The blocked weight gradient (blk_wgrad_team) handles groups 1 (any kernel, stride, dilation, padding). */
+static int blk_possible(const conv_params *p) { return p->groups == 1; }
+static int blk_auto(const conv_params *p, const conv_dims *d) {
+    (void)p, (void)d;
+    return 0;
+}
+
 /* Fill d from params and input shape (shape has validated them). */
 static void conv_dims_of(const conv_params *p, cnn_shape in, conv_dims *d) {
     size_t pt = 0, pb = 0, pl = 0, pr = 0, ext, padded;
@@ -464,6 +478,7 @@ static void conv_dims_of(const conv_params *p, cnn_shape in, conv_dims *d) {
     else
         d->algo = d->gemm_1x1 || (p->kh == 1 && p->kw == 1 && !pt && !pb && !pl && !pr && d->G == 1)
                       ? CONV_GEMM_1X1 : CONV_IM2COL; /* 1x1 without padding: pw_run (strided too) */
+    d->wgrad_blocked = p->wgrad == WGRAD_BLOCKED || (p->wgrad == WGRAD_AUTO && blk_auto(p, d));
 }
 
 static cnn_status conv_shape(cnn_layer *L) {
@@ -521,6 +536,8 @@ static cnn_status conv_shape(cnn_layer *L) {
             return cnn_layer_error(L, CNN_ERR_SHAPE, "stem workspace for %zux%zux%zu is too large", in.c, in.h,
                                    in.w);
     }
+    if (p->wgrad == WGRAD_BLOCKED && !blk_possible(p))
+        return cnn_layer_error(L, CNN_ERR_SHAPE, "wgrad=blocked needs groups=1");
     if (algo_is_wino(p->algo) && !winograd_possible(p))
         return cnn_layer_error(L, CNN_ERR_SHAPE, "algo=%s needs a 3x3 kernel, stride 1, dilation 1 and groups=1",
                                algo_names[p->algo]);
@@ -551,6 +568,7 @@ static cnn_status conv_shape(cnn_layer *L) {
  *   backward data:    one padded dy plane, QR rows of QC + 8 floats, then the flipped filter (taps)
  *   backward weights: Cg*taps doubles (the batch sums), one padded input plane, taps + 1 floats */
 static size_t ws16(size_t n) { return cnn_round_up(n, 16); }
+static size_t blk_ws(const conv_dims *d);
 static size_t direct_ws(const conv_dims *d) {
     const size_t pp = d->PR * d->pg_fwd.ldx, qq = d->QR * d->pg_bwd.ldx;
     size_t f = d->Cg * ws16(pp);
@@ -613,6 +631,15 @@ static void conv_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
         s->ws_per_thread = pw_forward_ok(&d) ? pw_ws(&d) : d.rows * d.brows * d.OW;
         s->algorithm = "im2col+gemm";
         break;
+    }
+    if (d.wgrad_blocked) {
+        const size_t w = blk_ws(&d);
+        if (w > s->ws_per_thread) s->ws_per_thread = w;
+        static const char *const with_blocked[] = {"im2col+gemm, wgrad blocked", "gemm-1x1, wgrad blocked",
+                                                   "direct, wgrad blocked", "winograd-f2x2, wgrad blocked",
+                                                   "stem, wgrad blocked", "depthwise, wgrad blocked",
+                                                   "winograd-f4x4, wgrad blocked"};
+        s->algorithm = with_blocked[d.algo == CONV_WINOGRAD && d.wino_m == 4 ? 6 : (int)d.algo];
     }
 }
 
@@ -1789,6 +1816,150 @@ static void stem_backward_weights_task(void *arg, size_t part, size_t thread) {
         for (size_t o = k0; o < k1; o++) r->dw[d->K * d->rows + o] = (float)bacc[o - k0];
 }
 
+/* ---- the blocked weight gradient (wgrad=blocked; kernels/f32_conv_wgrad, wgrad.h) ----
+ * dW[k][q] = sum over the batch's output pixels of dy[k][pixel] * x(q, pixel) for the rows q = (c, i, j)
+ * of the filter, with 16 output channels in the vector lanes and the pixels the loop (oneDNN's direct
+ * weight gradient, on NCHW data: dy is packed per piece into blocks of 16 channels, x zero-padded).
+ * Pieces: (sample, block of rb output rows), rb such that a piece's packed dy is at most BLK_PIECE floats;
+ * a group of pieces (together at most BLK_GROUP floats of packed dy and padded x) is prepared by the team
+ * (thread t packs dy blocks and pads x planes range t of the group), then after a barrier every thread
+ * runs its tasks on the group's pieces: task = (k group of at most 3 blocks, tap group of at most 9
+ * consecutive rows q), thread t owning tasks range t of them for the whole pass. A task's per-piece float
+ * sums (the kernel's FMA chains over the piece's pixels in order) are added to the double accumulator of
+ * its entries in piece order, so each dW element has one owner and an order fixed by the shape: identical
+ * for any thread count, and (wgrad.h) on every ISA. Groups alternate between the buffers of regions 0 and
+ * 1 (as wino_wgrad_team's chunks), so one barrier per group suffices. The FMA work is 2 * K16 * rows * P
+ * flops per sample (K16: K rounded up to 16), at 12 loads per 27 FMAs (wgrad.h). */
+#define BLK_PIECE ((size_t)1 << 16)
+#define BLK_GROUP ((size_t)1 << 18)
+
+typedef struct blk_plan {
+    size_t KB, ngk;        /* blocks of 16 output channels, k groups (of at most CNN_WGRAD_MAX_KB blocks) */
+    size_t nt, ntg;        /* rows q per tap group (the last may have fewer), tap groups */
+    size_t rb, ppp;        /* output rows per piece, pieces per sample */
+    size_t prow, ldp, pstride; /* a piece's padded input: prow rows of ldp floats per channel plane */
+    size_t dyt;            /* packed dy floats of a full piece (KB * rb * OW * 16) */
+    size_t set;            /* floats of one group's buffers: gp pieces of dyt + C * pstride */
+    size_t gp;             /* pieces per group */
+} blk_plan;
+
+static void blk_plan_of(const conv_dims *d, blk_plan *b) {
+    const cnn_conv_geom *g = &d->geom;
+    memset(b, 0, sizeof *b);
+    b->KB = (d->K + 15) / 16;
+    b->ngk = (b->KB + CNN_WGRAD_MAX_KB - 1) / CNN_WGRAD_MAX_KB;
+    const size_t kbmax = (b->KB + b->ngk - 1) / b->ngk; /* the largest k group */
+    b->nt = CNN_WGRAD_MAX_ACC / kbmax < CNN_WGRAD_MAX_TAPS ? CNN_WGRAD_MAX_ACC / kbmax : CNN_WGRAD_MAX_TAPS;
+    b->ntg = (d->rows + b->nt - 1) / b->nt;
+    const size_t per_row = b->KB * 16 * d->OW;
+    size_t rbmax = BLK_PIECE / (per_row ? per_row : 1);
+    if (rbmax < 1) rbmax = 1;
+    b->ppp = (d->OH + rbmax - 1) / rbmax;
+    b->rb = (d->OH + b->ppp - 1) / b->ppp;
+    b->ppp = (d->OH + b->rb - 1) / b->rb;
+    b->prow = (b->rb - 1) * g->stride_h + (g->kh - 1) * g->dil_h + 1;
+    b->ldp = (d->OW - 1) * g->stride_w + (g->kw - 1) * g->dil_w + 1;
+    b->pstride = ws16(b->prow * b->ldp);
+    b->dyt = ws16(b->KB * b->rb * d->OW * 16);
+    const size_t piece = b->dyt + d->C * b->pstride;
+    b->gp = BLK_GROUP / piece;
+    if (b->gp < 1) b->gp = 1;
+    b->set = b->gp * piece;
+}
+
+/* Per region: one group's buffers, then (region 0's used) the double sums of the tasks (BLK_ACC each, in
+ * the kernel's order), then the thread's table of the filter rows' input offsets (rows ptrdiff_t). */
+#define BLK_ACC (CNN_WGRAD_MAX_ACC * 16)
+static size_t blk_ws(const conv_dims *d) {
+    blk_plan b;
+    blk_plan_of(d, &b);
+    return b.set + ws16(2 * BLK_ACC * b.ngk * b.ntg) + ws16(2 * d->rows);
+}
+
+typedef struct blk_job {
+    const cnn_layer_run *r;
+    const conv_dims *d;
+    blk_plan b;
+} blk_job;
+
+static void blk_wgrad_team(void *arg, size_t t, size_t T) {
+    const blk_job *j = arg;
+    const cnn_layer_run *r = j->r;
+    const conv_dims *d = j->d;
+    const blk_plan *b = &j->b;
+    const conv_params *p = r->L->params;
+    const cnn_kernels *kn = &r->ctx->kernels;
+    const cnn_conv_geom *g = &d->geom;
+    const size_t pieces = r->n * b->ppp, groups = (pieces + b->gp - 1) / b->gp, ntasks = b->ngk * b->ntg;
+    double *accs = (double *)(thread_ws(r, 0) + b->set); /* BLK_ACC per task */
+    /* the padded-input offset of every filter row q = (c, i, j), in this thread's region */
+    ptrdiff_t *offq = (ptrdiff_t *)(thread_ws(r, t) + b->set + ws16(2 * BLK_ACC * ntasks));
+    for (size_t q = 0; q < d->rows; q++) {
+        const size_t c = q / d->taps, ki = q % d->taps / g->kw, kj = q % g->kw;
+        offq[q] = (ptrdiff_t)(c * b->pstride + ki * g->dil_h * b->ldp + kj * g->dil_w);
+    }
+    size_t t0, t1;
+    cnn_split_range(ntasks, T, t, &t0, &t1);
+    for (size_t gi = 0; gi < groups; gi++) {
+        const size_t p0 = gi * b->gp, p1 = p0 + b->gp < pieces ? p0 + b->gp : pieces, np = p1 - p0;
+        float *set = thread_ws(r, T > 1 ? gi & 1 : 0);
+        float *xps = set + np * b->dyt; /* the pieces' padded planes after their packed dy */
+        /* prepare: dy blocks (piece, block) and x planes (piece, channel), range t of each */
+        size_t u0, u1;
+        cnn_split_range(np * b->KB, T, t, &u0, &u1);
+        for (size_t u = u0; u < u1;) {
+            const size_t pc = p0 + u / b->KB, s = pc / b->ppp, oy0 = pc % b->ppp * b->rb;
+            const size_t nr = d->OH - oy0 < b->rb ? d->OH - oy0 : b->rb, kb0 = u % b->KB;
+            const size_t kb1 = b->KB < kb0 + (u1 - u) ? b->KB : kb0 + (u1 - u);
+            kn->wgrad_pack_dy(r->dy + s * d->K * d->ohw + oy0 * d->OW, d->K, nr * d->OW, d->ohw, kb0, kb1,
+                              set + (pc - p0) * b->dyt + kb0 * nr * d->OW * 16);
+            u += kb1 - kb0;
+        }
+        cnn_split_range(np * d->C, T, t, &u0, &u1);
+        for (size_t u = u0; u < u1; u++) {
+            const size_t pc = p0 + u / d->C, c = u % d->C, s = pc / b->ppp, oy0 = pc % b->ppp * b->rb;
+            kn->plane_pad(xps + u * b->pstride, b->prow, b->ldp, b->ldp, r->x[0] + (s * d->C + c) * d->hw, d->H,
+                          d->W, (ptrdiff_t)g->pad_top - (ptrdiff_t)(oy0 * g->stride_h), (ptrdiff_t)g->pad_left);
+        }
+        cnn_pool_barrier(T); /* the group's pieces are ready */
+        /* piece by piece, every task of this thread on it (the piece's dy blocks stay in L1/L2) */
+        for (size_t pc = p0; pc < p1; pc++) {
+            const size_t oy0 = pc % b->ppp * b->rb, nr = d->OH - oy0 < b->rb ? d->OH - oy0 : b->rb;
+            for (size_t task = t0; task < t1; task++) {
+                const size_t gk = task / b->ntg, q0 = task % b->ntg * b->nt;
+                size_t kb0, kb1;
+                cnn_split_range(b->KB, b->ngk, gk, &kb0, &kb1);
+                cnn_wgrad_args a = {.ldp = b->ldp, .sh = g->stride_h, .sw = g->stride_w, .oh = nr, .ow = d->OW,
+                                    .kb = kb1 - kb0, .ntap = d->rows - q0 < b->nt ? d->rows - q0 : b->nt};
+                for (size_t i = 0; i < a.ntap; i++) a.off[i] = offq[q0 + i];
+                a.dyT = set + (pc - p0) * b->dyt + kb0 * nr * d->OW * 16;
+                a.xp = xps + (pc - p0) * d->C * b->pstride;
+                kn->wgrad_sums(&a, accs + task * BLK_ACC, pc == 0);
+            }
+        }
+    }
+    /* dW of this thread's tasks (their entries are whole: this thread summed every piece into them) */
+    for (size_t task = t0; task < t1; task++) {
+        const size_t gk = task / b->ntg, q0 = task % b->ntg * b->nt;
+        const size_t nq = q0 + b->nt < d->rows ? b->nt : d->rows - q0;
+        size_t kb0, kb1;
+        cnn_split_range(b->KB, b->ngk, gk, &kb0, &kb1);
+        const double *acc = accs + task * BLK_ACC;
+        for (size_t k = kb0 * 16; k < kb1 * 16 && k < d->K; k++)
+            for (size_t i = 0; i < nq; i++) r->dw[k * d->rows + q0 + i] = (float)acc[((k / 16 - kb0) * nq + i) * 16 + k % 16];
+    }
+    if (p->bias) {
+        float *db = r->dw + d->K * d->rows;
+        size_t o0, o1;
+        cnn_split_range(d->K, T, t, &o0, &o1);
+        for (size_t o = o0; o < o1; o++) {
+            double sum = 0.0;
+            for (size_t s = 0; s < r->n; s++) sum += plane_sum(r->dy + (s * d->K + o) * d->ohw, d->ohw);
+            db[o] = (float)sum;
+        }
+    }
+}
+
 static void conv_backward_weights(const cnn_layer_run *r) {
     if (!r->dw) return;
     conv_job j;
@@ -1796,6 +1967,12 @@ static void conv_backward_weights(const cnn_layer_run *r) {
     if (r->n == 0) {
         const conv_params *p = r->L->params;
         memset(r->dw, 0, (j.d.K * j.d.rows + (p->bias ? j.d.K : 0)) * sizeof(float));
+        return;
+    }
+    if (j.d.wgrad_blocked) {
+        blk_job bj = {.r = r, .d = &j.d};
+        blk_plan_of(&j.d, &bj.b);
+        cnn_pool_team(r->ctx, r->ctx->threads ? r->ctx->threads : 1, blk_wgrad_team, &bj);
         return;
     }
     if (j.d.algo == CONV_STEM) {
