@@ -394,6 +394,10 @@ static int conv_rows(cnn_ctx *ctx, const char *id, const conv_custom *d, int alg
         stats(t, reps, &med, &mn, &mx);
         double ms = med > 0 ? flops / med * 1e-6 : 0;
         double pct = peak > 0 ? 100 * med / peak : 0;
+        /* backward-weights: its own algorithm where conv2d runs another one (wgrad=) */
+        const char *algo = info.algorithm ? info.algorithm : "";
+        if (pass_ids[p] == CNN_PASS_BACKWARD_WEIGHTS && info.wgrad_algorithm && *info.wgrad_algorithm)
+            algo = info.wgrad_algorithm;
         if (json) {
             cli_json j;
             cli_json_init(&j, stdout);
@@ -407,7 +411,7 @@ static int conv_rows(cnn_ctx *ctx, const char *id, const conv_custom *d, int alg
             cli_json_key(&j, "gflops_min");
             cli_json_double(&j, mn);
             cli_json_key(&j, "algorithm");
-            cli_json_string(&j, info.algorithm ? info.algorithm : "");
+            cli_json_string(&j, algo);
             cli_json_key(&j, "isa");
             cli_json_string(&j, cnn_ctx_isa(ctx));
             cli_json_key(&j, "threads");
@@ -430,7 +434,7 @@ static int conv_rows(cnn_ctx *ctx, const char *id, const conv_custom *d, int alg
             cli_json_finish(&j);
         } else {
             printf("%-6s  %-11s  %-14s  %-6s  %7zu  %8.1f  %8.1f  %8.1f  %6.1f%%  %9.3f\n", id, pass_names[p],
-                   info.algorithm ? info.algorithm : "", cnn_ctx_isa(ctx), T, med, mn, mx, pct, ms);
+                   algo, cnn_ctx_isa(ctx), T, med, mn, mx, pct, ms);
             fflush(stdout);
         }
     }

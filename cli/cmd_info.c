@@ -67,7 +67,7 @@ static const char info_help[] =
     "  --json      one JSON object instead of the table\n";
 
 typedef struct row {
-    char index[24], inputs[256], out[64], params[32], mflops[32];
+    char index[24], inputs[256], out[64], params[32], mflops[32], algo[96];
     cnn_layer_info info;
 } row;
 
@@ -198,6 +198,10 @@ static int run_info(int argc, char **argv) {
         snprintf(r->mflops, sizeof r->mflops, "%.3f", (double)r->info.flops / 1e6);
         if (!r->info.algorithm)
             r->info.algorithm = "";
+        /* the weight gradient's algorithm where it is not the layer's own (conv2d wgrad=) */
+        snprintf(r->algo, sizeof r->algo, "%s%s%s", r->info.algorithm,
+                 r->info.wgrad_algorithm && *r->info.wgrad_algorithm ? ", wgrad " : "",
+                 r->info.wgrad_algorithm ? r->info.wgrad_algorithm : "");
         total_params += r->info.params;
         total_flops += (double)r->info.flops;
     }
@@ -236,6 +240,10 @@ static int run_info(int argc, char **argv) {
             cli_json_uint(&j, li->flops);
             cli_json_key(&j, "algorithm");
             cli_json_string(&j, li->algorithm);
+            if (li->wgrad_algorithm && *li->wgrad_algorithm) {
+                cli_json_key(&j, "wgrad_algorithm");
+                cli_json_string(&j, li->wgrad_algorithm);
+            }
             cli_json_end_object(&j);
         }
         cli_json_end_array(&j);
@@ -274,7 +282,7 @@ static int run_info(int argc, char **argv) {
     for (size_t i = 0; i < n; i++) {
         const row *r = &rows[i];
         const char *cell[8] = {r->index, r->info.name,  r->info.type, r->inputs,
-                               r->out,   r->params,     r->mflops,    r->info.algorithm};
+                               r->out,   r->params,     r->mflops,    r->algo};
         for (int c = 0; c < 8; c++)
             if (strlen(cell[c]) > wd[c])
                 wd[c] = strlen(cell[c]);
@@ -283,7 +291,7 @@ static int run_info(int argc, char **argv) {
     for (size_t i = 0; i < n; i++) {
         const row *r = &rows[i];
         const char *cell[8] = {r->index, r->info.name,  r->info.type, r->inputs,
-                               r->out,   r->params,     r->mflops,    r->info.algorithm};
+                               r->out,   r->params,     r->mflops,    r->algo};
         print_row(cell, wd);
     }
     printf("\n");

@@ -103,6 +103,8 @@ typedef struct cnn_layer_info {
     size_t params;          /* trainable parameters */
     uint64_t flops;         /* forward FLOPs per sample (multiply-add = 2) */
     const char *algorithm;  /* convolution algorithm, or "" */
+    const char *wgrad_algorithm; /* conv2d: the weight gradient's algorithm where it is not the layer's own
+                                    ("blocked", conv2d wgrad=), else "" */
 } cnn_layer_info;
 cnn_status cnn_net_layer_info(const cnn_net *net, size_t i, cnn_layer_info *info);
 

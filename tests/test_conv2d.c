@@ -513,7 +513,8 @@ static void test_conv_threads_bitwise(void **state) {
     check_threads_bitwise("input c=16 h=9 w=19\nconv2d k=16 size=3 pad=1\n", 3);
     /* Winograd with several chunks (1600 tiles, 256-tile chunks): the weight gradient's team alternates the
      * shared V and D between regions 0 and 1 */
-    check_threads_bitwise("input c=32 h=40 w=40\nconv2d k=32 size=3 pad=1\n", 4);
+    check_threads_bitwise("input c=32 h=40 w=40\nconv2d k=32 size=3 pad=1 wgrad=algo\n", 4);
+    check_threads_bitwise("input c=32 h=40 w=40\nconv2d k=32 size=3 pad=1\n", 4); /* blocked (wgrad=auto) */
     check_threads_bitwise("input c=4 h=7 w=7\nconv2d k=6 size=3 dilation=2 pad=3 groups=2 algo=direct\n", 3);
 }
 
@@ -834,6 +835,8 @@ static void test_conv_print_round_trip(void **state) {
                      "stride_h=2 stride_w=1 pad_h=1 pad_w=2 dilation_h=1 dilation_w=2");
     check_round_trip(ctx, "input c=3 h=17 w=23\nconv2d k=4 size=3 algo=direct\n", "k=4 kh=3 kw=3 algo=direct");
     check_round_trip(ctx, "input c=3 h=17 w=23\nconv2d k=4 size=3 algo=auto\n", "k=4 kh=3 kw=3\n");
+    check_round_trip(ctx, "input c=3 h=17 w=23\nconv2d k=4 size=3 wgrad=blocked\n", "k=4 kh=3 kw=3 wgrad=blocked");
+    check_round_trip(ctx, "input c=3 h=17 w=23\nconv2d k=4 size=3 algo=stem wgrad=algo\n", "algo=stem wgrad=algo");
     cnn_ctx_free(ctx);
 }
 
@@ -856,6 +859,8 @@ static void test_conv_bad_params(void **state) {
     th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 pad_h=1 pad_bottom=2\n", F, "both given");
     th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 bias=maybe\n", F, "bias");
     th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 groups=0\n", F, "groups");
+    th_expect_error("input c=1 h=5 w=5\nconv2d k=4 size=3 wgrad=fast\n", F, "wgrad");
+    th_expect_error("input c=2 h=5 w=5\nconv2d k=4 size=3 groups=2 wgrad=blocked\n", S, "wgrad=blocked needs groups=1");
     /* k not divisible by groups (known at parse time) */
     th_expect_error("input c=8 h=5 w=5\nconv2d k=6 size=3 groups=4\n", F, "k=6 output channels are not divisible by groups=4");
     /* input channels not divisible by groups */

@@ -46,8 +46,8 @@ static conv_case mk(size_t c, size_t h, size_t w, size_t k, size_t kh, size_t kw
 
 /* Build `model` (its conv2d is layer 1), check the algorithm it runs, the output shape, forward and all
  * gradients. */
-static void run_case(const char *model, const char *algorithm, size_t n, size_t threads, conv_case cc,
-                     size_t fd_points) {
+static void run_case1(const char *model, const char *algorithm, size_t n, size_t threads, conv_case cc,
+                      size_t fd_points) {
     th_net t;
     th_build(&t, model, n, 2000 + n * 10 + threads, threads);
     const ref_conv2d *p = &cc.p;
@@ -61,6 +61,19 @@ static void run_case(const char *model, const char *algorithm, size_t n, size_t 
     th_check(&t, ref_conv, &cc, 1, tol);
     th_check(&t, ref_conv, &cc, 0, tol);
     th_free(&t);
+}
+
+/* run_case1 as given (an automatic stem's weight gradient is conv2d's blocked one) and with wgrad=algo
+ * (the stem's own weight-gradient kernels). */
+static void run_case(const char *model, const char *algorithm, size_t n, size_t threads, conv_case cc,
+                     size_t fd_points) {
+    run_case1(model, algorithm, n, threads, cc, fd_points);
+    char buf[512];
+    const size_t len = strlen(model);
+    assert_true(len > 0 && model[len - 1] == '\n');
+    const int w = snprintf(buf, sizeof buf, "%.*s wgrad=algo\n", (int)(len - 1), model);
+    assert_true(w > 0 && (size_t)w < sizeof buf);
+    run_case1(buf, algorithm, n, threads, cc, fd_points);
 }
 
 /* Same weights, input and dy on 1 and 2 threads: output, input gradient and parameter gradients are
@@ -131,6 +144,7 @@ static void accumulate_cases(void) {
 
 static void bitwise_cases(void) {
     check_threads_bitwise("input c=3 h=37 w=41\nconv2d k=20 size=7 stride=2 pad=3\n", 3);
+    check_threads_bitwise("input c=3 h=37 w=41\nconv2d k=20 size=7 stride=2 pad=3 wgrad=algo\n", 3);
     check_threads_bitwise("input c=1 h=28 w=28\nconv2d k=32 size=3 pad=1\n", 5);
     check_threads_bitwise("input c=2 h=10 w=35\nconv2d k=9 kh=3 kw=4 stride_h=2 stride_w=3 pad=1\n", 3);
 }

@@ -274,6 +274,7 @@ cnn_status cnn_net_layer_info(const cnn_net *net, size_t i, cnn_layer_info *info
         if (net->tensors[k].layer == i && net->tensors[k].d.trainable) info->params += net->tensors[k].count;
     info->flops = L->sizes.flops;
     info->algorithm = L->sizes.algorithm ? L->sizes.algorithm : "";
+    info->wgrad_algorithm = L->sizes.wgrad_algorithm ? L->sizes.wgrad_algorithm : "";
     if (net->compiled && net->rt[i].skip) /* aliases and fusion of the last compile */
         info->algorithm = L->ops == &cnn_layer_flatten     ? "view"
                           : L->ops == &cnn_layer_batchnorm ? "folded into the conv"

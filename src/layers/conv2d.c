@@ -402,9 +402,16 @@ static int dw_possible(const conv_params *p, cnn_shape in) {
 
 /* The blocked weight gradient (blk_wgrad_team) handles groups 1 (any kernel, stride, dilation, padding). */
 static int blk_possible(const conv_params *p) { return p->groups == 1; }
+/* wgrad=auto takes it where the layer's algorithm was chosen automatically (algo=auto) and is Winograd with
+ * the F(2x2) weight gradient or the stem: measured on the Intel Xeon (AVX-512, 2 threads, 2026-12-02),
+ * c1 bwd_weights 156 -> 243 GFLOP/s, c2 228 -> 285, c6 186 -> 210; training steps (`cnn bench train`,
+ * alternately) fmnist-small x1.12, fmnist-fast x1.14, resnet20 x1.34, vgg-fmnist x1.15; with CNN_ISA=avx2
+ * 0.98-1.11x (c2 200 -> 160, c6 168 -> 129, c1 142 -> 145: the AVX2 kernel's 16 ymm hold 12 sums). The
+ * choice does not depend on the ISA (AVX2 and AVX-512 agree bit for bit). Not taken for F(4x4) weight
+ * gradients (c3: 454 vs 278), gemm-1x1 (c4: 258 vs 226) and im2col (c5: 268 vs 255-270). */
 static int blk_auto(const conv_params *p, const conv_dims *d) {
-    (void)p, (void)d;
-    return 0;
+    return blk_possible(p) && p->algo == ALGO_AUTO &&
+           ((d->algo == CONV_WINOGRAD && d->wino_mw == 2) || d->algo == CONV_STEM);
 }
 
 /* Fill d from params and input shape (shape has validated them). */
@@ -635,11 +642,7 @@ static void conv_sizes(const cnn_layer *L, cnn_layer_sizes *s) {
     if (d.wgrad_blocked) {
         const size_t w = blk_ws(&d);
         if (w > s->ws_per_thread) s->ws_per_thread = w;
-        static const char *const with_blocked[] = {"im2col+gemm, wgrad blocked", "gemm-1x1, wgrad blocked",
-                                                   "direct, wgrad blocked", "winograd-f2x2, wgrad blocked",
-                                                   "stem, wgrad blocked", "depthwise, wgrad blocked",
-                                                   "winograd-f4x4, wgrad blocked"};
-        s->algorithm = with_blocked[d.algo == CONV_WINOGRAD && d.wino_m == 4 ? 6 : (int)d.algo];
+        s->wgrad_algorithm = "blocked";
     }
 }
 

@@ -49,6 +49,7 @@ typedef struct cnn_layer_sizes {
     size_t ws_per_thread;     /* floats of scratch per thread (forward and backward) */
     uint64_t flops;           /* forward FLOPs per sample */
     const char *algorithm;    /* e.g. "im2col+gemm"; NULL for none */
+    const char *wgrad_algorithm; /* conv2d: "blocked" where the weight gradient is not the algorithm's own */
 } cnn_layer_sizes;
 
 /* Everything one pass needs. */
