@@ -1,6 +1,6 @@
 /* test_winograd.c — Winograd F(4x4,3x3) ("winograd-f4x4": kernels src/kernels/f32_winograd/f43_*.inc, the
  * winograd driver of src/layers/conv2d.c) against float64 references that share no code with src/:
- *   kernels  the AVX2 input/output transforms bitwise equal to the scalar ones (tails: 1..17 tiles per
+ *   kernels  the AVX2 and AVX-512 input/output transforms bitwise equal to the scalar ones (tails: 1..17 tiles per
  *            row, 1..3 tile rows); the weight transform against G g G^T in double; input -> products ->
  *            output against direct correlation in double, on every ISA the CPU has; the weight
  *            gradient's dy transform (A q A^T) and final transform (G^T M G) against double, bitwise
@@ -77,13 +77,17 @@ static size_t isa_list(f43_fns *out) {
         out[n++] = (f43_fns){"avx2", cnn_f32_winograd_f43_weights_avx2, cnn_f32_winograd_f43_input_avx2,
                              cnn_f32_winograd_f43_output_avx2, cnn_f32_winograd_f43_dyin_avx2,
                              cnn_f32_winograd_f43_wgrad_avx2};
+    if (cnn_cpu_isa() >= CNN_ISA_AVX512) /* the AVX-512 input and output transforms, the rest AVX2's */
+        out[n++] = (f43_fns){"avx512", cnn_f32_winograd_f43_weights_avx2, cnn_f32_winograd_f43_input_avx512,
+                             cnn_f32_winograd_f43_output_avx512, cnn_f32_winograd_f43_dyin_avx2,
+                             cnn_f32_winograd_f43_wgrad_avx2};
     return n;
 }
 
 /* U against G g G^T in double (also flipped and transposed) */
 static void test_f4_weights(void **state) {
     (void)state;
-    f43_fns f[2];
+    f43_fns f[3];
     const size_t nf = isa_list(f), K = 5, C = 3;
     float w[5 * 3 * 9], U[36][15], *Ue[36];
     for (size_t i = 0; i < K * C * 9; i++) w[i] = (float)nrand();
@@ -117,13 +121,14 @@ static void test_f4_weights(void **state) {
  * output against direct correlation */
 static void test_f4_transforms(void **state) {
     (void)state;
-    f43_fns f[2];
+    f43_fns f[3];
     const size_t nf = isa_list(f), C = 3, K = 2;
     for (size_t tw = 1; tw <= 17; tw++)
         for (size_t nty = 1; nty <= 3; nty++) {
-            const size_t tw8 = (tw + 7) / 8 * 8, ldp = 4 * tw8 + 4, rows = 4 * nty + 2, ps = rows * ldp;
-            const size_t ld = nty * tw + 8, ldo = 4 * tw8, ys = 4 * nty * ldo;
-            float *xp = calloc(C * ps, sizeof(float)), *V[2], *M = calloc(K * 36 * ld, sizeof(float)), *Y[2];
+            /* the tightest rows the contract allows (winograd.h): a read or write past them fails */
+            const size_t ldp = 4 * tw + 4, rows = 4 * nty + 2, ps = rows * ldp;
+            const size_t ld = nty * tw + 8, ldo = 4 * tw, ys = 4 * nty * ldo;
+            float *xp = calloc(C * ps, sizeof(float)), *V[3], *M = calloc(K * 36 * ld, sizeof(float)), *Y[3];
             float w[2 * 3 * 9], U[36][6], *Ue[36];
             assert_non_null(xp);
             assert_non_null(M);
@@ -163,12 +168,12 @@ static void test_f4_transforms(void **state) {
                 if (err > 1e-5 * (big > 1 ? big : 1))
                     fail_msg("%s tw %zu nty %zu: error %.3g (max |y| %.3g)", f[i].isa, tw, nty, err, big);
             }
-            if (nf == 2) { /* the valid columns and rows of V and Y, bitwise */
+            for (size_t i = 1; i < nf; i++) { /* the valid columns and rows of V and Y, bitwise */
                 for (size_t c = 0; c < C * 36; c++)
-                    assert_memory_equal(V[0] + c * ld, V[1] + c * ld, nty * tw * sizeof(float));
+                    assert_memory_equal(V[0] + c * ld, V[i] + c * ld, nty * tw * sizeof(float));
                 for (size_t k = 0; k < K; k++)
                     for (size_t oy = 0; oy < 4 * nty; oy++)
-                        assert_memory_equal(Y[0] + k * ys + oy * ldo, Y[1] + k * ys + oy * ldo, 4 * tw * sizeof(float));
+                        assert_memory_equal(Y[0] + k * ys + oy * ldo, Y[i] + k * ys + oy * ldo, 4 * tw * sizeof(float));
             }
             for (size_t i = 0; i < nf; i++) {
                 free(V[i]);
@@ -187,12 +192,12 @@ static const double AM[6][4] = {{1, 0, 0, 0}, {1, 1, 1, 1}, {1, -1, 1, -1}, {1, 
 
 static void test_f4_wgrad_kernels(void **state) {
     (void)state;
-    f43_fns f[2];
+    f43_fns f[3];
     const size_t nf = isa_list(f), K = 3;
     for (size_t tw = 1; tw <= 17; tw++)
         for (size_t nty = 1; nty <= 3; nty++) {
-            const size_t tw8 = (tw + 7) / 8 * 8, ldq = 4 * tw8, ps = 4 * nty * ldq, ld = nty * tw + 8;
-            float *q = calloc(K * ps, sizeof(float)), *D[2];
+            const size_t ldq = 4 * tw, ps = 4 * nty * ldq, ld = nty * tw + 8;
+            float *q = calloc(K * ps, sizeof(float)), *D[3];
             assert_non_null(q);
             for (size_t i = 0; i < K * ps; i++) q[i] = (float)nrand();
             for (size_t i = 0; i < nf; i++) {
@@ -212,13 +217,13 @@ static void test_f4_wgrad_kernels(void **state) {
                                     fail_msg("%s dyin tw %zu nty %zu: D[%d] = %.9g, want %.9g", f[i].isa, tw, nty, e, got, want);
                             }
             }
-            if (nf == 2)
-                for (size_t r = 0; r < K * 36; r++) assert_memory_equal(D[0] + r * ld, D[1] + r * ld, nty * tw * sizeof(float));
+            for (size_t i = 1; i < nf; i++)
+                for (size_t r = 0; r < K * 36; r++) assert_memory_equal(D[0] + r * ld, D[i] + r * ld, nty * tw * sizeof(float));
             for (size_t i = 0; i < nf; i++) free(D[i]);
             free(q);
         }
     const size_t KK = 5, C = 7, ldm = KK * C + 3;
-    float *M = malloc(36 * ldm * sizeof(float)), dw[2][5 * 7 * 9];
+    float *M = malloc(36 * ldm * sizeof(float)), dw[3][5 * 7 * 9];
     assert_non_null(M);
     for (size_t i = 0; i < 36 * ldm; i++) M[i] = (float)nrand();
     for (size_t i = 0; i < nf; i++) {
@@ -234,7 +239,7 @@ static void test_f4_wgrad_kernels(void **state) {
                             fail_msg("%s wgrad: dw[%zu][%zu][%d][%d] = %.9g, want %.9g", f[i].isa, k, c, a, b, got, want);
                     }
     }
-    if (nf == 2) assert_memory_equal(dw[0], dw[1], sizeof dw[0]);
+    for (size_t i = 1; i < nf; i++) assert_memory_equal(dw[0], dw[i], sizeof dw[0]);
     free(M);
 }
 

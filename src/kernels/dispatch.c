@@ -79,6 +79,8 @@ void cnn_kernels_select(cnn_kernels *k, cnn_isa limit) {
             k->conv_dw_fwd = cnn_f32_conv_dw_fwd_avx512; /* 3x3 stride 1; bit-identical to AVX2 */
             k->conv_dw_bwd = cnn_f32_conv_dw_bwd_avx512;
             k->wgrad_sums = cnn_f32_wgrad_sums_avx512; /* bit-identical to AVX2 and scalar (wgrad.h) */
+            k->winograd4_input = cnn_f32_winograd_f43_input_avx512; /* bit-identical to AVX2 (avx512.c) */
+            k->winograd4_output = cnn_f32_winograd_f43_output_avx512;
             k->plane_pad = cnn_f32_plane_pad_avx512; /* same values as scalar (f32_plane/avx512.c) */
             k->plane_add = cnn_f32_plane_add_avx512;
         }

@@ -1183,9 +1183,12 @@ static void wino_plan_of(const conv_dims *d, int backward, size_t m, int wgrad, 
     w->nb = w->rpc * w->tw;
     w->ld = w->nb + 8; /* the kernels' 7 columns of slack */
     const size_t rows = w->rpc < w->th ? w->rpc : w->th; /* tile rows of one piece */
-    w->ldp = m * tw8 + (m == 4 ? 4 : 2);               /* the AVX2 input kernels' column reach */
+    /* the input kernels' column reach: F(2x2)'s AVX2 kernel reads whole groups of 8 tiles of a row, the
+     * F(4x4) kernels only the valid tiles (winograd.h); a narrow F(4x4) plane (c1: 20 floats, not 36) is
+     * less to pad and to keep in cache */
+    w->ldp = m == 4 ? 4 * w->tw + 4 : m * tw8 + 2;
     w->pstride = ws16((m * rows + 2) * w->ldp);
-    w->ldo = m * tw8;
+    w->ldo = m == 4 ? 4 * w->tw : m * tw8;
     w->ystride = ws16(m * rows * w->ldo);
 }
 

@@ -61,15 +61,16 @@ typedef void (*cnn_winograd_wgrad_fn)(const float *Macc, size_t kout, size_t cin
  * 36 GEMMs M_e[kout][cols] = U_e[kout][cin] * V_e[cin][cols], e = 6*row + column. Layouts as F(2x2) with
  * 36 for 16: V element (e, c, j) at V[(c*36 + e)*ldv + j], M element (e, k, j) at M[(k*36 + e)*ldm + j].
  *   input:  tile (ty, tx) reads xp rows 4*ty .. 4*ty+5, columns 4*tx .. 4*tx+5; the caller gives 4*nty + 2
- *           rows and ldp >= 4*TW8 + 4 with zeros past the image (the AVX2 kernel reads up to column
- *           4*TW8 + 3). Writes V columns [0, nty*tw) and, AVX2, up to 7 past (ldv >= nty*tw + 7).
- *   output: Y[k][4*ty + r][4*tx + q] = (A^T m A)[r][q], 4*nty rows of ldo >= 4*TW8 floats per plane; the
- *           AVX2 kernel reads M columns up to nty*tw + 6 and writes Y columns up to 4*TW8 - 1.
+ *           rows and ldp >= 4*tw + 4 with zeros past the image (the AVX2 and AVX-512 kernels read
+ *           columns 4*tx .. 4*tx+7 of valid tiles only: up to column 4*tw + 3). Writes V columns
+ *           [0, nty*tw) and, AVX2, up to 7 past (ldv >= nty*tw + 7).
+ *   output: Y[k][4*ty + r][4*tx + q] = (A^T m A)[r][q], 4*nty rows of ldo >= 4*tw floats per plane; the
+ *           AVX2 kernel reads M columns up to nty*tw + 6; every kernel writes Y columns < 4*tw only.
  * Same signatures as the F(2x2) input / output functions above. Both ISAs agree bitwise (f43_*.inc).
  * Weight gradient, as F(2x2)'s with 36 for 16 (dL/dU = sum over tiles of (A dy A^T) .* V, dL/dg =
  * G^T (dL/dU) G, A = (A^T)^T 6x4, G 6x3 above):
  *   dyin:  D element (e, k, j) at D[(k*36 + e)*ldd + j] = (A q A^T)[e] of the 4x4 dy tile at rows 4*ty..,
- *          columns 4*tx.. of plane k (4*nty rows of ldq >= 4*TW8 floats, zeros past the output); AVX2
+ *          columns 4*tx.. of plane k (4*nty rows of ldq >= 4*tw floats, zeros past the output); AVX2
  *          writes up to 7 columns past nty*tw (ldd >= nty*tw + 7).
  *   wgrad: dw[k][c][3][3] = G^T Mk G with Mk[e] = Macc[e*ldm + k*cin + c] (e < 36), in double. */
 
@@ -104,5 +105,11 @@ typedef void (*cnn_winograd_weights_e_fn)(const float *w, size_t kout, size_t ci
 CNN_WINOGRAD_DECL(scalar)
 CNN_WINOGRAD_DECL(avx2)
 #undef CNN_WINOGRAD_DECL
+/* AVX-512 (f32_winograd/avx512.c): the F(4x4) input and output transforms, 16 tiles per step, bitwise the
+ * AVX2 ones; they write no V column past nty*tw and read no M column past it. */
+void cnn_f32_winograd_f43_input_avx512(const float *xp, size_t cin, size_t plane_stride, size_t ldp, size_t tw,
+                                       size_t nty, float *V, size_t ldv);
+void cnn_f32_winograd_f43_output_avx512(const float *M, size_t kout, size_t ldm, size_t tw, size_t nty, float *Y,
+                                        size_t plane_stride, size_t ldo);
 
 #endif
