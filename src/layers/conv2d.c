@@ -1867,19 +1867,20 @@ static void blk_plan_of(const conv_dims *d, blk_plan *b) {
     b->ldp = (d->OW - 1) * g->stride_w + (g->kw - 1) * g->dil_w + 1;
     b->pstride = ws16(b->prow * b->ldp);
     b->dyt = ws16(b->KB * b->rb * d->OW * 16);
-    const size_t piece = b->dyt + d->C * b->pstride;
+    const size_t piece = b->dyt + d->C * b->pstride + b->KB * 16; /* packed dy, padded x, dy sums */
     b->gp = BLK_GROUP / piece;
     if (b->gp < 1) b->gp = 1;
     b->set = b->gp * piece;
 }
 
 /* Per region: one group's buffers, then (region 0's used) the double sums of the tasks (BLK_ACC each, in
- * the kernel's order), then the thread's table of the filter rows' input offsets (rows ptrdiff_t). */
+ * the kernel's order) and of the bias gradient (KB*16), then the thread's table of the filter rows' input
+ * offsets (rows ptrdiff_t). */
 #define BLK_ACC (CNN_WGRAD_MAX_ACC * 16)
 static size_t blk_ws(const conv_dims *d) {
     blk_plan b;
     blk_plan_of(d, &b);
-    return b.set + ws16(2 * BLK_ACC * b.ngk * b.ntg) + ws16(2 * d->rows);
+    return b.set + ws16(2 * BLK_ACC * b.ngk * b.ntg) + ws16(2 * b.KB * 16) + ws16(2 * d->rows);
 }
 
 typedef struct blk_job {
@@ -1898,8 +1899,11 @@ static void blk_wgrad_team(void *arg, size_t t, size_t T) {
     const cnn_conv_geom *g = &d->geom;
     const size_t pieces = r->n * b->ppp, groups = (pieces + b->gp - 1) / b->gp, ntasks = b->ngk * b->ntg;
     double *accs = (double *)(thread_ws(r, 0) + b->set); /* BLK_ACC per task */
+    double *dbs = (double *)(thread_ws(r, 0) + b->set + ws16(2 * BLK_ACC * ntasks)); /* KB*16 */
     /* the padded-input offset of every filter row q = (c, i, j), in this thread's region */
-    ptrdiff_t *offq = (ptrdiff_t *)(thread_ws(r, t) + b->set + ws16(2 * BLK_ACC * ntasks));
+    ptrdiff_t *offq = (ptrdiff_t *)(thread_ws(r, t) + b->set + ws16(2 * BLK_ACC * ntasks) + ws16(2 * b->KB * 16));
+    size_t d0, d1; /* this thread's channel blocks of the bias gradient */
+    cnn_split_range(b->KB, T, t, &d0, &d1);
     for (size_t q = 0; q < d->rows; q++) {
         const size_t c = q / d->taps, ki = q % d->taps / g->kw, kj = q % g->kw;
         offq[q] = (ptrdiff_t)(c * b->pstride + ki * g->dil_h * b->ldp + kj * g->dil_w);
@@ -1910,6 +1914,7 @@ static void blk_wgrad_team(void *arg, size_t t, size_t T) {
         const size_t p0 = gi * b->gp, p1 = p0 + b->gp < pieces ? p0 + b->gp : pieces, np = p1 - p0;
         float *set = thread_ws(r, T > 1 ? gi & 1 : 0);
         float *xps = set + np * b->dyt; /* the pieces' padded planes after their packed dy */
+        float *bss = xps + np * d->C * b->pstride; /* then their dy sums, KB*16 each */
         /* prepare: dy blocks (piece, block) and x planes (piece, channel), range t of each */
         size_t u0, u1;
         cnn_split_range(np * b->KB, T, t, &u0, &u1);
@@ -1918,7 +1923,8 @@ static void blk_wgrad_team(void *arg, size_t t, size_t T) {
             const size_t nr = d->OH - oy0 < b->rb ? d->OH - oy0 : b->rb, kb0 = u % b->KB;
             const size_t kb1 = b->KB < kb0 + (u1 - u) ? b->KB : kb0 + (u1 - u);
             kn->wgrad_pack_dy(r->dy + s * d->K * d->ohw + oy0 * d->OW, d->K, nr * d->OW, d->ohw, kb0, kb1,
-                              set + (pc - p0) * b->dyt + kb0 * nr * d->OW * 16);
+                              set + (pc - p0) * b->dyt + kb0 * nr * d->OW * 16,
+                              p->bias ? bss + (pc - p0) * b->KB * 16 + kb0 * 16 : NULL);
             u += kb1 - kb0;
         }
         cnn_split_range(np * d->C, T, t, &u0, &u1);
@@ -1928,6 +1934,10 @@ static void blk_wgrad_team(void *arg, size_t t, size_t T) {
                           d->W, (ptrdiff_t)g->pad_top - (ptrdiff_t)(oy0 * g->stride_h), (ptrdiff_t)g->pad_left);
         }
         cnn_pool_barrier(T); /* the group's pieces are ready */
+        if (p->bias) /* the bias gradient of this thread's channel blocks, piece by piece in order */
+            for (size_t pc = p0; pc < p1; pc++)
+                for (size_t k = d0 * 16; k < d1 * 16; k++)
+                    dbs[k] = (pc == 0 ? 0.0 : dbs[k]) + (double)bss[(pc - p0) * b->KB * 16 + k];
         /* piece by piece, every task of this thread on it (the piece's dy blocks stay in L1/L2) */
         for (size_t pc = p0; pc < p1; pc++) {
             const size_t oy0 = pc % b->ppp * b->rb, nr = d->OH - oy0 < b->rb ? d->OH - oy0 : b->rb;
@@ -1954,17 +1964,10 @@ static void blk_wgrad_team(void *arg, size_t t, size_t T) {
         for (size_t k = kb0 * 16; k < kb1 * 16 && k < d->K; k++)
             for (size_t i = 0; i < nq; i++) r->dw[k * d->rows + q0 + i] = (float)acc[((k / 16 - kb0) * nq + i) * 16 + k % 16];
     }
-    if (p->bias) {
-        float *db = r->dw + d->K * d->rows;
-        size_t o0, o1;
-        cnn_split_range(d->K, T, t, &o0, &o1);
-        for (size_t o = o0; o < o1; o++) {
-            double sum = 0.0;
-            for (size_t s = 0; s < r->n; s++) sum += plane_sum(r->dy + (s * d->K + o) * d->ohw, d->ohw);
-            db[o] = (float)sum;
-        }
-    }
+    if (p->bias)
+        for (size_t k = d0 * 16; k < d1 * 16 && k < d->K; k++) r->dw[d->K * d->rows + k] = (float)dbs[k];
 }
+
 
 static void conv_backward_weights(const cnn_layer_run *r) {
     if (!r->dw) return;

@@ -11,21 +11,32 @@
 #include <immintrin.h>
 
 void cnn_f32_wgrad_pack_dy_avx2(const float *dy, size_t K, size_t P, size_t ld, size_t b0, size_t b1,
-                                float *dyT) {
+                                float *dyT, float *bsum) {
     for (size_t b = b0; b < b1; b++) {
         float *o = dyT + (b - b0) * P * 16;
         for (size_t h = 0; h < 2; h++) { /* lanes 8h .. 8h + 7 */
             const size_t k0 = 16 * b + 8 * h;
+            __m256 s = _mm256_setzero_ps();
             size_t p = 0;
             for (; p + 8 <= P; p += 8) {
                 __m256 r[8];
                 for (int i = 0; i < 8; i++)
                     r[i] = k0 + (size_t)i < K ? _mm256_loadu_ps(dy + (k0 + (size_t)i) * ld + p) : _mm256_setzero_ps();
                 gemm_transpose8(r);
-                for (int q = 0; q < 8; q++) _mm256_storeu_ps(o + (p + (size_t)q) * 16 + 8 * h, r[q]);
+                for (int q = 0; q < 8; q++) {
+                    _mm256_storeu_ps(o + (p + (size_t)q) * 16 + 8 * h, r[q]);
+                    s = _mm256_add_ps(s, r[q]); /* pixel by pixel, as scalar */
+                }
             }
-            for (; p < P; p++)
-                for (size_t i = 0; i < 8; i++) o[p * 16 + 8 * h + i] = k0 + i < K ? dy[(k0 + i) * ld + p] : 0.0f;
+            for (; p < P; p++) {
+                __m256 v;
+                float t[8];
+                for (size_t i = 0; i < 8; i++) t[i] = k0 + i < K ? dy[(k0 + i) * ld + p] : 0.0f;
+                v = _mm256_loadu_ps(t);
+                _mm256_storeu_ps(o + p * 16 + 8 * h, v);
+                s = _mm256_add_ps(s, v);
+            }
+            if (bsum) _mm256_storeu_ps(bsum + (b - b0) * 16 + 8 * h, s);
         }
     }
 }

@@ -4,15 +4,17 @@
 #include <math.h>
 
 void cnn_f32_wgrad_pack_dy_scalar(const float *dy, size_t K, size_t P, size_t ld, size_t b0, size_t b1,
-                                  float *dyT) {
+                                  float *dyT, float *bsum) {
     for (size_t b = b0; b < b1; b++) {
         float *o = dyT + (b - b0) * P * 16;
         for (size_t l = 0; l < 16; l++) {
             const size_t k = 16 * b + l;
+            float s = 0.0f;
             if (k < K)
-                for (size_t p = 0; p < P; p++) o[p * 16 + l] = dy[k * ld + p];
+                for (size_t p = 0; p < P; p++) s += o[p * 16 + l] = dy[k * ld + p];
             else
                 for (size_t p = 0; p < P; p++) o[p * 16 + l] = 0.0f;
+            if (bsum) bsum[(b - b0) * 16 + l] = s;
         }
     }
 }

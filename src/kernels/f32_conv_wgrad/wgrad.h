@@ -4,8 +4,10 @@
  * oneDNN's direct weight gradient on its nChw16c layout; here dy is transposed per sample instead).
  *
  * pack_dy: the sample's output gradient dy [K][P] (rows ld floats apart) for channel blocks [b0, b1)
- *          into dyT[(b - b0)*P*16 + p*16 + l] = dy[16*b + l][p] (0 for 16*b + l >= K). A copy: the same
- *          values on every ISA.
+ *          into dyT[(b - b0)*P*16 + p*16 + l] = dy[16*b + l][p] (0 for 16*b + l >= K), and with bsum
+ *          != NULL also bsum[(b - b0)*16 + l] = the float sum of dy[16*b + l][p] over p ascending from
+ *          zero (the bias gradient's share; 0 past K). A copy and sequential sums: the same values on
+ *          every ISA.
  * sums:    for one piece of a sample (oh output rows), kb <= CNN_WGRAD_MAX_KB blocks of 16 output channels
  *          (dyT as pack_dy wrote them, block b at dyT + b*P*16, P = oh*ow) and ntap <=
  *          CNN_WGRAD_MAX_TAPS taps, kb * ntap <= CNN_WGRAD_MAX_ACC: the float sums
@@ -33,11 +35,13 @@ typedef struct cnn_wgrad_args {
 } cnn_wgrad_args;
 
 typedef void (*cnn_wgrad_pack_dy_fn)(const float *dy, size_t K, size_t P, size_t ld, size_t b0, size_t b1,
-                                     float *dyT);
+                                     float *dyT, float *bsum);
 typedef void (*cnn_wgrad_sums_fn)(const cnn_wgrad_args *a, double *acc, int first);
 
-void cnn_f32_wgrad_pack_dy_scalar(const float *dy, size_t K, size_t P, size_t ld, size_t b0, size_t b1, float *dyT);
-void cnn_f32_wgrad_pack_dy_avx2(const float *dy, size_t K, size_t P, size_t ld, size_t b0, size_t b1, float *dyT);
+void cnn_f32_wgrad_pack_dy_scalar(const float *dy, size_t K, size_t P, size_t ld, size_t b0, size_t b1, float *dyT,
+                                  float *bsum);
+void cnn_f32_wgrad_pack_dy_avx2(const float *dy, size_t K, size_t P, size_t ld, size_t b0, size_t b1, float *dyT,
+                                float *bsum);
 void cnn_f32_wgrad_sums_scalar(const cnn_wgrad_args *a, double *acc, int first);
 void cnn_f32_wgrad_sums_avx2(const cnn_wgrad_args *a, double *acc, int first);
 void cnn_f32_wgrad_sums_avx512(const cnn_wgrad_args *a, double *acc, int first);
