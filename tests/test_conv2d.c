@@ -604,8 +604,8 @@ static void test_conv_scalar_isa(void **state) {
     }
 }
 
-/* The weight gradient of `model` under CNN_ISA=isa (NULL: the widest), 1 thread, fixed data: the first
- * trainable tensor's gradient (the conv weight) into g (count floats). */
+/* The weight gradient of `model` under CNN_ISA=isa (NULL: the widest), 1 thread, fixed data: the conv
+ * weight's and bias's gradients into g (count floats). */
 static void wgrad_under_isa(const char *model, size_t n, const char *isa, float *g, size_t count) {
     const char *old = getenv("CNN_ISA");
     char *saved = old ? strdup(old) : NULL;
@@ -623,10 +623,12 @@ static void wgrad_under_isa(const char *model, size_t n, const char *isa, float 
     th_fill_uniform(dy, n * t.out_count, 17, -1, 1);
     assert_int_equal(cnn_net_forward(t.net, t.x, n, 1), CNN_OK);
     assert_int_equal(cnn_net_backward(t.net, dy), CNN_OK);
-    cnn_param p;
+    cnn_param p, pb;
     assert_int_equal(cnn_net_param_at(t.net, 0, &p), CNN_OK);
-    assert_int_equal(p.count, count);
-    memcpy(g, p.grad, count * sizeof(float));
+    assert_int_equal(cnn_net_param_at(t.net, 1, &pb), CNN_OK); /* the bias (summed as dy is packed) */
+    assert_int_equal(p.count + pb.count, count);
+    memcpy(g, p.grad, p.count * sizeof(float));
+    memcpy(g + p.count, pb.grad, pb.count * sizeof(float));
     free(dy);
     th_free(&t);
 }
@@ -660,7 +662,7 @@ static void test_conv_wgrad_blocked(void **state) {
     const char *models[] = {"input c=5 h=11 w=13\nconv2d k=37 size=3 pad=1 wgrad=blocked\n",
                             "input c=3 h=29 w=31\nconv2d k=20 size=7 stride=2 pad=3 wgrad=blocked\n",
                             "input c=2 h=9 w=140\nconv2d k=150 size=3 pad=1 wgrad=blocked\n"};
-    const size_t counts[] = {37 * 5 * 9, 20 * 3 * 49, 150 * 2 * 9};
+    const size_t counts[] = {37 * 5 * 9 + 37, 20 * 3 * 49 + 20, 150 * 2 * 9 + 150};
     const char *isas[] = {"scalar", "avx2", NULL};
     for (int m = 0; m < 3; m++) {
         float *g0 = malloc(counts[m] * sizeof(float)), *g1 = malloc(counts[m] * sizeof(float));
