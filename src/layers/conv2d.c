@@ -496,9 +496,10 @@ static cnn_status conv_shape(cnn_layer *L) {
     if (in.c % p->groups)
         return cnn_layer_error(L, CNN_ERR_SHAPE, "input has %zu channels, not divisible by groups=%zu", in.c,
                                p->groups);
-    size_t pa, pb, oh = 0, ow = 0, ext, padded;
+    size_t pa, pb, oh = 0, ow = 0, ext, padded, padded_h = 0;
     int rc = conv_axis(in.h, p->kh, p->stride_h, p->dil_h, p->same, p->pad_top, p->pad_bottom, &pa, &pb, &oh,
                        &ext, &padded);
+    padded_h = padded;
     if (rc == 1)
         return cnn_layer_error(L, CNN_ERR_SHAPE,
                                "kernel height %zu (kh=%zu, dilation %zu) is larger than the padded input height "
@@ -545,6 +546,14 @@ static cnn_status conv_shape(cnn_layer *L) {
     }
     if (p->wgrad == WGRAD_BLOCKED && !blk_possible(p))
         return cnn_layer_error(L, CNN_ERR_SHAPE, "wgrad=blocked needs groups=1");
+    if (blk_possible(p)) {
+        /* the blocked weight gradient's padded planes (at most the padded input) and packed dy rows */
+        size_t a, b2;
+        if (!cnn_size_mul3(in.c, padded_h, padded + 16, &a) || !cnn_size_mul3(p->k + 16, ow, 2 * sizeof(float), &b2) ||
+            !cnn_size_add(a, b2, &a) || !cnn_size_mul(a, 2 * sizeof(float), &a))
+            return cnn_layer_error(L, CNN_ERR_SHAPE, "blocked weight-gradient planes of %zux%zu are too large", in.h,
+                                   in.w);
+    }
     if (algo_is_wino(p->algo) && !winograd_possible(p))
         return cnn_layer_error(L, CNN_ERR_SHAPE, "algo=%s needs a 3x3 kernel, stride 1, dilation 1 and groups=1",
                                algo_names[p->algo]);
@@ -1829,13 +1838,15 @@ static void stem_backward_weights_task(void *arg, size_t part, size_t thread) {
  * Pieces: (sample, block of rb output rows), rb such that a piece's packed dy is at most BLK_PIECE floats;
  * a group of pieces (together at most BLK_GROUP floats of packed dy and padded x) is prepared by the team
  * (thread t packs dy blocks and pads x planes range t of the group), then after a barrier every thread
- * runs its tasks on the group's pieces: task = (k group of at most 3 blocks, tap group of at most 9
- * consecutive rows q), thread t owning tasks range t of them for the whole pass. A task's per-piece float
+ * runs its tasks on the group's pieces, piece by piece: task = (k group of at most 4 blocks, tap group of
+ * nt consecutive rows q, nt = min(9, 27 / the largest group's blocks)), thread t owning tasks range t of
+ * them for the whole pass. The bias gradient comes from the per-piece dy sums of the packing, added in
+ * piece order by the owner of the channel block. A task's per-piece float
  * sums (the kernel's FMA chains over the piece's pixels in order) are added to the double accumulator of
  * its entries in piece order, so each dW element has one owner and an order fixed by the shape: identical
  * for any thread count, and (wgrad.h) on every ISA. Groups alternate between the buffers of regions 0 and
  * 1 (as wino_wgrad_team's chunks), so one barrier per group suffices. The FMA work is 2 * K16 * rows * P
- * flops per sample (K16: K rounded up to 16), at 12 loads per 27 FMAs (wgrad.h). */
+ * flops per sample (K16: K rounded up to 16), at 10 loads per 24 FMAs (4 x 6) or 12 per 27 (3 x 9). */
 #define BLK_PIECE ((size_t)1 << 16)
 #define BLK_GROUP ((size_t)1 << 18)
 
@@ -1967,7 +1978,6 @@ static void blk_wgrad_team(void *arg, size_t t, size_t T) {
     if (p->bias)
         for (size_t k = d0 * 16; k < d1 * 16 && k < d->K; k++) r->dw[d->K * d->rows + k] = (float)dbs[k];
 }
-
 
 static void conv_backward_weights(const cnn_layer_run *r) {
     if (!r->dw) return;
